@@ -1,0 +1,177 @@
+"""The ``emodistill`` command line.
+
+Sub-commands::
+
+    emodistill train [-e EXP] [-d DATASET] [-m METHOD] [--config FILE] [key=value ...]
+    emodistill evaluate CHECKPOINT [--split test] [key=value ...]
+    emodistill benchmark -d DATASET -m M1,M2 [--seeds 1111-1115] [key=value ...]
+    emodistill data verify -d DATASET [key=value ...]
+    emodistill list [datasets|methods|experiments|protocols|encoders]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import warnings
+from collections.abc import Sequence
+
+from emodistill.errors import EmodistillError
+
+log = logging.getLogger("emodistill")
+
+
+def _setup_logging(verbose: bool) -> None:
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    level = logging.INFO if verbose else logging.WARNING
+    for name in ("lightning.pytorch", "lightning.fabric", "lightning.pytorch.utilities.rank_zero",
+                 "lightning.fabric.utilities.rank_zero"):
+        logging.getLogger(name).setLevel(level)
+    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+    warnings.filterwarnings("ignore", message=".*number of training batches.*")
+    warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+
+
+def _cmd_train(a: argparse.Namespace) -> int:
+    from emodistill.config import compose
+    from emodistill.training.run import run_experiment
+
+    cfg = compose(dataset=a.dataset, method=a.method, experiment=a.experiment,
+                  config_file=a.config, overrides=a.overrides)
+    res = run_experiment(cfg)
+    print(f"run folder: {res.path}")
+    for f in res.folds:
+        print(f"[{f.fold}] best epoch {f.best_epoch} of {f.epochs}; test: "
+              + ", ".join(f"{k}={v:.4f}" for k, v in f.test.items()))
+    if len(res.folds) > 1:
+        print("mean over folds: " + ", ".join(f"{k}={v:.4f}" for k, v in res.mean.items()))
+    return 0
+
+
+def _cmd_evaluate(a: argparse.Namespace) -> int:
+    from emodistill.training.evaluate import evaluate_checkpoint
+
+    metrics = evaluate_checkpoint(a.checkpoint, split=a.split, overrides=a.overrides)
+    print(json.dumps(metrics, indent=2))
+    return 0
+
+
+def _cmd_benchmark(a: argparse.Namespace) -> int:
+    from emodistill.training.benchmark import parse_seeds, run_benchmark
+
+    res = run_benchmark(
+        dataset=a.dataset, methods=[m for m in a.methods.split(",") if m],
+        seeds=parse_seeds(a.seeds), experiment=a.experiment, overrides=a.overrides,
+        output_dir=a.output, name=a.name,
+    )
+    print(res.markdown)
+    print(f"tables written to {res.path} (summary.md, summary.csv, per_seed.csv)")
+    return 0
+
+
+def _cmd_data_verify(a: argparse.Namespace) -> int:
+    from emodistill.config import compose, to_container
+    from emodistill.data.registry import build_dataset
+    from emodistill.training.run import prepare
+
+    cfg = compose(dataset=a.dataset, overrides=a.overrides)
+    ds = build_dataset(to_container(cfg.dataset))
+    prep = prepare(cfg, ds)
+    summary = ds.summary()
+    summary["info"] = ds.info
+    summary["protocol"] = {
+        "name": cfg.protocol.name,
+        "folds": {f.name: {"train": len(f.train), "valid": len(f.valid), "test": len(f.test)}
+                  for f in prep.folds},
+        "group_disjoint": True,
+    }
+    print(json.dumps(summary, indent=2, default=str))
+    print(f"OK: {ds.spec.name} verified, fingerprint {summary['fingerprint']}")
+    return 0
+
+
+def _cmd_list(a: argparse.Namespace) -> int:
+    from emodistill.config import list_configs
+    from emodistill.data.protocols import PROTOCOLS
+    from emodistill.data.registry import DATASETS
+    from emodistill.models import ENCODERS, METHODS
+
+    groups = {
+        "datasets": ("dataset configs", list_configs("dataset"), DATASETS.names()),
+        "methods": ("method configs", list_configs("method"), METHODS.names()),
+        "experiments": ("experiment configs", list_configs("experiment"), None),
+        "protocols": ("protocols", PROTOCOLS.names(), None),
+        "encoders": ("encoders", ENCODERS.names(), None),
+    }
+    for key, (title, names, registered) in groups.items():
+        if a.what and a.what != key:
+            continue
+        print(f"{title}: {', '.join(names)}")
+        if registered is not None:
+            print(f"  registered {key}: {', '.join(registered)}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (exposed for docs and tests)."""
+    p = argparse.ArgumentParser(prog="emodistill", description=__doc__.split("\n")[0])
+    p.add_argument("-v", "--verbose", action="store_true", help="show Lightning's logs")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train one config (all folds of its protocol)")
+    t.add_argument("-e", "--experiment", default=None, help="experiment config name")
+    t.add_argument("-d", "--dataset", default=None, help="dataset config name")
+    t.add_argument("-m", "--method", default=None, help="method config name")
+    t.add_argument("--config", default=None, help="a YAML file merged after the named configs")
+    t.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.lr=1e-3")
+    t.set_defaults(fn=_cmd_train)
+
+    e = sub.add_parser("evaluate", help="evaluate a saved checkpoint on its split")
+    e.add_argument("checkpoint")
+    e.add_argument("--split", default="test", choices=["train", "valid", "test"])
+    e.add_argument("overrides", nargs="*", help="e.g. dataset.root=PATH if the data moved")
+    e.set_defaults(fn=_cmd_evaluate)
+
+    b = sub.add_parser("benchmark", help="methods x seeds -> mean ± std table")
+    b.add_argument("-d", "--dataset", required=True)
+    b.add_argument("-m", "--methods", required=True,
+                   help="comma-separated method configs, e.g. unimodal,early_fusion")
+    b.add_argument("-e", "--experiment", default=None)
+    b.add_argument("--seeds", default="1111-1115")
+    b.add_argument("--output", default="runs/benchmarks")
+    b.add_argument("--name", default=None, help="benchmark folder name")
+    b.add_argument("overrides", nargs="*")
+    b.set_defaults(fn=_cmd_benchmark)
+
+    d = sub.add_parser("data", help="data utilities")
+    dsub = d.add_subparsers(dest="data_command", required=True)
+    v = dsub.add_parser("verify", help="check files, shapes, labels, splits; print a fingerprint")
+    v.add_argument("-d", "--dataset", required=True)
+    v.add_argument("overrides", nargs="*")
+    v.set_defaults(fn=_cmd_data_verify)
+
+    ls = sub.add_parser("list", help="list configs and registered names")
+    ls.add_argument("what", nargs="?", default=None,
+                    choices=["datasets", "methods", "experiments", "protocols", "encoders"])
+    ls.set_defaults(fn=_cmd_list)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``emodistill`` command."""
+    args = build_parser().parse_args(argv)
+    _setup_logging(args.verbose)
+    try:
+        return int(args.fn(args))
+    except EmodistillError as e:
+        print(f"emodistill: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

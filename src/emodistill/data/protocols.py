@@ -1,0 +1,226 @@
+"""Evaluation protocols as code: every split is made on groups, before any windowing.
+
+Each protocol returns a list of :class:`Fold` (train / valid / test row indices)
+and asserts that its group key never spans two parts of a fold. Validation
+sets are always carved out of the training part, so model selection never
+sees the test part.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn.model_selection import GroupKFold, GroupShuffleSplit, LeaveOneGroupOut
+
+from emodistill._registry import Registry
+from emodistill.data.dataset import MultimodalDataset
+from emodistill.errors import ConfigError, EmptySplitError, LeakageError
+
+__all__ = ["Fold", "PROTOCOLS", "make_folds", "check_disjoint"]
+
+
+@dataclass(frozen=True)
+class Fold:
+    """Row indices of one train / valid / test partition.
+
+    Attributes
+    ----------
+    name : str
+        Fold name (``"poria"``, ``"fold3"``, ``"subject07"``...).
+    train, valid, test : np.ndarray
+        int64 row indices, disjoint.
+    group_key : str
+        The group key whose values never span two parts.
+    """
+
+    name: str
+    train: np.ndarray
+    valid: np.ndarray
+    test: np.ndarray
+    group_key: str
+
+
+ProtocolFn = Callable[..., list[Fold]]
+PROTOCOLS: Registry[ProtocolFn] = Registry("protocol")
+
+
+def _groups(ds: MultimodalDataset, key: str | list[str]) -> np.ndarray:
+    keys = [key] if isinstance(key, str) else list(key)
+    for k in keys:
+        if k not in ds.groups:
+            raise ConfigError(
+                f"dataset {ds.spec.name!r} has no group key {k!r}; available: {sorted(ds.groups)}"
+            )
+    if len(keys) == 1:
+        return ds.groups[keys[0]].astype(str)
+    return np.array(["|".join(t) for t in zip(*(ds.groups[k].astype(str) for k in keys))])
+
+
+def check_disjoint(fold: Fold, groups: np.ndarray) -> None:
+    """Raise :class:`LeakageError` if a group value occurs in two parts of ``fold``."""
+    parts = {"train": fold.train, "valid": fold.valid, "test": fold.test}
+    seen: dict[str, set[str]] = {k: set(groups[v].tolist()) for k, v in parts.items()}
+    for a, b in (("train", "valid"), ("train", "test"), ("valid", "test")):
+        both = seen[a] & seen[b]
+        if both:
+            raise LeakageError(
+                f"fold {fold.name!r}: {fold.group_key} {sorted(both)[:3]} appear in both "
+                f"{a} and {b}"
+            )
+    idx = np.concatenate(list(parts.values()))
+    if len(np.unique(idx)) != len(idx):
+        raise LeakageError(f"fold {fold.name!r}: a row appears in two parts")
+    for k, v in parts.items():
+        if len(v) == 0:
+            raise EmptySplitError(
+                f"fold {fold.name!r}: the {k} part is empty; use fewer folds, a smaller "
+                "valid_fraction, or more data"
+            )
+
+
+def _carve_valid(
+    train: np.ndarray, groups: np.ndarray, fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Split ``train`` rows into (train, valid) by whole groups."""
+    if not 0.0 < fraction < 1.0:
+        raise ConfigError(f"protocol.valid_fraction={fraction}; use a value in (0, 1)")
+    g = groups[train]
+    if len(np.unique(g)) < 2:
+        raise EmptySplitError(
+            f"cannot carve a validation set out of train: it holds a single group {g[0]!r}"
+        )
+    gss = GroupShuffleSplit(n_splits=1, test_size=fraction, random_state=seed)
+    tr, va = next(gss.split(train, groups=g))
+    return np.sort(train[tr]), np.sort(train[va])
+
+
+def _finish(folds: list[Fold], groups: np.ndarray) -> list[Fold]:
+    for f in folds:
+        check_disjoint(f, groups)
+    return folds
+
+
+@PROTOCOLS.register("split")
+def predefined_split(
+    ds: MultimodalDataset,
+    *,
+    split: str = "standard",
+    valid_group: str | None = None,
+    valid_fraction: float = 0.15,
+    valid_seed: int = 0,
+) -> list[Fold]:
+    """A predefined split stored with the data (``standard``, ``poria``...).
+
+    When the split has no ``valid`` part, one is carved out of ``train`` by whole
+    ``valid_group`` groups (e.g. whole videos for MOSI's Poria split).
+    """
+    if split not in ds.splits:
+        raise ConfigError(
+            f"dataset {ds.spec.name!r} has no predefined split {split!r}; "
+            f"available: {sorted(ds.splits) or 'none'} (or use protocol group_kfold)"
+        )
+    lab = ds.splits[split]
+    train, valid, test = (np.flatnonzero(lab == s) for s in ("train", "valid", "test"))
+    key = valid_group or "id"
+    groups = _groups(ds, valid_group) if valid_group else ds.ids.astype(str)
+    if len(valid) == 0:
+        if valid_group is None:
+            raise ConfigError(
+                f"split {split!r} has no valid part; set protocol.valid_group (e.g. video) so "
+                "one is carved out of train by whole groups"
+            )
+        train, valid = _carve_valid(train, groups, valid_fraction, valid_seed)
+    return _finish([Fold(split, train, valid, test, key)], groups)
+
+
+@PROTOCOLS.register("group_kfold")
+def group_kfold(
+    ds: MultimodalDataset,
+    *,
+    group: str = "video",
+    k: int = 5,
+    valid_fraction: float = 0.15,
+    seed: int = 0,
+) -> list[Fold]:
+    """K-fold over whole groups (video, speaker, subject); valid carved by group from train."""
+    groups = _groups(ds, group)
+    n_groups = len(np.unique(groups))
+    if not 2 <= k <= n_groups:
+        raise ConfigError(f"protocol.k={k}; use 2 <= k <= {n_groups} (number of {group}s)")
+    splitter = GroupKFold(n_splits=k, shuffle=True, random_state=seed)
+    folds = []
+    for i, (tr, te) in enumerate(splitter.split(np.arange(len(ds)), groups=groups)):
+        tr, va = _carve_valid(tr, groups, valid_fraction, seed + i)
+        folds.append(Fold(f"fold{i}", tr, va, np.sort(te), group))
+    return _finish(folds, groups)
+
+
+@PROTOCOLS.register("subject_dependent")
+def subject_dependent(
+    ds: MultimodalDataset,
+    *,
+    subject: str = "subject",
+    trial: str = "trial",
+    k: int = 5,
+    valid_fraction: float = 0.15,
+    seed: int = 0,
+) -> list[Fold]:
+    """Subject-dependent k-fold grouped by trial (TorchEEG ``KFoldPerSubjectGroupbyTrial``).
+
+    Each subject's trials are split into ``k`` folds; fold ``i`` tests on the
+    ``i``-th part of every subject and trains one pooled model on the rest, so
+    every test subject is also seen in training but no trial (and none of its
+    windows) is in two parts. Validation trials are carved per fold from the
+    training trials.
+    """
+    subj = _groups(ds, subject)
+    trial_key = _groups(ds, [subject, trial])
+    rng = np.random.default_rng(seed)
+    parts: list[list[np.ndarray]] = [[] for _ in range(k)]
+    for s in np.unique(subj):
+        trials = np.unique(trial_key[subj == s])
+        if len(trials) < k:
+            raise ConfigError(
+                f"subject {s!r} has {len(trials)} trials, fewer than protocol.k={k}"
+            )
+        rng.shuffle(trials)
+        for i, chunk in enumerate(np.array_split(trials, k)):
+            parts[i].append(np.flatnonzero(np.isin(trial_key, chunk)))
+    folds = []
+    for i in range(k):
+        te = np.sort(np.concatenate(parts[i]))
+        tr = np.setdiff1d(np.arange(len(ds)), te)
+        tr, va = _carve_valid(tr, trial_key, valid_fraction, seed + i)
+        folds.append(Fold(f"fold{i}", tr, va, te, f"{subject}+{trial}"))
+    return _finish(folds, trial_key)
+
+
+@PROTOCOLS.register("loso")
+def leave_one_subject_out(
+    ds: MultimodalDataset,
+    *,
+    subject: str = "subject",
+    valid_fraction: float = 0.15,
+    seed: int = 0,
+) -> list[Fold]:
+    """Leave-one-subject-out; validation subjects are carved out of the training subjects."""
+    groups = _groups(ds, subject)
+    folds = []
+    for tr, te in LeaveOneGroupOut().split(np.arange(len(ds)), groups=groups):
+        tr, va = _carve_valid(tr, groups, valid_fraction, seed)
+        folds.append(Fold(f"{subject}{groups[te[0]]}", tr, va, np.sort(te), subject))
+    return _finish(folds, groups)
+
+
+def make_folds(ds: MultimodalDataset, name: str, **params: object) -> list[Fold]:
+    """Run protocol ``name`` on ``ds`` with ``params`` (clear errors on bad names)."""
+    fn = PROTOCOLS.get(name)
+    try:
+        return fn(ds, **params)
+    except TypeError as e:
+        import inspect
+
+        valid = [p for p in inspect.signature(fn).parameters if p != "ds"]
+        raise ConfigError(f"protocol {name!r}: {e}; valid parameters: {valid}") from None

@@ -1,0 +1,125 @@
+"""Several methods × seeds on one dataset → one mean ± std table of every metric.
+
+Methods are named by their config file (``configs/method/<name>.yaml``) and may
+carry overrides after a colon: ``unimodal:modality=audio`` or
+``late_fusion:aux_weight=0.5,dropout=0.1``. A ``unimodal`` entry without a
+modality expands to one entry per modality of the dataset. For k-fold
+protocols each seed's number is the mean over its folds; the table reports
+mean ± sample std over seeds.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from emodistill._fs import atomic_write, unique_dir
+from emodistill.config import compose, to_container
+from emodistill.data.registry import build_dataset
+from emodistill.errors import ConfigError
+from emodistill.metrics import metric_names
+from emodistill.report.tables import aggregate, to_markdown
+from emodistill.training.run import prepare, run_experiment
+
+__all__ = ["run_benchmark", "parse_seeds", "BenchmarkResult", "expand_methods"]
+
+log = logging.getLogger(__name__)
+
+
+def parse_seeds(text: str) -> list[int]:
+    """Parse ``"1111-1115"``, ``"1,2,3"`` or ``"7"`` into a list of ints."""
+    seeds: list[int] = []
+    try:
+        for part in str(text).split(","):
+            part = part.strip()
+            if "-" in part[1:]:
+                a, b = part.split("-", 1)
+                seeds += list(range(int(a), int(b) + 1))
+            elif part:
+                seeds.append(int(part))
+    except ValueError:
+        raise ConfigError(f"seeds={text!r}; use e.g. 1111-1115 or 1,2,3") from None
+    if not seeds:
+        raise ConfigError(f"seeds={text!r} names no seed")
+    return seeds
+
+
+@dataclass
+class MethodEntry:
+    """One row of the benchmark: a method config plus overrides."""
+
+    label: str
+    config: str
+    overrides: list[str]
+
+
+def expand_methods(entries: list[str], modalities: list[str]) -> list[MethodEntry]:
+    """Parse method entries (see module docstring) and expand bare ``unimodal``."""
+    out = []
+    for e in entries:
+        name, _, rest = e.partition(":")
+        ov = [f"method.{kv.strip()}" for kv in rest.split(",") if kv.strip()]
+        if name == "unimodal" and not any(o.startswith("method.modality=") for o in ov):
+            out += [MethodEntry(f"unimodal({m})", name, [*ov, f"method.modality={m}"])
+                    for m in modalities]
+        else:
+            out.append(MethodEntry(e if not rest else f"{name}({rest})", name, ov))
+    return out
+
+
+@dataclass
+class BenchmarkResult:
+    """Per-seed rows, the aggregated table and where they were written."""
+
+    per_seed: pd.DataFrame
+    summary: pd.DataFrame
+    markdown: str
+    path: Path
+
+
+def run_benchmark(
+    *,
+    dataset: str,
+    methods: list[str],
+    seeds: list[int],
+    experiment: str | None = None,
+    overrides: list[str] | tuple[str, ...] = (),
+    output_dir: str | Path = "runs/benchmarks",
+    name: str | None = None,
+) -> BenchmarkResult:
+    """Run ``methods`` × ``seeds`` on ``dataset`` and write the tables.
+
+    Writes ``per_seed.csv``, ``summary.csv`` and ``summary.md`` into a new
+    folder under ``output_dir``; the runs themselves go in its ``runs/``.
+    """
+    base = compose(dataset=dataset, method=methods[0].partition(":")[0],
+                   experiment=experiment, overrides=list(overrides))
+    ds = build_dataset(to_container(base.dataset))
+    target = ds.spec.target(base.dataset.target)
+    mods = list(base.dataset.modalities) if base.dataset.modalities else ds.spec.modality_names
+    entries = expand_methods(methods, mods)
+    cfgs = {}
+    for entry in entries:  # compose and check everything before training anything
+        for seed in seeds:
+            cfg = compose(dataset=dataset, method=entry.config, experiment=experiment,
+                          overrides=[*overrides, *entry.overrides, f"seed={seed}"])
+            prepare(cfg, ds)
+            cfgs[(entry.label, seed)] = cfg
+    out = unique_dir(Path(output_dir) / (name or f"{dataset}-{target.name}"))
+    rows = []
+    for (label, seed), cfg in cfgs.items():
+        log.info("benchmark: %s seed %d", label, seed)
+        res = run_experiment(cfg, dataset=ds, output_dir=out / "runs")
+        rows.append({"method": label, "seed": seed, "n_folds": len(res.folds), **res.mean})
+    per_seed = pd.DataFrame(rows)
+    metrics = metric_names(target)
+    summary = aggregate(per_seed, metrics)
+    title = f"{dataset} / {target.name} / protocol {base.protocol.name}"
+    md = to_markdown(summary, metrics, title=title)
+    atomic_write(out / "per_seed.csv", lambda f: per_seed.to_csv(f, index=False))
+    atomic_write(out / "summary.csv", lambda f: summary.to_csv(f))
+    atomic_write(out / "summary.md", lambda f: f.write(md))
+    return BenchmarkResult(per_seed, summary, md, out)

@@ -1,0 +1,51 @@
+"""Evaluate a saved checkpoint on a split of its data, rebuilt from the stored config."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from omegaconf import OmegaConf
+
+from emodistill.checkpoint import load_checkpoint
+from emodistill.config import to_container
+from emodistill.data.registry import build_dataset
+from emodistill.data.protocols import make_folds
+from emodistill.errors import ConfigError
+from emodistill.metrics import metric_collection
+from emodistill.training.loaders import batch_loader
+
+__all__ = ["evaluate_checkpoint"]
+
+
+def evaluate_checkpoint(
+    path: str | Path, *, split: str = "test", overrides: list[str] | tuple[str, ...] = ()
+) -> dict[str, float]:
+    """Recompute the metrics of checkpoint ``path`` on ``split`` of its fold.
+
+    The data and the fold are rebuilt from the config stored in the checkpoint
+    (overrides such as ``dataset.root=NEW`` point to moved data); the stored
+    normalisation statistics are applied, never refitted.
+    """
+    ck = load_checkpoint(path)
+    cfg = OmegaConf.create(ck.config)
+    for item in overrides:
+        key, _, value = item.partition("=")
+        if OmegaConf.select(cfg, key, default="__absent__") == "__absent__":
+            raise ConfigError(f"override {item!r}: no key {key!r} in the stored config")
+        OmegaConf.update(cfg, key, value)
+    ds = build_dataset(to_container(cfg.dataset))
+    proto = to_container(cfg.protocol)
+    name = proto.pop("name")
+    for k in ("fold", "allow_leaky"):
+        proto.pop(k, None)
+    folds = {f.name: f for f in make_folds(ds, name, **proto)}
+    fold = folds[ck.meta["fold"]]
+    part = ds.subset(getattr(fold, split))
+    if ck.standardizer is not None:
+        part = ck.standardizer.transform(part)
+    metrics = metric_collection(ck.target)
+    with torch.no_grad():
+        for batch in batch_loader(part, ck.target.name, batch_size=256, shuffle=False):
+            metrics.update(ck.model(batch).preds, batch.target)
+    return {k: float(v) for k, v in metrics.compute().items()}

@@ -1,0 +1,331 @@
+"""One run: config → data → protocol folds → fit on train, select on valid → test once.
+
+Each run writes a folder::
+
+    <output_dir>/<run_name>/
+        config.yaml          resolved config
+        data.json            dataset summary and fingerprint
+        results.json         test metrics per fold and their mean
+        <fold>/metrics.csv   per-epoch train/valid metrics
+        <fold>/test_metrics.json
+        <fold>/predictions.csv
+        <fold>/model.pt      self-describing checkpoint (see emodistill.checkpoint)
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import pandas as pd
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from emodistill._fs import atomic_write, unique_dir
+from emodistill.checkpoint import load_checkpoint, save_checkpoint
+from emodistill.config import to_container
+from emodistill.data.dataset import MultimodalDataset
+from emodistill.data.normalize import Standardizer
+from emodistill.data.protocols import Fold, make_folds
+from emodistill.data.registry import build_dataset
+from emodistill.data.spec import TargetSpec
+from emodistill.errors import ConfigError
+from emodistill.metrics import HIGHER_IS_BETTER
+from emodistill.models import MERModel, build_method
+from emodistill.training.history import EpochHistory
+from emodistill.training.lit import LitMER
+from emodistill.training.loaders import batch_loader
+
+__all__ = ["run_experiment", "RunResult", "FoldResult", "prepare", "Prepared"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class FoldResult:
+    """Outcome of one fold (``model`` is the selected model, kept in memory)."""
+
+    fold: str
+    test: dict[str, float]
+    best_epoch: int
+    epochs: int
+    sizes: dict[str, int]
+    path: Path
+    model: MERModel | None = field(default=None, repr=False)
+
+
+@dataclass
+class RunResult:
+    """Outcome of one run (all folds of one seed)."""
+
+    path: Path
+    folds: list[FoldResult] = field(default_factory=list)
+
+    @property
+    def mean(self) -> dict[str, float]:
+        """Test metrics averaged over folds."""
+        keys = self.folds[0].test.keys()
+        return {k: float(np.mean([f.test[k] for f in self.folds])) for k in keys}
+
+
+@dataclass
+class Prepared:
+    """A config checked against its data, ready to train."""
+
+    cfg: DictConfig
+    dataset: MultimodalDataset
+    target: TargetSpec
+    modalities: list[str]
+    folds: list[Fold]
+
+
+def _check_train_cfg(cfg: DictConfig) -> None:
+    t = cfg.train
+    if not str(t.monitor).startswith("val/"):
+        raise ConfigError(
+            f"train.monitor={t.monitor!r}: model selection must use a validation metric "
+            "(val/...), never a test one"
+        )
+    if t.mode not in ("min", "max"):
+        raise ConfigError(f"train.mode={t.mode!r}; use min or max")
+    name = str(t.monitor)[4:]
+    if name in HIGHER_IS_BETTER and HIGHER_IS_BETTER[name] != (t.mode == "max"):
+        want = "max" if HIGHER_IS_BETTER[name] else "min"
+        raise ConfigError(f"train.monitor={t.monitor} needs train.mode={want}")
+
+
+def prepare(cfg: DictConfig, dataset: MultimodalDataset | None = None) -> Prepared:
+    """Load (or reuse) the data, resolve target and modalities, and make the folds.
+
+    Everything that can be wrong with the config or the data fails here, before
+    any file is written.
+    """
+    _check_train_cfg(cfg)
+    ds = dataset if dataset is not None else build_dataset(to_container(cfg.dataset))
+    target = ds.spec.target(cfg.dataset.target)
+    mods = list(cfg.dataset.modalities) if cfg.dataset.modalities else ds.spec.modality_names
+    for m in mods:
+        ds.spec.modality(m)
+    method_mod = cfg.method.get("modality")
+    if method_mod is not None:
+        ds.spec.modality(method_mod)
+    proto = to_container(cfg.protocol)
+    pname = proto.pop("name")
+    fold_name = proto.pop("fold", None)
+    allow_leaky = proto.pop("allow_leaky", False)
+    used = [method_mod] if method_mod else mods
+    leaky = set(ds.info.get("leaky_splits", {}).get(proto.get("split", ""), [])) & set(used)
+    if pname == "split" and leaky and not allow_leaky:
+        raise ConfigError(
+            f"split {proto.get('split')!r} of {ds.spec.name!r} is leaky for {sorted(leaky)}: "
+            "those features were learned with labels on another split (see the data README). "
+            "Use the honest split (e.g. protocol.split=poria) or set protocol.allow_leaky=true "
+            "for a diagnostic run whose numbers must not be reported."
+        )
+    folds = make_folds(ds, pname, **proto)
+    if fold_name is not None:
+        names = [f.name for f in folds]
+        if fold_name not in names:
+            raise ConfigError(f"protocol.fold={fold_name!r}; valid folds: {names}")
+        folds = [f for f in folds if f.name == fold_name]
+    params = to_container(cfg.method)
+    name = params.pop("name")
+    params.setdefault("modalities", mods)
+    params.pop("teacher", None)  # the teacher is checked when it is obtained
+    build_method(name, spec=ds.spec, target=target, params=params)  # fail early on bad params
+    return Prepared(cfg, ds, target, mods, folds)
+
+
+def _trainer(cfg: DictConfig, callbacks: list[L.Callback], root: Path) -> L.Trainer:
+    t = cfg.train
+    return L.Trainer(
+        max_epochs=t.max_epochs,
+        accelerator=t.accelerator,
+        devices=t.devices,
+        strategy=t.strategy,
+        precision=t.precision,
+        deterministic=t.deterministic,
+        accumulate_grad_batches=t.accumulate_grad_batches,
+        gradient_clip_val=t.gradient_clip_val,
+        gradient_clip_algorithm=t.gradient_clip_algorithm,
+        callbacks=callbacks,
+        logger=False,
+        enable_progress_bar=t.progress_bar,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        default_root_dir=str(root),
+    )
+
+
+def fit_fold(prep: Prepared, fold: Fold, out: Path) -> FoldResult:
+    """Train on ``fold.train``, select on ``fold.valid``, test once on ``fold.test``."""
+    cfg, ds, target = prep.cfg, prep.dataset, prep.target
+    L.seed_everything(int(cfg.seed), workers=True, verbose=False)
+    parts = {k: ds.subset(getattr(fold, k)) for k in ("train", "valid", "test")}
+    std = Standardizer.fit(parts["train"]) if cfg.dataset.normalize else None
+    if std is not None:
+        parts = {k: std.transform(v) for k, v in parts.items()}
+    if cfg.train.data_on_device and torch.cuda.is_available() and cfg.train.accelerator != "cpu":
+        parts = {k: v.to("cuda") for k, v in parts.items()}
+    method_params = to_container(cfg.method)
+    name = method_params.pop("name")
+    method_params.setdefault("modalities", prep.modalities)
+    if method_params.get("teacher") is not None:
+        method_params["teacher"] = obtain_teacher(prep, fold, out / "teacher")
+    model = build_method(name, spec=ds.spec, target=target, params=method_params)
+    if cfg.train.compile:
+        model.compile()
+    lit = LitMER(model, to_container(cfg.train))
+    history = EpochHistory()
+    with tempfile.TemporaryDirectory(prefix="emodistill-ckpt-") as tmp:
+        ckpt = L.pytorch.callbacks.ModelCheckpoint(
+            dirpath=tmp, filename="best", monitor=cfg.train.monitor, mode=cfg.train.mode,
+            save_top_k=1, save_weights_only=True,
+        )
+        stop = L.pytorch.callbacks.EarlyStopping(
+            monitor=cfg.train.monitor, mode=cfg.train.mode, patience=cfg.train.patience,
+        )
+        trainer = _trainer(cfg, [ckpt, stop, history], out)
+        bs, seed = int(cfg.train.batch_size), int(cfg.seed)
+        trainer.fit(
+            lit,
+            batch_loader(parts["train"], target.name, batch_size=bs, shuffle=True, seed=seed),
+            batch_loader(parts["valid"], target.name, batch_size=bs, shuffle=False),
+        )
+        best_epoch = _best_epoch(history.rows, cfg.train.monitor, cfg.train.mode)
+        # the test part is read exactly once, with the weights selected on validation
+        trainer.test(lit, batch_loader(parts["test"], target.name, batch_size=bs, shuffle=False),
+                     ckpt_path=ckpt.best_model_path or None, verbose=False)
+    test = {k[5:]: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")}
+    out.mkdir(parents=True, exist_ok=True)
+    history.write(out / "metrics.csv")
+    _write_predictions(out / "predictions.csv", lit, parts["test"], target)
+    atomic_write(out / "test_metrics.json", lambda f: json.dump(test, f, indent=2))
+    sizes = {k: len(v) for k, v in parts.items()}
+    if cfg.train.save_checkpoint:
+        save_checkpoint(
+            out / "model.pt", lit.model, config=to_container(cfg), standardizer=std,
+            meta={"fold": fold.name, "test_metrics": test, "best_epoch": best_epoch,
+                  "sizes": sizes, "data_fingerprint": ds.fingerprint()},
+        )
+    return FoldResult(fold.name, test, best_epoch, len(history.rows), sizes, out, lit.model)
+
+
+def obtain_teacher(prep: Prepared, fold: Fold, out: Path) -> MERModel:
+    """The teacher of a teacher → student method, for this fold.
+
+    ``method.teacher.checkpoint`` may name a teacher ``model.pt`` or a run folder
+    holding ``<fold>/model.pt``; the checkpoint must come from the same fold of
+    the same data (fingerprint), otherwise the teacher may have seen this fold's
+    test part. Without a checkpoint the teacher (``method.teacher.method``, with
+    ``method.teacher.train`` overriding the train section) is trained first on
+    exactly this fold's train part, selected on its valid part, and saved under
+    ``<fold>/teacher/``.
+    """
+    cfg = prep.cfg
+    tcfg = to_container(cfg.method.teacher)
+    ckpt = tcfg.get("checkpoint")
+    if ckpt:
+        path = Path(ckpt)
+        if path.is_dir():
+            path = path / fold.name / "model.pt"
+        loaded = load_checkpoint(path)
+        fp, want = loaded.meta.get("data_fingerprint"), prep.dataset.fingerprint()
+        if not tcfg.get("allow_foreign", False) and (
+            loaded.meta.get("fold") != fold.name or fp != want
+        ):
+            raise ConfigError(
+                f"teacher checkpoint {str(path)!r} was trained on fold "
+                f"{loaded.meta.get('fold')!r} of data {fp}, but this is fold {fold.name!r} of "
+                f"data {want}: it may have seen this fold's test samples. Train the teacher on "
+                "the same protocol, or set method.teacher.allow_foreign=true knowingly."
+            )
+        if loaded.target.name != prep.target.name:
+            raise ConfigError(
+                f"teacher predicts {loaded.target.name!r}, the student {prep.target.name!r}"
+            )
+        return loaded.model
+    if not tcfg.get("method"):
+        raise ConfigError("method.teacher needs either checkpoint=PATH or method={name: ...}")
+    sub = OmegaConf.create(to_container(cfg))
+    sub.method = tcfg["method"]
+    sub.method_config = f"teacher-{tcfg['method']['name']}"
+    if tcfg.get("train"):
+        sub.train = OmegaConf.merge(sub.train, tcfg["train"])
+    teacher_prep = Prepared(sub, prep.dataset, prep.target, prep.modalities, [fold])
+    res = fit_fold(teacher_prep, fold, out)
+    assert res.model is not None
+    log.info("teacher %s on %s: test %s", sub.method_config, fold.name, res.test)
+    return res.model
+
+
+def _best_epoch(rows: list[dict[str, float]], monitor: str, mode: str) -> int:
+    vals = [(r[monitor], r["epoch"]) for r in rows if monitor in r]
+    if not vals:
+        return -1
+    return int((min(vals) if mode == "min" else max(vals))[1])
+
+
+def _write_predictions(path: Path, lit: LitMER, test: MultimodalDataset, target: TargetSpec) -> None:
+    idx = torch.cat([o[0] for o in lit.test_outputs]).cpu().numpy()
+    vals = torch.cat([o[1] for o in lit.test_outputs]).float().cpu().numpy()
+    gold = torch.cat([o[2] for o in lit.test_outputs]).cpu().numpy()
+    df = pd.DataFrame({"id": test.ids[idx], "target": gold})
+    if target.kind == "regression":
+        df["prediction"] = vals
+    else:
+        names = list(target.class_names or ())
+        df["target_name"] = [names[int(i)] for i in gold]
+        df["prediction"] = vals.argmax(1)
+        df["prediction_name"] = [names[int(i)] for i in df["prediction"]]
+        for i, n in enumerate(names):
+            df[f"p_{n}"] = vals[:, i]
+    lit.test_outputs.clear()
+    atomic_write(path, lambda f: df.to_csv(f, index=False))
+
+
+def default_run_name(cfg: DictConfig, target: TargetSpec) -> str:
+    """``<method config>-<dataset>-<target>-seed<seed>``."""
+    return f"{cfg.method_config}-{cfg.dataset.name}-{target.name}-seed{cfg.seed}"
+
+
+def run_experiment(
+    cfg: DictConfig,
+    *,
+    dataset: MultimodalDataset | None = None,
+    output_dir: str | Path | None = None,
+) -> RunResult:
+    """Run every selected fold of ``cfg`` and write the run folder.
+
+    Parameters
+    ----------
+    cfg : DictConfig
+        A composed config (see :func:`emodistill.config.compose`).
+    dataset : MultimodalDataset, optional
+        Reuse an already loaded dataset (the benchmark loads data once).
+    output_dir : path, optional
+        Parent folder of the run folder (default ``cfg.output_dir``).
+    """
+    prep = prepare(cfg, dataset)
+    parent = Path(output_dir or cfg.output_dir)
+    run_dir = unique_dir(parent / (cfg.run_name or default_run_name(cfg, prep.target)))
+    atomic_write(run_dir / "config.yaml", lambda f: f.write(OmegaConf.to_yaml(cfg, resolve=True)))
+    summary = prep.dataset.summary() | {"info": prep.dataset.info}
+    atomic_write(run_dir / "data.json", lambda f: json.dump(summary, f, indent=2, default=str))
+    log.info("run %s: %d fold(s), data %s", run_dir, len(prep.folds), summary["fingerprint"])
+    result = RunResult(run_dir)
+    for fold in prep.folds:
+        result.folds.append(fit_fold(prep, fold, run_dir / fold.name))
+    payload = {
+        "folds": {f.fold: {"test": f.test, "best_epoch": f.best_epoch, "epochs": f.epochs,
+                           "sizes": f.sizes} for f in result.folds},
+        "mean": result.mean,
+    }
+    atomic_write(run_dir / "results.json", lambda f: json.dump(payload, f, indent=2))
+    return result
