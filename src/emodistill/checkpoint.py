@@ -56,7 +56,7 @@ def save_checkpoint(
         "format": "emodistill-checkpoint",
         "format_version": FORMAT_VERSION,
         "emodistill_version": __version__,
-        "torch_version": torch.__version__,
+        "torch_version": str(torch.__version__),
         "config": config,
         "method": method_cfg.pop("name"),
         "method_params": method_cfg,
