@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -188,6 +188,9 @@ class MultimodalDataset:
                     f"found {sorted(bad)}"
                 )
         self.info = dict(info or {})
+        #: optional transform applied by the engine to each part *after* the split
+        #: (e.g. windowing trials into windows), so no trial spans two parts
+        self.post_split: Callable[[MultimodalDataset], MultimodalDataset] | None = None
 
     # ------------------------------------------------------------------ basics
     def __len__(self) -> int:
@@ -213,6 +216,7 @@ class MultimodalDataset:
         out.groups = {k: v[idx] for k, v in self.groups.items()}
         out.splits = {k: v[idx] for k, v in self.splits.items()}
         out.info = dict(self.info)
+        out.post_split = self.post_split
         out._fingerprint = None
         return out
 

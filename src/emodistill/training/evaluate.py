@@ -42,6 +42,8 @@ def evaluate_checkpoint(
     folds = {f.name: f for f in make_folds(ds, name, **proto)}
     fold = folds[ck.meta["fold"]]
     part = ds.subset(getattr(fold, split))
+    if ds.post_split is not None:
+        part = ds.post_split(part)
     if ck.standardizer is not None:
         part = ck.standardizer.transform(part)
     metrics = metric_collection(ck.target)

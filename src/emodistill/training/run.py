@@ -168,6 +168,8 @@ def fit_fold(prep: Prepared, fold: Fold, out: Path) -> FoldResult:
     cfg, ds, target = prep.cfg, prep.dataset, prep.target
     L.seed_everything(int(cfg.seed), workers=True, verbose=False)
     parts = {k: ds.subset(getattr(fold, k)) for k in ("train", "valid", "test")}
+    if ds.post_split is not None:  # e.g. windowing: only after the split
+        parts = {k: ds.post_split(v) for k, v in parts.items()}
     std = Standardizer.fit(parts["train"]) if cfg.dataset.normalize else None
     if std is not None:
         parts = {k: std.transform(v) for k, v in parts.items()}

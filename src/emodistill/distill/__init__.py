@@ -1,0 +1,9 @@
+"""Knowledge-distillation building blocks: functional losses and KD modules."""
+
+from emodistill.distill.losses import (
+    contrastive_alignment,
+    feature_distance,
+    soft_label_kd,
+)
+
+__all__ = ["soft_label_kd", "feature_distance", "contrastive_alignment"]
