@@ -138,7 +138,8 @@ def prepare(cfg: DictConfig, dataset: MultimodalDataset | None = None) -> Prepar
     name = params.pop("name")
     params.setdefault("modalities", mods)
     params.pop("teacher", None)  # the teacher is checked when it is obtained
-    build_method(name, spec=ds.spec, target=target, params=params)  # fail early on bad params
+    spec = ds.spec if ds.post_split is None else ds.post_split(ds.subset(folds[0].train[:2])).spec
+    build_method(name, spec=spec, target=target, params=params)  # fail early on bad params
     return Prepared(cfg, ds, target, mods, folds)
 
 
@@ -180,7 +181,8 @@ def fit_fold(prep: Prepared, fold: Fold, out: Path) -> FoldResult:
     method_params.setdefault("modalities", prep.modalities)
     if method_params.get("teacher") is not None:
         method_params["teacher"] = obtain_teacher(prep, fold, out / "teacher")
-    model = build_method(name, spec=ds.spec, target=target, params=method_params)
+    # the spec of the split parts (windowing in post_split may change sequence lengths)
+    model = build_method(name, spec=parts["train"].spec, target=target, params=method_params)
     if cfg.train.compile:
         model.compile()
     lit = LitMER(model, to_container(cfg.train))
