@@ -119,6 +119,19 @@ class MERModel(nn.Module):
 
     #: minimum number of modalities the method needs
     min_modalities: int = 1
+    #: True for teacher → student methods whose loss needs the ``teacher`` argument
+    requires_teacher: bool = False
+
+    # Optional hooks the engine calls when a method defines them:
+    #
+    # ``epoch_logs(self) -> dict[str, float]``: called at the end of each validation
+    #     epoch; the values are logged as ``model/<key>`` and land in metrics.csv
+    #     (e.g. mean learned GD edge weights).
+    # ``prepare_fold(cls, prep, fold, out, params) -> dict`` (classmethod): called once
+    #     per fold before the model is built, with the fold's data available; returns
+    #     extra constructor parameters (e.g. a dominant modality chosen on validation).
+    # ``ModelOutput.aux`` entries whose key starts with ``sample_`` (``[B]`` or
+    #     ``[B, K]``) are written to predictions.csv for every test sample.
 
     def __init__(
         self,

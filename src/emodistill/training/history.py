@@ -23,7 +23,7 @@ class EpochHistory(L.Callback):
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:  # noqa: D102
         row = {"epoch": trainer.current_epoch}
         for k, v in trainer.callback_metrics.items():
-            if k.startswith(("train/", "val/")):
+            if k.startswith(("train/", "val/", "model/")):
                 row[k] = round(float(v), 6)
         opt = trainer.optimizers[0] if trainer.optimizers else None
         if opt is not None:

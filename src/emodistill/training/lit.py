@@ -32,7 +32,7 @@ class LitMER(L.LightningModule):
         self.cfg = train_cfg
         self.val_metrics = metric_collection(model.target, prefix="val/")
         self.test_metrics = metric_collection(model.target, prefix="test/")
-        self.test_outputs: list[tuple[Tensor, Tensor, Tensor]] = []
+        self.test_outputs: list[tuple[Tensor, Tensor, Tensor, dict[str, Tensor]]] = []
 
     def forward(self, batch: Batch) -> Any:  # noqa: D102
         return self.model(batch)
@@ -61,12 +61,16 @@ class LitMER(L.LightningModule):
     def on_validation_epoch_end(self) -> None:  # noqa: D102
         self.log_dict(self.val_metrics.compute(), prog_bar=False)
         self.val_metrics.reset()
+        epoch_logs = getattr(self.model, "epoch_logs", None)
+        if epoch_logs is not None:
+            self.log_dict({f"model/{k}": float(v) for k, v in epoch_logs().items()})
 
     def test_step(self, batch: Batch, batch_idx: int) -> None:  # noqa: D102
         out = self.model(batch)
         self.test_metrics.update(out.preds.detach(), batch.target)
+        extras = {k: v.detach() for k, v in out.aux.items() if k.startswith("sample_")}
         self.test_outputs.append(
-            (batch.index.detach(), self.model.predict_values(out).detach(), batch.target)
+            (batch.index.detach(), self.model.predict_values(out).detach(), batch.target, extras)
         )
 
     def on_test_epoch_end(self) -> None:  # noqa: D102

@@ -37,7 +37,7 @@ from emodistill.data.registry import build_dataset
 from emodistill.data.spec import TargetSpec
 from emodistill.errors import ConfigError
 from emodistill.metrics import HIGHER_IS_BETTER
-from emodistill.models import MERModel, build_method
+from emodistill.models import METHODS, MERModel, build_method
 from emodistill.training.history import EpochHistory
 from emodistill.training.lit import LitMER
 from emodistill.training.loaders import batch_loader
@@ -181,6 +181,9 @@ def fit_fold(prep: Prepared, fold: Fold, out: Path) -> FoldResult:
     method_params.setdefault("modalities", prep.modalities)
     if method_params.get("teacher") is not None:
         method_params["teacher"] = obtain_teacher(prep, fold, out / "teacher")
+    prepare_fold = getattr(METHODS.get(name), "prepare_fold", None)
+    if prepare_fold is not None:  # e.g. choose a dominant modality on this fold's valid part
+        method_params.update(prepare_fold(prep, fold, out, method_params))
     # the spec of the split parts (windowing in post_split may change sequence lengths)
     model = build_method(name, spec=parts["train"].spec, target=target, params=method_params)
     if cfg.train.compile:
@@ -281,6 +284,13 @@ def _write_predictions(path: Path, lit: LitMER, test: MultimodalDataset, target:
     vals = torch.cat([o[1] for o in lit.test_outputs]).float().cpu().numpy()
     gold = torch.cat([o[2] for o in lit.test_outputs]).cpu().numpy()
     df = pd.DataFrame({"id": test.ids[idx], "target": gold})
+    for key in lit.test_outputs[0][3]:
+        extra = torch.cat([o[3][key] for o in lit.test_outputs]).float().cpu().numpy()
+        if extra.ndim == 1:
+            df[key] = extra
+        else:
+            for j in range(extra.shape[1]):
+                df[f"{key}_{j}"] = extra[:, j]
     if target.kind == "regression":
         df["prediction"] = vals
     else:
