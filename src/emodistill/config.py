@@ -107,7 +107,7 @@ def compose(
         key, value = item.split("=", 1)
         add = key.startswith("+")
         key = key.lstrip("+")
-        parsed = yaml.safe_load(value) if value != "" else None
+        parsed = _parse_value(value)
         try:
             if add:
                 with _open_struct(cfg):
@@ -126,6 +126,19 @@ def compose(
                 f"{' under ' + parent if parent else ''}: {valid}. Use +{key}=... to add one."
             ) from None
     return cfg
+
+
+def _parse_value(text: str) -> Any:
+    """YAML-parse an override value; also accept ``3e-4`` (YAML 1.1 wants ``3.0e-4``)."""
+    if text == "":
+        return None
+    value = yaml.safe_load(text)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
 
 
 class _open_struct:
