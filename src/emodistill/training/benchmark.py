@@ -11,6 +11,7 @@ mean ± sample std over seeds.
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -104,8 +105,10 @@ def run_benchmark(
     cfgs = {}
     for entry in entries:  # compose and check everything before training anything
         for seed in seeds:
+            run_name = re.sub(r"[^A-Za-z0-9_.=-]+", "_", entry.label).strip("_")
             cfg = compose(dataset=dataset, method=entry.config, experiment=experiment,
-                          overrides=[*overrides, *entry.overrides, f"seed={seed}"])
+                          overrides=[*overrides, *entry.overrides, f"seed={seed}",
+                                     f"run_name={run_name}-seed{seed}"])
             prepare(cfg, ds)
             cfgs[(entry.label, seed)] = cfg
     out = unique_dir(Path(output_dir) / (name or f"{dataset}-{target.name}"))
