@@ -16,6 +16,7 @@ def soft_label_kd(
     *,
     temperature: float = 4.0,
     regression: Literal["l1", "mse"] = "mse",
+    detach_teacher: bool = True,
 ) -> Tensor:
     """Label-level distillation (Hinton et al. 2015).
 
@@ -28,13 +29,17 @@ def soft_label_kd(
         gradient magnitude does not depend on ``T``.
     regression : {"l1", "mse"}
         Distance used when the outputs are regression values.
+    detach_teacher : bool
+        Stop gradients into the teacher (the default). ``False`` is for
+        feedback / meta-learning steps that update the teacher through this loss.
 
     Returns
     -------
     Tensor
         Scalar loss; ``KL(softmax(t/T) || softmax(s/T)) * T**2`` for logits.
     """
-    teacher = teacher.detach()
+    if detach_teacher:
+        teacher = teacher.detach()
     if student.ndim == 1:
         fn = nn.functional.l1_loss if regression == "l1" else nn.functional.mse_loss
         return fn(student, teacher)
@@ -45,18 +50,21 @@ def soft_label_kd(
 
 
 def feature_distance(
-    student: Tensor, teacher: Tensor, *, kind: Literal["mse", "cosine", "l1"] = "mse"
+    student: Tensor, teacher: Tensor, *, kind: Literal["mse", "cosine", "l1"] = "mse",
+    detach_teacher: bool = True,
 ) -> Tensor:
     """Feature-level distillation distance between ``[B, F]`` features (teacher detached).
 
-    ``cosine`` is ``1 - cos`` averaged over the batch.
+    ``cosine`` is ``1 - cos`` averaged over the batch. ``detach_teacher=False``
+    lets gradients reach the teacher (feedback steps).
     """
     if student.shape != teacher.shape:
         raise ValueError(
             f"feature KD needs equal shapes, got student {tuple(student.shape)} and teacher "
             f"{tuple(teacher.shape)}; add a projection to the student side"
         )
-    teacher = teacher.detach()
+    if detach_teacher:
+        teacher = teacher.detach()
     if kind == "mse":
         return nn.functional.mse_loss(student, teacher)
     if kind == "l1":
