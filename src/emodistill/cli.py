@@ -5,6 +5,7 @@ Sub-commands::
     emodistill train [-e EXP] [-d DATASET] [-m METHOD] [--config FILE] [key=value ...]
     emodistill evaluate CHECKPOINT [--split test] [key=value ...]
     emodistill benchmark -d DATASET -m M1,M2 [--seeds 1111-1115] [key=value ...]
+    emodistill sweep -d DATASET -m METHOD --space SPACE.yaml [--trials N] [--storage URL]
     emodistill data verify -d DATASET [key=value ...]
     emodistill list [datasets|methods|experiments|protocols|encoders]
 """
@@ -71,6 +72,18 @@ def _cmd_benchmark(a: argparse.Namespace) -> int:
     )
     print(res.markdown)
     print(f"tables written to {res.path} (summary.md, summary.csv, per_seed.csv)")
+    return 0
+
+
+def _cmd_sweep(a: argparse.Namespace) -> int:
+    from emodistill.training.sweep import load_space, run_sweep
+
+    study = run_sweep(
+        dataset=a.dataset, method=a.method, space=load_space(a.space), n_trials=a.trials,
+        experiment=a.experiment, overrides=a.overrides, storage=a.storage,
+        study_name=a.study, output_dir=a.output,
+    )
+    print(f"best validation value {study.best_value:.6f} with {study.best_params}")
     return 0
 
 
@@ -147,6 +160,18 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--name", default=None, help="benchmark folder name")
     b.add_argument("overrides", nargs="*")
     b.set_defaults(fn=_cmd_benchmark)
+
+    sw = sub.add_parser("sweep", help="Optuna hyper-parameter search on validation")
+    sw.add_argument("-d", "--dataset", required=True)
+    sw.add_argument("-m", "--method", required=True)
+    sw.add_argument("-e", "--experiment", default=None)
+    sw.add_argument("--space", required=True, help="YAML search space (see training/sweep.py)")
+    sw.add_argument("--trials", type=int, default=20)
+    sw.add_argument("--storage", default=None, help="e.g. sqlite:///runs/sweep.db (shared)")
+    sw.add_argument("--study", default="emodistill")
+    sw.add_argument("--output", default="runs/sweeps")
+    sw.add_argument("overrides", nargs="*")
+    sw.set_defaults(fn=_cmd_sweep)
 
     d = sub.add_parser("data", help="data utilities")
     dsub = d.add_subparsers(dest="data_command", required=True)

@@ -58,6 +58,8 @@ class FoldResult:
     sizes: dict[str, int]
     path: Path
     model: MERModel | None = field(default=None, repr=False)
+    #: the monitored validation metric of the selected checkpoint
+    best_val: float = float("nan")
 
 
 @dataclass
@@ -66,6 +68,11 @@ class RunResult:
 
     path: Path
     folds: list[FoldResult] = field(default_factory=list)
+
+    @property
+    def best_val(self) -> float:
+        """The monitored validation metric of the selected checkpoints, averaged over folds."""
+        return float(np.mean([f.best_val for f in self.folds]))
 
     @property
     def mean(self) -> dict[str, float]:
@@ -206,6 +213,8 @@ def fit_fold(prep: Prepared, fold: Fold, out: Path) -> FoldResult:
             batch_loader(parts["valid"], target.name, batch_size=bs, shuffle=False),
         )
         best_epoch = _best_epoch(history.rows, cfg.train.monitor, cfg.train.mode)
+        score = ckpt.best_model_score
+        best_val = float(score) if score is not None else float("nan")
         # the test part is read exactly once, with the weights selected on validation
         trainer.test(lit, batch_loader(parts["test"], target.name, batch_size=bs, shuffle=False),
                      ckpt_path=ckpt.best_model_path or None, verbose=False)
@@ -221,7 +230,8 @@ def fit_fold(prep: Prepared, fold: Fold, out: Path) -> FoldResult:
             meta={"fold": fold.name, "test_metrics": test, "best_epoch": best_epoch,
                   "sizes": sizes, "data_fingerprint": ds.fingerprint()},
         )
-    return FoldResult(fold.name, test, best_epoch, len(history.rows), sizes, out, lit.model)
+    return FoldResult(fold.name, test, best_epoch, len(history.rows), sizes, out, lit.model,
+                      best_val)
 
 
 def obtain_teacher(prep: Prepared, fold: Fold, out: Path) -> MERModel:
@@ -338,7 +348,8 @@ def run_experiment(
         result.folds.append(fit_fold(prep, fold, run_dir / fold.name))
     payload = {
         "folds": {f.fold: {"test": f.test, "best_epoch": f.best_epoch, "epochs": f.epochs,
-                           "sizes": f.sizes} for f in result.folds},
+                           "best_val": f.best_val, "sizes": f.sizes} for f in result.folds},
+        "monitor": cfg.train.monitor,
         "mean": result.mean,
     }
     atomic_write(run_dir / "results.json", lambda f: json.dump(payload, f, indent=2))
