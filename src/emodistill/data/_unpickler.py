@@ -38,6 +38,11 @@ ALLOWED_GLOBALS: frozenset[tuple[str, str]] = frozenset(
         ("_codecs", "encode"),  # protocol-2 pickles store array bytes through this
     }
 )
+# Protocol-2 pickles (Python 2, or Python 3 with fix_imports) name builtins "__builtin__";
+# the base class maps them back to "builtins" after this check.
+ALLOWED_GLOBALS = ALLOWED_GLOBALS | frozenset(
+    ("__builtin__", name) for module, name in ALLOWED_GLOBALS if module == "builtins"
+)
 
 
 class _RestrictedUnpickler(pickle.Unpickler):

@@ -155,13 +155,13 @@ class MultimodalDataset:
                     if bad.any():
                         raise DataFormatError(
                             f"{spec.name}: {int(bad.sum())} values of target {ts.name!r} lie "
-                            f"outside [{lo}, {hi}] (e.g. {y[bad][0]!r} at id "
-                            f"{self.ids[bad][0]!r}); fix the labels or the declared range"
+                            f"outside [{lo}, {hi}] (e.g. {float(y[bad][0])} at id "
+                            f"{str(self.ids[bad][0])!r}); fix the labels or the declared range"
                         )
                 self.targets[ts.name] = torch.as_tensor(y)
             else:
                 if not np.issubdtype(y.dtype, np.integer):
-                    if not np.all(np.equal(np.mod(y, 1), 0)):
+                    if y.dtype.kind not in "bf" or not np.all(np.equal(np.mod(y, 1), 0)):
                         raise DataFormatError(
                             f"{spec.name}: class target {ts.name!r} must hold integer class "
                             f"indices; got values like {y[:3]!r}"
@@ -171,7 +171,7 @@ class MultimodalDataset:
                 if bad.any():
                     raise DataFormatError(
                         f"{spec.name}: target {ts.name!r} has class index {y[bad][0]} at id "
-                        f"{self.ids[bad][0]!r}; valid indices are 0..{ts.num_classes - 1} "
+                        f"{str(self.ids[bad][0])!r}; valid indices are 0..{ts.num_classes - 1} "
                         f"({', '.join(ts.class_names or ())})"
                     )
                 self.targets[ts.name] = torch.as_tensor(y)

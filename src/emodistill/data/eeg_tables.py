@@ -44,6 +44,18 @@ def _load_table(path: Path, dataset: str, ncol: int | None) -> np.ndarray:
     return arr
 
 
+def _as_int(arr: np.ndarray, path: Path) -> np.ndarray:
+    """Integer codes of a label/id table; a fractional value is an error, never truncated."""
+    frac = arr != np.round(arr)
+    if frac.any():
+        r, c = (int(i) for i in np.argwhere(frac)[0])
+        raise DataFormatError(
+            f"{path}: row {r + 1} column {c + 1} holds {float(arr[r, c])}; this file holds integer "
+            "codes only"
+        )
+    return arr.astype(np.int64)
+
+
 def load_eeg_bandpower(
     root: str | Path | None,
     *,
@@ -73,8 +85,9 @@ def load_eeg_bandpower(
         raise ConfigError(f"{name}: layout={layout!r}; use 'flat' or 'bands'")
     base = require_dir(root, dataset=name, layout=_LAYOUT)
     x = _load_table(base / "EEG_feature.txt", name, 160)
-    sv = _load_table(base / "subject_video.txt", name, 2).astype(np.int64)
-    va = _load_table(base / "valence_arousal_label.txt", name, 2).astype(np.int64)
+    sv = _as_int(_load_table(base / "subject_video.txt", name, 2), base / "subject_video.txt")
+    va_path = base / "valence_arousal_label.txt"
+    va = _as_int(_load_table(va_path, name, 2), va_path)
     if not (len(x) == len(sv) == len(va)):
         raise DataFormatError(
             f"{name}: row counts differ (features {len(x)}, subject_video {len(sv)}, "
@@ -98,7 +111,7 @@ def load_eeg_bandpower(
     ]
     cat_path = base / "EEG_emotion_category.txt"
     if cat_path.is_file():
-        codes = _load_table(cat_path, name, 1)[:, 0].astype(np.int64)
+        codes = _as_int(_load_table(cat_path, name, 1), cat_path)[:, 0]
         if len(codes) != len(x):
             raise DataFormatError(f"{cat_path}: {len(codes)} rows, expected {len(x)}")
         unknown = sorted(set(codes.tolist()) - set(EMOTION_CODES))

@@ -76,13 +76,14 @@ def load_mosi_utterance(root: str | Path | None, *, target: str = "polarity") ->
         )
     parts = {}
     for part in ("train", "test"):
-        t = _read_csv(base / f"text_{part}.csv", name)
-        a = _read_csv(base / "audio" / f"audio_{part}0.csv", name)
-        v = _read_csv(base / "video" / f"video_{part}0.csv", name)
+        files = {"text": base / f"text_{part}.csv", "audio": base / "audio" / f"audio_{part}0.csv",
+                 "vision": base / "video" / f"video_{part}0.csv"}
+        t, a, v = (_read_csv(files[m], name) for m in ("text", "audio", "vision"))
         for mod, arr, width in (("text", t, 101), ("audio", a, 74), ("vision", v, 101)):
             if arr.shape[1] != width:
                 raise DataFormatError(
-                    f"{name} {part} {mod}: {arr.shape[1]} columns, expected {width}"
+                    f"{name} {part} {mod} ({files[mod]}): {arr.shape[1]} columns, expected "
+                    f"{width} ({_DIMS[mod]} features + {'row index' if mod == 'text' else 'label'})"
                 )
         if not (len(t) == len(a) == len(v)):
             raise DataFormatError(

@@ -193,7 +193,10 @@ def build_method(
     for klass in cls.__mro__:
         if klass is object or "__init__" not in vars(klass):
             continue
-        valid |= {p for p in inspect.signature(klass.__init__).parameters if p != "self"}
+        valid |= {
+            n for n, p in inspect.signature(klass.__init__).parameters.items()
+            if n != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)
+        }
     unknown = sorted(set(params) - valid)
     if unknown:
         raise ConfigError(
