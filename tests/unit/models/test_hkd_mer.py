@@ -1,0 +1,308 @@
+"""HKD-MER: losses (teacher detached), attention fusion, dominant-modality choice, ablations."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from omegaconf import OmegaConf
+
+from emodistill.config import compose
+from emodistill.data.dataset import MultimodalDataset
+from emodistill.data.protocols import Fold
+from emodistill.data.spec import DatasetSpec, ModalitySpec, TargetSpec
+from emodistill.errors import ConfigError
+from emodistill.models import build_method
+from emodistill.models.hkd_mer import (
+    HKDMER,
+    ModalityAttention,
+    choose_dominant,
+    hkd_feature_loss,
+    hkd_label_loss,
+)
+from emodistill.training.run import Prepared
+
+CONFIGS = Path(__file__).resolve().parents[3] / "src" / "emodistill" / "configs" / "method"
+
+
+# --------------------------------------------------------------------------- losses
+@pytest.mark.parametrize("kind", ["contrastive", "mse", "cosine", "l1"])
+def test_feature_loss_detaches_teacher_and_trains_student(kind):
+    torch.manual_seed(0)
+    s = torch.randn(8, 16, requires_grad=True)
+    t = torch.randn(8, 16, requires_grad=True)
+    hkd_feature_loss(s, t, kind=kind).backward()
+    assert t.grad is None
+    assert s.grad is not None and s.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("kind", ["mse", "cosine", "l1"])
+def test_feature_distance_is_zero_for_identical_features(kind):
+    x = torch.randn(5, 7)
+    assert hkd_feature_loss(x, x.clone(), kind=kind).item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_contrastive_feature_loss_prefers_matched_pairs():
+    torch.manual_seed(0)
+    t = torch.randn(16, 32)
+    matched = hkd_feature_loss(t + 0.01 * torch.randn(16, 32), t, temperature=0.1)
+    shuffled = hkd_feature_loss(t[torch.randperm(16)], t, temperature=0.1)
+    assert matched < 0.1 < shuffled
+    # a lower temperature sharpens the matched case further
+    assert hkd_feature_loss(t, t, temperature=0.05) < hkd_feature_loss(t, t, temperature=0.5)
+
+
+def test_feature_loss_rejects_unknown_kind():
+    with pytest.raises(ConfigError, match="feature_kd='kl'"):
+        hkd_feature_loss(torch.randn(2, 3), torch.randn(2, 3), kind="kl")  # type: ignore[arg-type]
+
+
+def test_label_loss_class_targets_is_scaled_kl_with_detached_teacher():
+    torch.manual_seed(0)
+    s = torch.randn(6, 3, requires_grad=True)
+    t = torch.randn(6, 3, requires_grad=True)
+    T = 3.0
+    loss = hkd_label_loss(s, t, temperature=T)
+    p = torch.softmax(t / T, -1)
+    want = (p * (p.log() - torch.log_softmax(s / T, -1))).sum(-1).mean() * T * T
+    assert loss.item() == pytest.approx(want.item(), rel=1e-5)
+    loss.backward()
+    assert t.grad is None and s.grad.abs().sum() > 0
+    assert hkd_label_loss(t.detach(), t.detach()).item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_label_loss_regression_targets():
+    s, t = torch.tensor([0.0, 1.0, -2.0]), torch.tensor([1.0, 1.0, 0.0])
+    assert hkd_label_loss(s, t, regression="l1").item() == pytest.approx(1.0)
+    assert hkd_label_loss(s, t, regression="mse").item() == pytest.approx(5.0 / 3)
+
+
+# --------------------------------------------------------------------------- model
+def _spec(n_classes: int | None = 2) -> tuple[DatasetSpec, TargetSpec]:
+    target = (TargetSpec("y", "regression", value_range=(-3.0, 3.0)) if n_classes is None
+              else TargetSpec("y", "binary" if n_classes == 2 else "multiclass",
+                              class_names=tuple(f"c{i}" for i in range(n_classes))))
+    spec = DatasetSpec(name="toy", modalities=(ModalitySpec("text", 6, 1),
+                                               ModalitySpec("audio", 4, 5),
+                                               ModalitySpec("vision", 3, 1)),
+                       targets=(target,), group_keys=("video",))
+    return spec, target
+
+
+def _batch(spec: DatasetSpec, n: int = 8, *, missing: dict[str, list[int]] | None = None,
+           regression: bool = False):
+    g = torch.Generator().manual_seed(1)
+    feats = {m.name: torch.randn(n, m.seq_len, m.dim, generator=g).numpy()
+             for m in spec.modalities}
+    present = {m.name: np.ones(n, bool) for m in spec.modalities}
+    for m, rows in (missing or {}).items():
+        present[m][rows] = False
+    y = (np.linspace(-2, 2, n).astype(np.float32) if regression else np.arange(n) % 2)
+    ds = MultimodalDataset(spec, feats, targets={"y": y}, ids=[f"s{i}" for i in range(n)],
+                           groups={"video": np.arange(n)}, present=present)
+    return ds.batch(torch.arange(n), "y")
+
+
+def _model(spec, target, **params) -> HKDMER:
+    torch.manual_seed(0)
+    params.setdefault("hidden", 16)
+    params.setdefault("dominant", "text")
+    return build_method("hkd_mer", spec=spec, target=target, params=params)  # type: ignore[return-value]
+
+
+def test_forward_shapes_heads_and_attention():
+    spec, target = _spec(3)
+    model = _model(spec, target).eval()
+    out = model(_batch(spec, missing={"audio": [0, 1]}))
+    assert out.preds.shape == (8, 3)
+    assert set(out.logits) == {"text", "audio", "vision"}
+    assert all(v.shape == (8, 3) for v in out.logits.values())
+    att = torch.stack([out.aux[f"sample_attention_{m}"] for m in model.modalities], -1)
+    assert torch.allclose(att.sum(-1), torch.ones(8))
+    assert (att[:2, 1] == 0).all() and (att[2:, 1] > 0).all()  # absent audio gets no weight
+    probs = out.aux["sample_head_audio"]
+    assert probs.shape == (8, 3) and torch.allclose(probs.sum(-1), torch.ones(8))
+    assert model.epoch_logs()["attention_audio"] == pytest.approx(att[:, 1].mean().item())
+    assert "attention_audio" not in model.epoch_logs()  # reset after reading
+
+
+def test_attention_with_no_modality_present_gives_zeros():
+    att = ModalityAttention(4, 3)
+    fused, w = att(torch.randn(2, 3, 4), torch.tensor([[False] * 3, [True, False, True]]))
+    assert torch.isfinite(fused).all() and (fused[0] == 0).all() and (w[0] == 0).all()
+    assert w[1].sum().item() == pytest.approx(1.0) and w[1, 1] == 0
+
+
+@pytest.mark.parametrize("term", ["feature_kd", "label_kd"])
+def test_kd_terms_never_reach_the_dominant_modality(term):
+    spec, target = _spec(2)
+    model = _model(spec, target, dominant="audio").train()
+    batch = _batch(spec)
+    losses = model.loss(batch, model(batch))
+    losses[term].backward()
+    for name, p in model.named_parameters():
+        if name.startswith(("encoders.audio.", "heads.audio.")):
+            assert p.grad is None or p.grad.abs().sum() == 0, name
+    weak = "encoders.text." if term == "feature_kd" else "heads.text."
+    assert any(p.grad is not None and p.grad.abs().sum() > 0
+               for n, p in model.named_parameters() if n.startswith(weak))
+
+
+def test_zero_weights_remove_kd_from_the_objective_but_still_measure_it():
+    spec, target = _spec(None)
+    model = _model(spec, target, feature_weight=0.0, label_weight=0.0).train()
+    batch = _batch(spec, regression=True)
+    losses = model.loss(batch, model(batch))
+    assert losses["loss"].item() == pytest.approx((losses["task"] + losses["unimodal"]).item())
+    assert losses["feature_kd"].item() > 0 and not losses["feature_kd"].requires_grad
+    full = _model(spec, target, feature_weight=0.5, label_weight=2.0).train()
+    fl = full.loss(batch, full(batch))
+    want = fl["task"] + fl["unimodal"] + 0.5 * fl["feature_kd"] + 2.0 * fl["label_kd"]
+    assert fl["loss"].item() == pytest.approx(want.item(), rel=1e-6)
+
+
+def test_kd_uses_only_rows_where_both_modalities_are_present():
+    spec, target = _spec(2)
+    model = _model(spec, target, label_temperature=2.0).train()
+    batch = _batch(spec, missing={"vision": [0, 1, 2, 3]})
+    out = model(batch)
+    losses = model.loss(batch, out)
+    assert all(torch.isfinite(v) for v in losses.values())
+    lo, keep = out.logits, torch.arange(4, 8)
+    want = (hkd_label_loss(lo["audio"], lo["text"], temperature=2.0)
+            + hkd_label_loss(lo["vision"][keep], lo["text"][keep], temperature=2.0))
+    assert losses["label_kd"].item() == pytest.approx(want.item(), rel=1e-5)
+    absent = _batch(spec, missing={"vision": list(range(8))})
+    out = model(absent)
+    only_audio = hkd_label_loss(out.logits["audio"], out.logits["text"], temperature=2.0)
+    assert model.loss(absent, out)["label_kd"].item() == pytest.approx(only_audio.item(), rel=1e-5)
+
+
+def test_concat_fusion_has_no_attention_outputs():
+    spec, target = _spec(2)
+    model = _model(spec, target, fusion="concat").eval()
+    out = model(_batch(spec))
+    assert out.preds.shape == (8, 2) and out.fused.shape == (8, 3 * 16)
+    assert not any(k.startswith("sample_attention") for k in out.aux)
+
+
+@pytest.mark.parametrize("bad,match", [
+    ({"dominant": "eeg"}, "dominant='eeg'"), ({"feature_kd": "kl"}, "feature_kd"),
+    ({"fusion": "sum"}, "fusion"), ({"label_weight": -1.0}, "label_weight"),
+    ({"feature_temperature": 0.0}, "feature_temperature"),
+    ({"dominant_probe": "oracle"}, "dominant_probe"),
+])
+def test_bad_parameters_are_config_errors(bad, match):
+    spec, target = _spec(2)
+    with pytest.raises(ConfigError, match=match):
+        _model(spec, target, **bad)
+
+
+def test_auto_dominant_stands_in_first_and_checkpoint_buffer_restores_the_choice():
+    spec, target = _spec(2)
+    auto = _model(spec, target, dominant="auto")
+    assert auto.dominant == "text" and auto.weak == ["audio", "vision"]
+    chosen = _model(spec, target, dominant="vision")
+    state = chosen.state_dict()
+    assert int(state["dominant_index"]) == 2
+    auto.load_state_dict(state)  # same shapes whatever the dominant modality
+    assert auto.dominant == "vision"
+
+
+# ------------------------------------------------------------------- dominant choice
+def _probe_data(regression: bool = False) -> tuple[Prepared, Fold]:
+    """``a`` predicts the label on train+valid only; ``b`` predicts it on train+test only.
+
+    A choice that looked at the test part would pick ``b``.
+    """
+    rng = np.random.default_rng(0)
+    n_tr, n_va, n_te = 120, 60, 60
+    n = n_tr + n_va + n_te
+    y = rng.integers(0, 2, n)
+    sign = 2.0 * y - 1.0
+    a = rng.standard_normal((n, 4))
+    b = rng.standard_normal((n, 4))
+    tr, va, te = np.arange(n_tr), np.arange(n_tr, n_tr + n_va), np.arange(n_tr + n_va, n)
+    a[np.r_[tr, va], 0] += 3 * sign[np.r_[tr, va]]
+    b[np.r_[tr, te], 0] += 3 * sign[np.r_[tr, te]]
+    b[va, 0] += 3 * rng.choice([-1.0, 1.0], n_va)  # b is pure noise on valid
+    target = (TargetSpec("y", "regression", value_range=(-3.0, 3.0)) if regression
+              else TargetSpec("y", "binary", class_names=("neg", "pos")))
+    spec = DatasetSpec(name="probe", modalities=(ModalitySpec("b", 4, 1), ModalitySpec("a", 4, 1)),
+                       targets=(target,), group_keys=("video",))
+    y_t = sign.astype(np.float32) if regression else y
+    ds = MultimodalDataset(spec, {"a": a, "b": b}, targets={"y": y_t},
+                           ids=[f"s{i}" for i in range(n)], groups={"video": np.arange(n)})
+    cfg = OmegaConf.create({"seed": 1, "dataset": {"normalize": True}})
+    return Prepared(cfg, ds, target, ["b", "a"], []), Fold("f", tr, va, te, "video")
+
+
+@pytest.mark.parametrize("regression", [False, True])
+def test_linear_probe_picks_the_best_modality_on_valid_never_test(regression):
+    prep, fold = _probe_data(regression)
+    rec = choose_dominant(prep, fold, ["b", "a"], probe="linear")
+    assert rec["dominant"] == "a" and rec["part"] == "valid"
+    assert rec["metric"] == ("mae" if regression else "acc")
+    if regression:
+        assert rec["scores"]["a"] < rec["scores"]["b"]
+    else:
+        assert rec["scores"]["a"] > 0.9 and rec["scores"]["b"] < 0.75
+
+
+def test_ties_go_to_the_first_modality():
+    prep, fold = _probe_data()
+    ds = prep.dataset
+    prep.dataset = MultimodalDataset(ds.spec, {"a": ds.features["a"].numpy(),
+                                               "b": ds.features["a"].numpy()},
+                                     targets={"y": ds.targets["y"].numpy()}, ids=ds.ids,
+                                     groups=ds.groups)
+    assert choose_dominant(prep, fold, ["b", "a"])["dominant"] == "b"
+    assert choose_dominant(prep, fold, ["a", "b"])["dominant"] == "a"
+
+
+def test_prepare_fold_records_the_choice(tmp_path):
+    prep, fold = _probe_data()
+    params = {"dominant": "auto", "dominant_probe": "linear", "modalities": ["b", "a"]}
+    assert HKDMER.prepare_fold(prep, fold, tmp_path / "f", params) == {"dominant": "a"}
+    rec = json.loads((tmp_path / "f" / "dominant.json").read_text())
+    assert rec["dominant"] == "a" and rec["how"] == "auto" and set(rec["scores"]) == {"a", "b"}
+    fixed = HKDMER.prepare_fold(prep, fold, tmp_path / "g", {**params, "dominant": "b"})
+    assert fixed == {"dominant": "b"}
+    assert json.loads((tmp_path / "g" / "dominant.json").read_text())["how"] == "fixed in config"
+
+
+def test_unimodal_probe_trains_per_modality_and_reads_valid(tmp_path):
+    prep, fold = _probe_data()
+    prep.cfg = compose(dataset="synthetic", method="hkd_mer", overrides=[
+        "train.max_epochs=1", "train.progress_bar=false", "train.batch_size=64", "seed=1"])
+    params = {"hidden": 8, "encoder_layers": 1, "dominant_probe_epochs": 2}
+    rec = choose_dominant(prep, fold, ["b", "a"], probe="unimodal", out=tmp_path, params=params)
+    assert rec["probe"] == "unimodal" and set(rec["scores"]) == {"a", "b"}
+    assert (tmp_path / "dominant_probe" / "a" / "metrics.csv").is_file()
+    assert not (tmp_path / "dominant_probe" / "a" / "model.pt").exists()
+
+
+# ----------------------------------------------------------------------- configs
+@pytest.mark.parametrize("name,changed", [
+    ("hkd_mer_no_feature_kd", {"feature_weight": 0.0}),
+    ("hkd_mer_no_label_kd", {"label_weight": 0.0}),
+    ("hkd_mer_no_kd", {"feature_weight": 0.0, "label_weight": 0.0}),
+    ("hkd_mer_concat", {"fusion": "concat"}),
+])
+def test_ablation_configs_differ_from_the_main_config_only_where_intended(name, changed):
+    main = yaml.safe_load((CONFIGS / "hkd_mer.yaml").read_text())["method"]
+    abl = yaml.safe_load((CONFIGS / f"{name}.yaml").read_text())["method"]
+    assert {k: v for k, v in abl.items() if main.get(k) != v} == changed
+    assert set(abl) == set(main)
+
+
+def test_main_config_builds_the_documented_defaults():
+    spec, target = _spec(2)
+    params = dict(yaml.safe_load((CONFIGS / "hkd_mer.yaml").read_text())["method"])
+    params.pop("name")
+    model = build_method("hkd_mer", spec=spec, target=target, params=params)
+    assert isinstance(model, HKDMER) and model.fusion == "attention"
