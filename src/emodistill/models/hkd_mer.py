@@ -300,9 +300,6 @@ class HKDMER(EncodersMixin):
             aux["attention"] = weights
             for j, m in enumerate(self.modalities):
                 aux[f"sample_attention_{m}"] = weights[:, j]
-            if not self.training:
-                self._att_sum += weights.detach().sum(0).double().cpu().numpy()
-                self._att_n += weights.shape[0]
         else:
             fused = stacked.flatten(1)
         for m in self.modalities:
@@ -312,6 +309,10 @@ class HKDMER(EncodersMixin):
 
     def loss(self, batch: Batch, out: ModelOutput) -> dict[str, Tensor]:  # noqa: D102
         task = self.task(out.preds, batch.target)
+        if not self.training and "attention" in out.aux:  # validation: for epoch_logs
+            # (kept out of forward so that tracing / ONNX export see pure tensor code)
+            self._att_sum += out.aux["attention"].detach().sum(0).double().cpu().numpy()
+            self._att_n += out.aux["attention"].shape[0]
         zero = out.preds.new_zeros(())
         uni, feat, label = zero, zero, zero
         for m in self.modalities:
@@ -342,7 +343,7 @@ class HKDMER(EncodersMixin):
                 "label_kd": label}
 
     def epoch_logs(self) -> dict[str, float]:
-        """Dominant index and mean validation attention per modality (then reset)."""
+        """Dominant index and mean attention per modality over the validation epoch (then reset)."""
         logs = {"dominant_index": float(self.dominant_index)}
         if self._att_n:
             mean = self._att_sum / self._att_n

@@ -117,7 +117,8 @@ def _model(spec, target, **params) -> HKDMER:
 def test_forward_shapes_heads_and_attention():
     spec, target = _spec(3)
     model = _model(spec, target).eval()
-    out = model(_batch(spec, missing={"audio": [0, 1]}))
+    batch = _batch(spec, missing={"audio": [0, 1]})
+    out = model(batch)
     assert out.preds.shape == (8, 3)
     assert set(out.logits) == {"text", "audio", "vision"}
     assert all(v.shape == (8, 3) for v in out.logits.values())
@@ -126,6 +127,8 @@ def test_forward_shapes_heads_and_attention():
     assert (att[:2, 1] == 0).all() and (att[2:, 1] > 0).all()  # absent audio gets no weight
     probs = out.aux["sample_head_audio"]
     assert probs.shape == (8, 3) and torch.allclose(probs.sum(-1), torch.ones(8))
+    assert "attention_audio" not in model.epoch_logs()  # forward alone records nothing
+    model.loss(batch, out)  # validation step
     assert model.epoch_logs()["attention_audio"] == pytest.approx(att[:, 1].mean().item())
     assert "attention_audio" not in model.epoch_logs()  # reset after reading
 
