@@ -45,6 +45,10 @@ def _cmd_train(a: argparse.Namespace) -> int:
     cfg = compose(dataset=a.dataset, method=a.method, experiment=a.experiment,
                   config_file=a.config, overrides=a.overrides)
     res = run_experiment(cfg)
+    from lightning.pytorch.utilities.rank_zero import rank_zero_only
+
+    if rank_zero_only.rank != 0:  # a DDP worker: rank 0 reports
+        return 0
     print(f"run folder: {res.path}")
     for f in res.folds:
         print(f"[{f.fold}] best epoch {f.best_epoch} of {f.epochs}; test: "

@@ -127,12 +127,16 @@ def metric_names(target: TargetSpec) -> list[str]:
     return list(_REGRESSION if target.kind == "regression" else _CLASSIFICATION)
 
 
-def metric_collection(target: TargetSpec, prefix: str = "") -> MetricCollection:
-    """All metric variants for ``target`` as one :class:`MetricCollection`."""
+def metric_collection(target: TargetSpec, prefix: str = "", **kwargs: object) -> MetricCollection:
+    """All metric variants for ``target`` as one :class:`MetricCollection`.
+
+    ``kwargs`` go to every metric (e.g. ``sync_on_compute=False`` to compute in
+    one process of a DDP job).
+    """
     if target.kind == "regression":
-        metrics = {k: cls() for k, cls in _REGRESSION.items()}
+        metrics = {k: cls(**kwargs) for k, cls in _REGRESSION.items()}
     else:
-        metrics = {k: cls(target.num_classes) for k, cls in _CLASSIFICATION.items()}
+        metrics = {k: cls(target.num_classes, **kwargs) for k, cls in _CLASSIFICATION.items()}
     return MetricCollection(metrics, prefix=prefix, compute_groups=False)
 
 

@@ -1,7 +1,22 @@
-"""The LightningModule that wraps any :class:`~emodistill.models.base.MERModel`."""
+"""The LightningModule that wraps any :class:`~emodistill.models.base.MERModel`.
+
+Two training paths:
+
+* automatic (default): ``model.loss(batch, model(batch))["loss"]`` is minimised
+  by one optimiser over ``model.parameters()`` built from the ``train`` section;
+* manual, for methods that train several parts with their own optimisers
+  (e.g. MKD, whose teacher is updated by feedback steps): a method that defines
+  ``configure_optimizers(train_cfg) -> list[Optimizer]`` and
+  ``training_step(batch, optimizers, lit) -> dict[str, Tensor]`` runs its own
+  steps (calling ``lit.manual_backward``); the returned terms are logged as
+  ``train/<key>``, and a ``plateau`` scheduler on the first optimiser is stepped
+  once per epoch on the monitored validation metric. Validation and test are
+  the same on both paths.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import lightning as L
@@ -9,10 +24,44 @@ import torch
 from torch import Tensor
 
 from emodistill.data.batch import Batch
+from emodistill.errors import ConfigError
 from emodistill.metrics import metric_collection
 from emodistill.models.base import MERModel
 
-__all__ = ["LitMER"]
+__all__ = ["LitMER", "make_optimizer", "uses_manual_optimization"]
+
+
+def make_optimizer(
+    params: Iterable[torch.nn.Parameter], cfg: dict[str, Any], *, lr: float | None = None
+) -> torch.optim.Optimizer:
+    """The optimiser named by ``cfg["optimizer"]`` (adamw | adam | sgd) over ``params``.
+
+    Parameters
+    ----------
+    params : iterable of Parameter
+        Parameters to optimise (those without ``requires_grad`` are skipped).
+    cfg : dict
+        The ``train`` config section (``optimizer``, ``lr``, ``weight_decay``).
+    lr : float, optional
+        Learning rate overriding ``cfg["lr"]``.
+    """
+    params = [p for p in params if p.requires_grad]
+    lr = float(cfg["lr"] if lr is None else lr)
+    wd = float(cfg.get("weight_decay", 0.0))
+    name = cfg.get("optimizer", "adamw")
+    if name == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=wd)
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=wd)
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=wd)
+    raise ConfigError(f"train.optimizer={name!r}; use adamw, adam or sgd")
+
+
+def uses_manual_optimization(model: MERModel) -> bool:
+    """True when ``model`` defines its own ``configure_optimizers`` and ``training_step``."""
+    return callable(getattr(model, "configure_optimizers", None)) and callable(
+        getattr(model, "training_step", None))
 
 
 class LitMER(L.LightningModule):
@@ -33,6 +82,21 @@ class LitMER(L.LightningModule):
         self.val_metrics = metric_collection(model.target, prefix="val/")
         self.test_metrics = metric_collection(model.target, prefix="test/")
         self.test_outputs: list[tuple[Tensor, Tensor, Tensor, dict[str, Tensor]]] = []
+        self.manual = uses_manual_optimization(model)
+        if self.manual:
+            self.automatic_optimization = False
+            name = type(model).__name__
+            if train_cfg.get("gradient_clip_val") is not None:
+                raise ConfigError(
+                    f"train.gradient_clip_val={train_cfg['gradient_clip_val']}: {name} runs its "
+                    "own optimisation steps, where Lightning cannot clip; set "
+                    "train.gradient_clip_val=null"
+                )
+            if int(train_cfg.get("accumulate_grad_batches", 1)) != 1:
+                raise ConfigError(
+                    f"train.accumulate_grad_batches={train_cfg['accumulate_grad_batches']}: "
+                    f"{name} runs its own optimisation steps; set it to 1"
+                )
 
     def forward(self, batch: Batch) -> Any:  # noqa: D102
         return self.model(batch)
@@ -46,13 +110,38 @@ class LitMER(L.LightningModule):
         self.log_dict(
             {f"{stage}/{'task_loss' if k == 'task' else k}": v.detach() for k, v in losses.items()},
             on_step=False, on_epoch=True, batch_size=batch.size,
-            prog_bar=False,
+            prog_bar=False, sync_dist=self.trainer.world_size > 1,
         )
         return out, losses
 
-    def training_step(self, batch: Batch, batch_idx: int) -> Tensor:  # noqa: D102
+    def training_step(self, batch: Batch, batch_idx: int) -> Tensor | None:  # noqa: D102
+        if self.manual:
+            opts = self.optimizers()
+            opts = list(opts) if isinstance(opts, list | tuple) else [opts]
+            terms = self.model.training_step(batch, opts, self)  # type: ignore[operator]
+            self.log_dict(
+                {f"train/{'task_loss' if k == 'task' else k}": v.detach().float()
+                 for k, v in terms.items()},
+                on_step=False, on_epoch=True, batch_size=batch.size, prog_bar=False,
+                sync_dist=self.trainer.world_size > 1,
+            )
+            return None
         _, losses = self._step(batch, "train")
         return losses["loss"]
+
+    def on_train_epoch_end(self) -> None:  # noqa: D102
+        if not self.manual:
+            return  # Lightning steps the schedulers of the automatic path itself
+        scheds = self.lr_schedulers()
+        if scheds is None:
+            return
+        value = self.trainer.callback_metrics.get(self.cfg["monitor"])
+        for sched in scheds if isinstance(scheds, list) else [scheds]:
+            if isinstance(sched, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                if value is not None:
+                    sched.step(value)
+            else:
+                sched.step()
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:  # noqa: D102
         out, _ = self._step(batch, "val")
@@ -79,18 +168,17 @@ class LitMER(L.LightningModule):
 
     def configure_optimizers(self) -> Any:  # noqa: D102
         c = self.cfg
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        name = c.get("optimizer", "adamw")
-        if name == "adamw":
-            opt = torch.optim.AdamW(params, lr=c["lr"], weight_decay=c["weight_decay"])
-        elif name == "adam":
-            opt = torch.optim.Adam(params, lr=c["lr"], weight_decay=c["weight_decay"])
-        elif name == "sgd":
-            opt = torch.optim.SGD(params, lr=c["lr"], momentum=0.9, weight_decay=c["weight_decay"])
-        else:
-            from emodistill.errors import ConfigError
-
-            raise ConfigError(f"train.optimizer={name!r}; use adamw, adam or sgd")
+        if self.manual:
+            opts = list(self.model.configure_optimizers(c))  # type: ignore[operator]
+            if c.get("scheduler", "none") == "plateau":  # on the first (the student's) optimiser
+                sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
+                    opts[0], mode=c["mode"], factor=c["scheduler_factor"],
+                    patience=c["scheduler_patience"],
+                )
+                return [{"optimizer": opts[0], "lr_scheduler": {"scheduler": sched}},
+                        *({"optimizer": o} for o in opts[1:])]
+            return opts
+        opt = make_optimizer(self.model.parameters(), c)
         if c.get("scheduler", "none") == "plateau":
             sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
                 opt, mode=c["mode"], factor=c["scheduler_factor"],

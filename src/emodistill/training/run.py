@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+from lightning.pytorch.utilities.rank_zero import rank_zero_only
 import numpy as np
 import pandas as pd
 import torch
@@ -36,7 +37,7 @@ from emodistill.data.protocols import Fold, make_folds
 from emodistill.data.registry import build_dataset
 from emodistill.data.spec import TargetSpec
 from emodistill.errors import ConfigError
-from emodistill.metrics import HIGHER_IS_BETTER
+from emodistill.metrics import HIGHER_IS_BETTER, metric_collection
 from emodistill.models import METHODS, MERModel, build_method
 from emodistill.training.history import EpochHistory
 from emodistill.training.lit import LitMER
@@ -216,9 +217,18 @@ def fit_fold(prep: Prepared, fold: Fold, out: Path) -> FoldResult:
         score = ckpt.best_model_score
         best_val = float(score) if score is not None else float("nan")
         # the test part is read exactly once, with the weights selected on validation
-        trainer.test(lit, batch_loader(parts["test"], target.name, batch_size=bs, shuffle=False),
-                     ckpt_path=ckpt.best_model_path or None, verbose=False)
-    test = {k[5:]: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")}
+        test_loader = batch_loader(parts["test"], target.name, batch_size=bs, shuffle=False)
+        if trainer.world_size == 1:
+            trainer.test(lit, test_loader, ckpt_path=ckpt.best_model_path or None, verbose=False)
+            test = {k[5:]: float(v) for k, v in trainer.callback_metrics.items()
+                    if k.startswith("test/")}
+        else:  # under DDP the test part would be sharded and padded: rank 0 tests it whole
+            trainer.strategy.barrier()
+            if not trainer.is_global_zero:
+                return FoldResult(fold.name, {}, best_epoch, len(history.rows), {}, out)
+            state = torch.load(ckpt.best_model_path, map_location=lit.device, weights_only=True)
+            lit.load_state_dict(state["state_dict"])
+            test = _test_in_process(lit, test_loader)
     out.mkdir(parents=True, exist_ok=True)
     history.write(out / "metrics.csv")
     _write_predictions(out / "predictions.csv", lit, parts["test"], target)
@@ -282,6 +292,19 @@ def obtain_teacher(prep: Prepared, fold: Fold, out: Path) -> MERModel:
     return res.model
 
 
+def _test_in_process(lit: LitMER, loader: Any) -> dict[str, float]:
+    """Run the test step over ``loader`` in this process (no Trainer, no sharding)."""
+    lit.eval()
+    lit.test_metrics = metric_collection(lit.model.target, prefix="test/",
+                                         sync_on_compute=False).to(lit.device)
+    with torch.no_grad():
+        for i, batch in enumerate(loader):
+            lit.test_step(batch.to(lit.device), i)
+    test = {k[5:]: float(v) for k, v in lit.test_metrics.compute().items()}
+    lit.test_metrics.reset()
+    return test
+
+
 def _best_epoch(rows: list[dict[str, float]], monitor: str, mode: str) -> int:
     vals = [(r[monitor], r["epoch"]) for r in rows if monitor in r]
     if not vals:
@@ -338,7 +361,13 @@ def run_experiment(
     """
     prep = prepare(cfg, dataset)
     parent = Path(output_dir or cfg.output_dir)
-    run_dir = unique_dir(parent / (cfg.run_name or default_run_name(cfg, prep.target)))
+    name = cfg.run_name or default_run_name(cfg, prep.target)
+    if rank_zero_only.rank != 0:  # DDP worker: trains, never writes (rank 0 does)
+        result = RunResult(parent / name)
+        for fold in prep.folds:
+            result.folds.append(fit_fold(prep, fold, result.path / fold.name))
+        return result
+    run_dir = unique_dir(parent / name)
     atomic_write(run_dir / "config.yaml", lambda f: f.write(OmegaConf.to_yaml(cfg, resolve=True)))
     summary = prep.dataset.summary() | {"info": prep.dataset.info}
     atomic_write(run_dir / "data.json", lambda f: json.dump(summary, f, indent=2, default=str))
