@@ -92,3 +92,10 @@ def build_dataset(cfg: dict[str, Any]) -> MultimodalDataset:
             raise
         raise ConfigError(f"dataset {name!r}: {e}") from None
 
+
+# --- physiological signals (DEAP, MAHNOB-HCI, synthetic); windowed after the split -------
+@DATASETS.register("synthetic_physio")
+def _synthetic_physio(**p: Any) -> MultimodalDataset:
+    from emodistill.data.physio_synthetic import make_synthetic_physio
+
+    return make_synthetic_physio(**p)
