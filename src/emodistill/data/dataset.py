@@ -185,7 +185,7 @@ class MultimodalDataset:
             if v.shape != (n,) or bad:
                 raise DataFormatError(
                     f"{spec.name}: split {k!r} must be [{n}] strings in train/valid/test; "
-                    f"found {sorted(bad)}"
+                    f"found {sorted(str(b) for b in bad)}"
                 )
         self.info = dict(info or {})
         #: optional transform applied by the engine to each part *after* the split

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -51,11 +52,24 @@ def load_npz(path: str | Path | None, *, name: str | None = None) -> MultimodalD
         raise ConfigError("dataset 'npz': set dataset.path to your .npz file")
     p = require_file(Path(path).expanduser(), dataset="npz", what="generic npz dataset")
     try:
-        z = dict(np.load(p, allow_pickle=False))
+        archive = np.load(p, allow_pickle=False)
+        if not isinstance(archive, np.lib.npyio.NpzFile):
+            raise DataFormatError(
+                f"{p}: holds a single array, not an .npz archive; write it with numpy.savez"
+            )
+        with archive:
+            z = dict(archive)
+    except DataFormatError:
+        raise
     except ValueError as e:
         raise DataFormatError(
             f"{p}: cannot read without pickle ({e}); store strings as fixed-width unicode "
             "arrays (np.array([...], dtype=str)), not object arrays"
+        ) from None
+    except (OSError, EOFError, zipfile.BadZipFile) as e:  # truncated or not a zip at all
+        raise DataFormatError(
+            f"{p}: not a readable .npz archive ({type(e).__name__}: {e}); write it with "
+            "numpy.savez or emodistill.data.npz.save_npz"
         ) from None
     if "modalities" not in z or "id" not in z:
         raise DataFormatError(f"{p}: needs arrays 'modalities' and 'id'; found {sorted(z)}")
@@ -63,9 +77,14 @@ def load_npz(path: str | Path | None, *, name: str | None = None) -> MultimodalD
     missing = [m for m in mods if m not in z]
     if missing:
         raise DataFormatError(f"{p}: modalities {missing} are listed but have no array")
+    bad_dims = {m: z[m].shape for m in mods if z[m].ndim not in (2, 3)}
+    if bad_dims:
+        raise DataFormatError(
+            f"{p}: modality arrays must be [N, T, D] or [N, D]; got shapes {bad_dims}"
+        )
     feats = {m: z[m] if z[m].ndim == 3 else z[m][:, None, :] for m in mods}
     targets, tspecs = {}, []
-    for key in sorted(k for k in z if k.startswith("target_")):
+    for key in (k for k in z if k.startswith("target_")):  # file order: the first is the default
         tname = key[len("target_"):]
         y = z[key]
         if np.issubdtype(y.dtype, np.floating):
@@ -86,7 +105,7 @@ def load_npz(path: str | Path | None, *, name: str | None = None) -> MultimodalD
         name=name or p.stem,
         modalities=tuple(ModalitySpec(m, feats[m].shape[2], feats[m].shape[1]) for m in mods),
         targets=tuple(tspecs),
-        group_keys=tuple(sorted(groups)),
+        group_keys=tuple(groups),
     )
     return MultimodalDataset(
         spec,

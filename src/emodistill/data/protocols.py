@@ -89,7 +89,7 @@ def _carve_valid(
     g = groups[train]
     if len(np.unique(g)) < 2:
         raise EmptySplitError(
-            f"cannot carve a validation set out of train: it holds a single group {g[0]!r}"
+            f"cannot carve a validation set out of train: it holds a single group {str(g[0])!r}"
         )
     gss = GroupShuffleSplit(n_splits=1, test_size=fraction, random_state=seed)
     tr, va = next(gss.split(train, groups=g))
@@ -183,7 +183,7 @@ def subject_dependent(
         trials = np.unique(trial_key[subj == s])
         if len(trials) < k:
             raise ConfigError(
-                f"subject {s!r} has {len(trials)} trials, fewer than protocol.k={k}"
+                f"subject {str(s)!r} has {len(trials)} trials, fewer than protocol.k={k}"
             )
         rng.shuffle(trials)
         for i, chunk in enumerate(np.array_split(trials, k)):
@@ -193,8 +193,25 @@ def subject_dependent(
         te = np.sort(np.concatenate(parts[i]))
         tr = np.setdiff1d(np.arange(len(ds)), te)
         tr, va = _carve_valid(tr, trial_key, valid_fraction, seed + i)
+        tr, va = _keep_subjects_in_train(tr, va, subj, trial_key)
         folds.append(Fold(f"fold{i}", tr, va, te, f"{subject}+{trial}"))
     return _finish(folds, trial_key)
+
+
+def _keep_subjects_in_train(
+    train: np.ndarray, valid: np.ndarray, subj: np.ndarray, trial_key: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Move one validation trial back to train for any subject left without a training trial.
+
+    The validation carve draws whole trials across all subjects; with few trials per
+    subject it can take all of a subject's training trials, which would break the
+    subject-dependent promise that every test subject is seen in training.
+    """
+    for s in np.setdiff1d(np.unique(subj[valid]), np.unique(subj[train])):
+        first = trial_key[valid][subj[valid] == s][0]
+        back = valid[trial_key[valid] == first]
+        train, valid = np.sort(np.concatenate([train, back])), np.setdiff1d(valid, back)
+    return train, valid
 
 
 @PROTOCOLS.register("loso")

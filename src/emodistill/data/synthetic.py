@@ -18,6 +18,7 @@ import numpy as np
 
 from emodistill.data.dataset import MultimodalDataset
 from emodistill.data.spec import DatasetSpec, ModalitySpec, TargetSpec
+from emodistill.errors import ConfigError
 
 __all__ = ["make_synthetic_mer", "DEFAULT_SYNTHETIC_MODALITIES"]
 
@@ -86,7 +87,9 @@ def make_synthetic_mer(
     """
     mods = dict(modalities or DEFAULT_SYNTHETIC_MODALITIES)
     if dominant not in mods:
-        raise ValueError(f"dominant={dominant!r} is not one of the modalities {list(mods)}")
+        raise ConfigError(f"dominant={dominant!r} is not one of the modalities {list(mods)}")
+    if not 0.0 <= missing_rate < 1.0:
+        raise ConfigError(f"missing_rate={missing_rate}; use a probability in [0, 1)")
     rng = np.random.default_rng(seed)
     s = rng.standard_normal((n, n_shared))
     priv = {m: rng.standard_normal((n, n_private)) for m in mods}
