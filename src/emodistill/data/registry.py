@@ -99,3 +99,10 @@ def _synthetic_physio(**p: Any) -> MultimodalDataset:
     from emodistill.data.physio_synthetic import make_synthetic_physio
 
     return make_synthetic_physio(**p)
+
+
+@DATASETS.register("deap")
+def _deap(**p: Any) -> MultimodalDataset:
+    from emodistill.data.deap import load_deap
+
+    return load_deap(_root(p, "deap"), **p)

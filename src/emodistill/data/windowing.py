@@ -152,11 +152,11 @@ def _baseline_templates(x: np.ndarray, cfg: WindowConfig) -> np.ndarray | None:
     """Per-trial baseline to subtract from raw windows: ``[N, 1 or chunk, C]`` or None."""
     b = int(cfg.baseline_samples)
     if cfg.baseline == "subtract_mean":
-        return x[:, :b, :].mean(axis=1, keepdims=True)
+        return x[:, :b, :].mean(axis=1, keepdims=True, dtype=np.float64)
     if cfg.baseline == "subtract_template":
         k = b // int(cfg.chunk_size)
         pieces = x[:, : k * cfg.chunk_size, :].reshape(x.shape[0], k, cfg.chunk_size, x.shape[2])
-        return pieces.mean(axis=1)
+        return pieces.mean(axis=1, dtype=np.float64)
     return None
 
 
