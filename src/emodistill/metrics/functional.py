@@ -159,10 +159,16 @@ def sims_regression_metrics(preds: Tensor, target: Tensor) -> dict[str, float]:
     Bins: 2-class [-1, 0] / (0, 1]; 3-class [-1, -0.1] / (-0.1, 0.1] / (0.1, 1];
     5-class [-1, -0.7] / (-0.7, -0.1] / (-0.1, 0.1] / (0.1, 0.7] / (0.7, 1].
     """
-    p, t = _flat(preds).clamp(-1, 1), _flat(target).clamp(-1, 1)
+    # bin each input in its own precision: MMSA compares float32 outputs with Python-float
+    # edges, i.e. in float32, and float32(0.1) > 0.1 in float64 would move it to the next bin
+    p_own, t_own = (
+        (x.detach().reshape(-1) if x.is_floating_point() else _flat(x)).clamp(-1, 1)
+        for x in (preds, target)
+    )
+    p, t = p_own.double(), t_own.double()
     out = {}
     for k, edges in ((2, [0.0]), (3, [-0.1, 0.1]), (5, [-0.7, -0.1, 0.1, 0.7])):
-        pb, tb = _bin(p, edges), _bin(t, edges)
+        pb, tb = _bin(p_own, edges), _bin(t_own, edges)
         out[f"acc{k}"] = float((pb == tb).double().mean())
         if k == 2:
             out["f1"] = float(weighted_f1(pb, tb, 2))
