@@ -1,0 +1,234 @@
+"""MulT-style transformer blocks (Tsai et al., ACL 2019) as used by DMD and DHMD.
+
+A written-from-scratch, batch-first re-implementation of the fairseq/MulT
+encoder that DMD's reference code (``mdswyz/DMD``) inherits from MMSA:
+
+* the input is scaled by ``sqrt(embed_dim)``, a sinusoidal position embedding
+  is added (fairseq layout: ``[sin | cos]`` halves, positions counted from 1
+  over real steps, padded steps get a zero embedding) and embedding dropout
+  is applied; in cross-modal attention the keys/values get the same treatment;
+* pre-LayerNorm blocks: multi-head attention (attention dropout), residual
+  dropout, then a ``d -> 4d -> d`` ReLU feed-forward with ReLU dropout;
+  a final LayerNorm;
+* an optional causal mask ("``attn_mask``"): query ``i`` sees keys
+  ``j <= i + |T_k - T_q|`` (the offset MulT uses for unaligned sequences).
+
+Deliberate differences from the reference, all documented in ``docs/methods/dmd.md``:
+
+* padding comes from the :class:`~emodistill.data.batch.Batch` mask instead of
+  "a step whose first feature is exactly 0" (an inherited fairseq quirk);
+* with ``key_padding_mask=True`` padded keys are ignored (the reference uses no
+  key-padding mask; on MMSA aligned data, which has no padding mask, both agree);
+* attention runs through :func:`torch.nn.functional.scaled_dot_product_attention`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["sinusoidal_positions", "MulTLayer", "MulTEncoder", "last_real_step"]
+
+
+def sinusoidal_positions(mask: Tensor, dim: int) -> Tensor:
+    """Fairseq sinusoidal embeddings of the real steps of ``mask``.
+
+    Parameters
+    ----------
+    mask : Tensor
+        ``[B, T]`` bool, True on real steps.
+    dim : int
+        Embedding width.
+
+    Returns
+    -------
+    Tensor
+        ``[B, T, dim]``; step ``t`` of a sample gets the embedding of its
+        1-based rank among the sample's real steps, padded steps get zeros.
+    """
+    half = dim // 2
+    scale = math.log(10000.0) / max(half - 1, 1)
+    freq = torch.exp(torch.arange(half, device=mask.device, dtype=torch.float32) * -scale)
+    pos = mask.long().cumsum(1).to(torch.float32)  # [B, T], 1-based on real steps
+    ang = pos[..., None] * freq  # [B, T, half]
+    emb = torch.cat([ang.sin(), ang.cos()], -1)
+    if dim % 2:
+        emb = nn.functional.pad(emb, (0, 1))
+    return emb * mask[..., None].to(emb.dtype)
+
+
+def _allowed(q_len: int, mask_kv: Tensor | None, causal: bool, k_len: int,
+             device: torch.device) -> Tensor | None:
+    """Boolean attention mask ``[B|1, 1, T_q, T_k]`` (True = may attend) or None."""
+    allowed: Tensor | None = None
+    if causal:
+        offset = abs(k_len - q_len)
+        i = torch.arange(q_len, device=device)[:, None]
+        j = torch.arange(k_len, device=device)[None, :]
+        allowed = (j <= i + offset)[None, None]  # [1, 1, Tq, Tk]
+    if mask_kv is not None:
+        # a sample without any real key (absent modality) attends to every key;
+        # its output is masked downstream
+        kpm = mask_kv | ~mask_kv.any(1, keepdim=True)
+        kpm = kpm[:, None, None, :]  # [B, 1, 1, Tk]
+        if allowed is None:
+            allowed = kpm
+        else:
+            both = allowed & kpm
+            # a query row left with no key (e.g. left padding + causal) falls back to causal
+            empty = ~both.any(-1, keepdim=True)
+            allowed = both | (empty & allowed)
+    return allowed
+
+
+class _Attention(nn.Module):
+    """Multi-head attention with input/output projections (biases as in MulT)."""
+
+    def __init__(self, dim: int, heads: int, dropout: float) -> None:
+        super().__init__()
+        if dim % heads:
+            raise ValueError(f"embed dim {dim} is not divisible by {heads} heads")
+        self.heads, self.dropout = heads, dropout
+        self.in_proj = nn.Linear(dim, 3 * dim)
+        self.out_proj = nn.Linear(dim, dim)
+        nn.init.xavier_uniform_(self.in_proj.weight)
+        nn.init.zeros_(self.in_proj.bias)
+        nn.init.zeros_(self.out_proj.bias)
+
+    def forward(self, q: Tensor, kv: Tensor | None, allowed: Tensor | None) -> Tensor:
+        B, Tq, D = q.shape
+        h = self.heads
+        if kv is None:
+            qq, kk, vv = self.in_proj(q).chunk(3, -1)
+        else:
+            w, b = self.in_proj.weight, self.in_proj.bias
+            qq = nn.functional.linear(q, w[:D], b[:D])
+            kk, vv = nn.functional.linear(kv, w[D:], b[D:]).chunk(2, -1)
+        Tk = kk.shape[1]
+        qq = qq.view(B, Tq, h, D // h).transpose(1, 2)
+        kk = kk.view(B, Tk, h, D // h).transpose(1, 2)
+        vv = vv.view(B, Tk, h, D // h).transpose(1, 2)
+        out = nn.functional.scaled_dot_product_attention(
+            qq, kk, vv, attn_mask=allowed, dropout_p=self.dropout if self.training else 0.0
+        )
+        return self.out_proj(out.transpose(1, 2).reshape(B, Tq, D))
+
+
+class MulTLayer(nn.Module):
+    """One pre-LN MulT block: (cross-)attention then a ReLU feed-forward.
+
+    Parameters
+    ----------
+    dim, heads : int
+        Width and number of heads.
+    attn_dropout, relu_dropout, res_dropout : float
+        Dropout on attention weights, after the first FFN layer, and on each
+        residual branch.
+    """
+
+    def __init__(self, dim: int, heads: int, *, attn_dropout: float = 0.0,
+                 relu_dropout: float = 0.0, res_dropout: float = 0.0) -> None:
+        super().__init__()
+        self.attn = _Attention(dim, heads, attn_dropout)
+        self.norm_attn = nn.LayerNorm(dim)
+        self.norm_ffn = nn.LayerNorm(dim)
+        self.fc1 = nn.Linear(dim, 4 * dim)
+        self.fc2 = nn.Linear(4 * dim, dim)
+        self.relu_dropout = nn.Dropout(relu_dropout)
+        self.res_dropout = nn.Dropout(res_dropout)
+
+    def forward(self, x: Tensor, kv: Tensor | None, allowed: Tensor | None) -> Tensor:
+        """``x [B, Tq, D]``, ``kv [B, Tk, D]`` (None = self-attention) → ``[B, Tq, D]``."""
+        h = self.norm_attn(x)
+        kvn = None if kv is None else self.norm_attn(kv)  # MulT normalises k/v with the same LN
+        x = x + self.res_dropout(self.attn(h, kvn, allowed))
+        h = self.fc2(self.relu_dropout(nn.functional.relu(self.fc1(self.norm_ffn(x)))))
+        return x + self.res_dropout(h)
+
+
+class MulTEncoder(nn.Module):
+    """A stack of :class:`MulTLayer` (self- or cross-modal) with MulT's input treatment.
+
+    Parameters
+    ----------
+    dim : int
+        Embedding width ``D``.
+    heads : int
+        Attention heads (``D`` must be divisible by it).
+    layers : int
+        Number of blocks.
+    attn_dropout, relu_dropout, res_dropout, embed_dropout : float
+        Dropout rates (``embed_dropout`` after scaling + positions).
+    causal : bool
+        Apply MulT's (offset) causal mask.
+    key_padding_mask : bool
+        Ignore padded key steps (see module docstring).
+    """
+
+    def __init__(self, dim: int, heads: int, layers: int, *, attn_dropout: float = 0.0,
+                 relu_dropout: float = 0.0, res_dropout: float = 0.0,
+                 embed_dropout: float = 0.0, causal: bool = True,
+                 key_padding_mask: bool = True) -> None:
+        super().__init__()
+        self.dim = dim
+        self.scale = math.sqrt(dim)
+        self.causal = causal
+        self.key_padding_mask = key_padding_mask
+        self.embed_dropout = nn.Dropout(embed_dropout)
+        self.layers = nn.ModuleList(
+            MulTLayer(dim, heads, attn_dropout=attn_dropout, relu_dropout=relu_dropout,
+                      res_dropout=res_dropout)
+            for _ in range(layers)
+        )
+        self.norm = nn.LayerNorm(dim)
+
+    def _embed(self, x: Tensor, mask: Tensor) -> Tensor:
+        return self.embed_dropout(self.scale * x + sinusoidal_positions(mask, self.dim).to(x.dtype))
+
+    def forward(self, x: Tensor, mask: Tensor, kv: Tensor | None = None,
+                mask_kv: Tensor | None = None) -> Tensor:
+        """Encode ``x``, attending to itself or to ``kv``.
+
+        Parameters
+        ----------
+        x : Tensor
+            ``[B, T_q, D]`` queries.
+        mask : Tensor
+            ``[B, T_q]`` bool, True on real query steps.
+        kv : Tensor, optional
+            ``[B, T_k, D]`` keys/values of another modality (cross-modal attention).
+        mask_kv : Tensor, optional
+            ``[B, T_k]`` bool mask of ``kv``.
+
+        Returns
+        -------
+        Tensor
+            ``[B, T_q, D]``.
+        """
+        h = self._embed(x, mask)
+        if kv is None:
+            kvh, kmask = None, mask
+        else:
+            kvh = self._embed(kv, mask_kv)
+            kmask = mask_kv
+        allowed = _allowed(h.shape[1], kmask if self.key_padding_mask else None, self.causal,
+                           h.shape[1] if kvh is None else kvh.shape[1], h.device)
+        for layer in self.layers:
+            h = layer(h, kvh, allowed)
+        return self.norm(h)
+
+
+def last_real_step(x: Tensor, mask: Tensor) -> Tensor:
+    """Return the last real step of each sample: ``[B, T, D]``, ``[B, T]`` → ``[B, D]``.
+
+    With right padding (the :class:`~emodistill.data.batch.Batch` contract) this
+    is step ``length - 1``; a sample without real steps gets step ``T - 1``.
+    With a full mask it is MulT's "take the last time step".
+    """
+    T = mask.shape[1]
+    steps = torch.arange(T, device=mask.device)
+    idx = torch.where(mask, steps, -1).amax(1)
+    idx = torch.where(idx < 0, T - 1, idx)
+    return x[torch.arange(x.shape[0], device=x.device), idx]

@@ -1,0 +1,340 @@
+import inspect
+
+import pandas as pd
+import pytest
+import torch
+
+from emodistill.checkpoint import load_checkpoint, save_checkpoint
+from emodistill.config import compose, to_container
+from emodistill.data.batch import Batch
+from emodistill.data.spec import DatasetSpec, ModalitySpec, TargetSpec
+from emodistill.errors import ConfigError
+from emodistill.models import build_method
+from emodistill.models._mult import MulTEncoder, last_real_step, sinusoidal_positions
+from emodistill.models.dmd import (
+    DEFAULT_LOSS_WEIGHTS,
+    DMD,
+    conv_mask,
+    margin_loss,
+    margin_loss_loop,
+    orthogonality_loss,
+)
+
+REG = TargetSpec("sentiment", "regression", value_range=(-3.0, 3.0))
+BIN = TargetSpec("polarity", "binary", class_names=("negative", "positive"))
+SMALL = {"d_model": 8, "num_heads": 2, "layers": 1, "mem_layers": 1, "homo_gd_size": 4,
+         "hetero_gd_size": 4, "conv_kernel": 3}
+
+
+def _spec(shapes, targets=(REG, BIN)):
+    return DatasetSpec("toy", tuple(ModalitySpec(m, d, t) for m, (t, d) in shapes.items()),
+                       tuple(targets))
+
+
+def _batch(spec, B=6, target="sentiment", lengths=None, present=None, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    inputs, mask, pres = {}, {}, {}
+    for ms in spec.modalities:
+        ln = torch.full((B,), ms.seq_len) if lengths is None else lengths[ms.name]
+        m = torch.arange(ms.seq_len)[None] < ln[:, None]
+        p = torch.ones(B, dtype=torch.bool) if present is None else present[ms.name]
+        m = m & p[:, None]
+        inputs[ms.name] = torch.randn(B, ms.seq_len, ms.dim, generator=g) * m[..., None]
+        mask[ms.name], pres[ms.name] = m, p
+    if target == "sentiment":
+        y = torch.randint(-3, 4, (B,), generator=g).float()  # repeated values: margin positives
+    else:
+        y = torch.randint(0, 2, (B,), generator=g)
+    return Batch(inputs, mask, pres, y, torch.arange(B))
+
+
+def _model(spec, target=REG, name="dmd", **kw):
+    return build_method(name, spec=spec, target=target, params={**SMALL, **kw})
+
+
+# ---------------------------------------------------------------------- components
+def test_margin_loss_vectorised_equals_loop():
+    g = torch.Generator().manual_seed(0)
+    for trial in range(4):
+        n = 12 + 3 * trial
+        feats = torch.randn(n, 5, generator=g)
+        labels = torch.randint(-2, 3, (n,), generator=g).float() * 0.5
+        valid = torch.rand(n, generator=g) > 0.2 if trial % 2 else None
+        got = margin_loss(feats, labels, valid, chunk=7)
+        want = margin_loss_loop(feats, labels, valid)
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_margin_loss_edge_cases():
+    feats = torch.randn(4, 3)
+    assert margin_loss(feats, torch.zeros(4)).item() == 0.0  # no negatives anywhere
+    assert margin_loss(feats, torch.arange(4.0)).item() == 0.0  # no positives anywhere
+    # a pair of identical vectors with equal labels and a distant negative: zero loss
+    f = torch.tensor([[1.0, 0.0], [1.0, 0.0], [-1.0, 0.0]])
+    assert margin_loss(f, torch.tensor([1.0, 1.0, -1.0])).item() == pytest.approx(0.0, abs=1e-6)
+    # swapping the labels makes the hinge active: margin 0.15*2 + 2 (cos gap)
+    assert margin_loss(f, torch.tensor([1.0, -1.0, 1.0])).item() > 1.0
+
+
+def test_orthogonality_loss_modes():
+    s = torch.zeros(2, 3, 4)
+    s[..., 0] = 1.0
+    c = torch.zeros(2, 3, 4)
+    c[..., 1] = 1.0
+    mask = torch.ones(2, 3, dtype=torch.bool)
+    r = torch.rand(2, 3, 4) + 0.1
+    for mode in ("step", "sample", "batch_axis"):
+        assert orthogonality_loss(s, c, mask, mode).item() == pytest.approx(0.0)
+        assert orthogonality_loss(r, r, mask, mode).item() == pytest.approx(1.0)
+        assert orthogonality_loss(r, -r, mask, mode).item() == pytest.approx(0.0)  # only cos>0
+    # the legacy mode takes the cosine across the batch axis, per (step, channel)
+    want = torch.nn.functional.cosine_similarity(r, r.flip(0), dim=0).clamp(min=0).mean()
+    torch.testing.assert_close(orthogonality_loss(r, r.flip(0), mask, "batch_axis"), want)
+    # the masked step is ignored in "step" mode
+    c2 = c.clone()
+    c2[0, 2] = s[0, 2]
+    mask[0, 2] = False
+    assert orthogonality_loss(s, c2, mask, "step").item() == pytest.approx(0.0)
+    with pytest.raises(ConfigError):
+        orthogonality_loss(s, c, mask, "channel")
+
+
+def test_conv_mask_and_last_real_step():
+    mask = torch.tensor([[1, 1, 1, 1, 0, 0], [1, 1, 0, 0, 0, 0], [1, 1, 1, 1, 1, 1]]).bool()
+    cm = conv_mask(mask, 3)
+    assert cm.tolist() == [[True, True, False, False], [True, True, False, False],
+                           [True, True, True, True]]
+    x = torch.arange(3 * 4).view(3, 4, 1).float()
+    assert last_real_step(x, cm)[:, 0].tolist() == [1.0, 5.0, 11.0]
+    assert torch.equal(conv_mask(mask, 1), mask)
+
+
+def test_positions_count_real_steps_and_zero_padding():
+    mask = torch.tensor([[True, True, False]])
+    pe = sinusoidal_positions(mask, 6)
+    assert pe[0, 2].abs().sum() == 0
+    assert not torch.equal(pe[0, 0], pe[0, 1])
+
+
+def test_mult_encoder_causal_and_padding():
+    torch.manual_seed(0)
+    enc = MulTEncoder(8, 2, 2, causal=True).eval()
+    x = torch.randn(1, 5, 8)
+    mask = torch.ones(1, 5, dtype=torch.bool)
+    out = enc(x, mask)
+    x2 = x.clone()
+    x2[0, 4] += 1.0  # a future step does not change earlier outputs under the causal mask
+    torch.testing.assert_close(enc(x2, mask)[0, :4], out[0, :4])
+    kv, kmask = torch.randn(1, 3, 8), torch.tensor([[True, True, False]])
+    y = enc(x, mask, kv, kmask)
+    kv2 = kv.clone()
+    kv2[0, 2] = 99.0  # a padded key is ignored
+    torch.testing.assert_close(enc(x, mask, kv2, kmask), y)
+
+
+# ---------------------------------------------------------------------- the model
+SHAPES = {
+    "aligned": {"text": (12, 20), "audio": (12, 5), "vision": (12, 7)},
+    "unaligned": {"text": (10, 20), "audio": (15, 5), "vision": (13, 7)},
+    "utterance": {"text": (1, 100), "audio": (1, 73), "vision": (1, 100)},
+    "two_modalities": {"text": (9, 12), "audio": (11, 5)},
+    "four_modalities": {"eeg": (6, 10), "eog": (6, 4), "gsr": (6, 2), "text": (6, 3)},
+}
+
+
+@pytest.mark.parametrize("shape", list(SHAPES))
+@pytest.mark.parametrize("target", [REG, BIN], ids=["regression", "binary"])
+def test_forward_backward_every_parameter_gets_a_gradient(shape, target):
+    spec = _spec(SHAPES[shape])
+    torch.manual_seed(0)
+    model = _model(spec, target)
+    b = _batch(spec, target=target.name)
+    out = model(b)
+    want = (6,) if target.kind == "regression" else (6, 2)
+    assert out.preds.shape == want
+    for m in spec.modality_names:
+        assert out.logits[m].shape == want
+        assert out.features[m].shape == (6, 8 + 8 * (len(spec.modalities) - 1))
+    losses = model.loss(b, out)
+    assert set(DEFAULT_LOSS_WEIGHTS) <= set(losses)
+    assert all(torch.isfinite(v) for v in losses.values())
+    losses["loss"].backward()
+    for name, p in model.named_parameters():
+        assert p.grad is not None, name
+        assert torch.isfinite(p.grad).all(), name
+
+
+def test_kernel_is_clipped_to_the_sequence_length():
+    model = _model(_spec(SHAPES["utterance"]), conv_kernel=5)
+    assert set(model.kernels.values()) == {1}
+    model = _model(_spec(SHAPES["unaligned"]), conv_kernel={"text": 5, "audio": 1, "vision": 3})
+    assert model.kernels == {"text": 5, "audio": 1, "vision": 3}
+    assert model.out_len == {"text": 6, "audio": 15, "vision": 11}
+
+
+def test_reference_quirk_skip_projection_when_dims_match():
+    spec = _spec({"text": (6, 8), "audio": (6, 5)})
+    model = _model(spec, always_project=False)
+    assert isinstance(model.proj["text"], torch.nn.Identity) and model.out_len["text"] == 6
+    model(_batch(spec))  # still runs: lengths come from the spec, not from constants
+
+
+def test_variable_lengths_and_missing_modalities():
+    spec = _spec(SHAPES["aligned"])
+    lengths = {"text": torch.tensor([12, 5, 2, 1, 12, 8]), "audio": torch.full((6,), 12),
+               "vision": torch.tensor([3, 12, 12, 12, 1, 6])}
+    present = {m: torch.ones(6, dtype=torch.bool) for m in spec.modality_names}
+    present["audio"][1] = False
+    present["vision"][4] = False
+    model = _model(spec).eval()
+    b = _batch(spec, lengths=lengths, present=present)
+    out = model(b)
+    losses = model.loss(b, out)
+    assert torch.isfinite(out.preds).all() and all(torch.isfinite(v) for v in losses.values())
+    edges = out.aux["sample_gd_homo_edges"]
+    names = model.gd["homo"].edge_names
+    assert all(edges[1, k] == 0 for k, n in enumerate(names) if "audio" in n)
+    # padding content does not change the prediction
+    b2 = _batch(spec, lengths=lengths, present=present)
+    b2.inputs["text"][2, 5:] = 7.0
+    b2.inputs = {k: v.clone() for k, v in b.inputs.items()}
+    b2.inputs["text"][2, 4:] = 7.0
+    torch.testing.assert_close(model(b2).preds, out.preds)
+
+
+def test_batch_of_one():
+    spec = _spec(SHAPES["aligned"])
+    model = _model(spec)
+    b = _batch(spec, B=1)
+    losses = model.loss(b, model(b))
+    losses["loss"].backward()
+    assert torch.isfinite(losses["loss"])
+
+
+def test_ablation_switches():
+    spec = _spec(SHAPES["aligned"])
+    b = _batch(spec)
+    no_gd = _model(spec, homo_gd=False, hetero_gd=False)
+    assert len(no_gd.gd) == 0 and "gd_homo" not in no_gd.loss(b, no_gd(b))
+    assert no_gd.epoch_logs() == {}
+    no_prior = _model(spec, gd_prior=False)
+    out = no_prior(b)
+    assert out.aux["gd_homo/reg"].item() == 0.0
+    no_dec = _model(spec, loss_weights={"rec": 0, "cyc": 0, "mar": 0, "ort": 0})
+    losses = no_dec.loss(b, no_dec(b))
+    assert not {"rec", "cyc", "mar", "ort"} & set(losses)
+    with pytest.raises(ConfigError, match="unknown term"):
+        _model(spec, loss_weights={"recon": 0.1})
+    with pytest.raises(ConfigError, match="at least 2"):
+        _model(_spec({"text": (4, 3)}))
+    with pytest.raises(ConfigError, match="divisible"):
+        _model(spec, d_model=10, num_heads=3)
+
+
+def test_total_is_the_weighted_sum_of_the_terms():
+    spec = _spec(SHAPES["aligned"])
+    model = _model(spec).eval()
+    b = _batch(spec)
+    losses = model.loss(b, model(b))
+    want = sum(DEFAULT_LOSS_WEIGHTS[k] * losses[k] for k in DEFAULT_LOSS_WEIGHTS)
+    torch.testing.assert_close(losses["loss"], want)
+
+
+def test_margin_impl_loop_gives_the_same_loss():
+    spec = _spec(SHAPES["aligned"])
+    torch.manual_seed(0)
+    a = _model(spec).eval()
+    bl = _model(spec, margin_impl="loop").eval()
+    bl.load_state_dict(a.state_dict())
+    b = _batch(spec)
+    torch.testing.assert_close(a.loss(b, a(b))["mar"], bl.loss(b, bl(b))["mar"])
+
+
+def test_epoch_logs_mean_edges_sum_to_one_and_reset():
+    spec = _spec(SHAPES["aligned"])
+    model = _model(spec).train()
+    for seed in range(3):
+        b = _batch(spec, seed=seed)
+        model.loss(b, model(b))
+    logs = model.epoch_logs()
+    homo = [v for k, v in logs.items() if k.startswith("gd_homo/")]
+    assert len(homo) == 6 and sum(homo) == pytest.approx(1.0, abs=1e-5)
+    assert "gd_hetero/text->audio" in logs
+    assert model.epoch_logs() == {}  # reset after reading
+
+
+def test_bf16_autocast_is_close_to_fp32():
+    spec = _spec(SHAPES["aligned"])
+    torch.manual_seed(0)
+    model = _model(spec).eval()
+    b = _batch(spec)
+    with torch.no_grad():
+        ref = model(b).preds
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            low = model(b).preds.float()
+    assert (low - ref).abs().max() < 0.1 * ref.abs().max() + 0.05
+
+
+def test_yaml_defaults_are_the_constructor_defaults():
+    params = to_container(compose(dataset="synthetic", method="dmd").method)
+    params.pop("name")
+    sig = inspect.signature(DMD.__init__).parameters
+    for k, v in params.items():
+        default = sig[k].default
+        if k == "loss_weights":
+            assert v == DEFAULT_LOSS_WEIGHTS
+        elif k == "input_dropout":
+            assert v == {"text": 0.5} and default is None
+        elif k == "attn_dropout_modality":
+            assert v == {"audio": 0.2, "vision": 0.0} and default is None
+        elif k in ("homo_prior", "hetero_prior"):
+            from emodistill.models.dmd import DEFAULT_HETERO_PRIOR, DEFAULT_HOMO_PRIOR
+            assert v == (DEFAULT_HOMO_PRIOR if k == "homo_prior" else DEFAULT_HETERO_PRIOR)
+        else:
+            assert v == default, k
+
+
+@pytest.mark.parametrize("cfg", ["dmd_no_gd", "dmd_no_prior", "dmd_no_decoupling"])
+def test_ablation_configs_build(cfg, synthetic_small):
+    c = compose(dataset="synthetic", method=cfg, overrides=["method.d_model=8",
+                                                           "method.num_heads=2"])
+    params = to_container(c.method)
+    model = build_method(params.pop("name"), spec=synthetic_small.spec,
+                         target=synthetic_small.spec.target("sentiment"), params=params)
+    assert isinstance(model, DMD)
+
+
+def test_checkpoint_round_trip(tmp_path):
+    spec = _spec(SHAPES["unaligned"])
+    torch.manual_seed(0)
+    model = _model(spec).train()
+    b = _batch(spec)
+    model.loss(b, model(b))  # edge statistics accumulate in buffers that are not saved
+    model.eval()
+    cfg = {"method": {"name": "dmd", **SMALL}}
+    save_checkpoint(tmp_path / "model.pt", model, config=cfg, standardizer=None)
+    loaded = load_checkpoint(tmp_path / "model.pt").model
+    assert not any(k.startswith(("_edge", "_atoms")) for k in model.state_dict())
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(b).preds, model(b).preds)
+
+
+def test_training_run_logs_edges_and_per_sample_edges(tmp_path):
+    from emodistill.training.run import run_experiment
+
+    cfg = compose(dataset="synthetic", method="dmd", overrides=[
+        "dataset.n=120", "dataset.target=sentiment", "train.max_epochs=2",
+        "train.progress_bar=false", "train.batch_size=16", f"output_dir={tmp_path}",
+        *[f"method.{k}={v}" for k, v in SMALL.items()],
+    ])
+    res = run_experiment(cfg)
+    fold = res.folds[0].path
+    metrics = pd.read_csv(fold / "metrics.csv")
+    cols = [c for c in metrics.columns if c.startswith("model/gd_homo/")]
+    assert len(cols) == 6
+    assert metrics[cols].sum(axis=1).to_numpy() == pytest.approx(1.0, abs=1e-4)
+    preds = pd.read_csv(fold / "predictions.csv")
+    assert {f"sample_gd_hetero_edges_{k}" for k in range(6)} <= set(preds.columns)
+    from emodistill.report.edges import plot_gd_edges
+
+    assert plot_gd_edges(fold / "metrics.csv", tmp_path / "e.png").is_file()
