@@ -8,6 +8,10 @@ Sub-commands::
     emodistill sweep -d DATASET -m METHOD --space SPACE.yaml [--trials N] [--storage URL]
     emodistill data verify -d DATASET [key=value ...]
     emodistill list [datasets|methods|experiments|protocols|encoders]
+    emodistill predict CHECKPOINT --input FILE.npz [--modalities a,b] [--output FILE]
+    emodistill export CHECKPOINT --format onnx|torchscript [--output FILE]
+    emodistill report RUN_OR_BENCHMARK_DIR [--embedding pca|tsne|none] [key=value ...]
+    emodistill features text|audio --input ... --output FILE.npz
 """
 
 from __future__ import annotations
@@ -188,6 +192,10 @@ def build_parser() -> argparse.ArgumentParser:
     ls.add_argument("what", nargs="?", default=None,
                     choices=["datasets", "methods", "experiments", "protocols", "encoders"])
     ls.set_defaults(fn=_cmd_list)
+
+    from emodistill._cli_serving import add_commands as _add_serving_commands
+
+    _add_serving_commands(sub)  # predict, export, report, features
     return p
 
 

@@ -93,6 +93,15 @@ def build_dataset(cfg: dict[str, Any]) -> MultimodalDataset:
         raise ConfigError(f"dataset {name!r}: {e}") from None
 
 
+@DATASETS.register("mosi_raw_features")
+def _mosi_raw_features(**p: Any) -> MultimodalDataset:
+    # MiniLM transcript embeddings + Poria openSMILE audio, standard split (no leakage);
+    # imported lazily: it needs the optional 'text' extra
+    from emodistill.features.mosi_raw import load_mosi_raw_features
+
+    return load_mosi_raw_features(_root(p, "mosi_utterance"), **p)
+
+
 # --- physiological signals (DEAP, MAHNOB-HCI, synthetic); windowed after the split -------
 @DATASETS.register("synthetic_physio")
 def _synthetic_physio(**p: Any) -> MultimodalDataset:

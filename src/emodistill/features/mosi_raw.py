@@ -1,0 +1,195 @@
+"""CMU-MOSI on the standard MMSA split with features that never saw a label.
+
+Dataset ``mosi_raw_features``: the second, non-leaky MOSI benchmark.
+
+* ``text``: the raw transcripts of ``mosi_standard_labels.csv`` (column
+  ``text``) embedded by the frozen, locally installed all-MiniLM-L6-v2
+  (:mod:`emodistill.features.text`): pooled ``[1 x 384]`` or token-level
+  ``[max_tokens x 384]``;
+* ``audio``: the 73 openSMILE features of Poria et al. (``audio/audio_*0.csv``),
+  hand-designed acoustic descriptors, not learned;
+* targets: continuous ``sentiment`` in [-3, 3] (MMSA labels) and the binary
+  ``polarity`` of the Poria files;
+* splits: ``standard`` (MMSA train/valid/test = 1281/229/685) and ``poria``.
+
+Unlike the Poria text-CNN and 3D-CNN features of ``mosi_utterance`` (learned
+with labels on the Poria train split, which holds most of the standard test
+utterances), nothing here was fitted on MOSI labels, so the standard split is
+honest. The video features are not used (they are label-trained).
+
+Text embeddings take about a minute on a CPU and are cached in
+``cache_dir`` (default ``$EMODISTILL_CACHE_DIR`` or ``~/.cache/emodistill``)
+under a name that hashes their full recipe (ids, transcripts, model files,
+level, length, package version); a manifest JSON sits beside each cache file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from emodistill import __version__
+from emodistill._fs import atomic_write
+from emodistill.data._io import require_dir, require_file
+from emodistill.data.dataset import MultimodalDataset
+from emodistill.data.mosi_utterance import load_mosi_utterance
+from emodistill.data.spec import DatasetSpec, ModalitySpec, TargetSpec
+from emodistill.errors import ConfigError, DataFormatError
+
+__all__ = ["load_mosi_raw_features", "default_cache_dir", "CACHE_DIR_ENV", "cached_text_features"]
+
+log = logging.getLogger(__name__)
+
+#: environment variable naming the feature cache folder
+CACHE_DIR_ENV = "EMODISTILL_CACHE_DIR"
+_NAME = "mosi_raw_features"
+_LABELS = "mosi_standard_labels.csv"
+
+
+def default_cache_dir() -> Path:
+    """``$EMODISTILL_CACHE_DIR`` or ``~/.cache/emodistill``."""
+    env = os.environ.get(CACHE_DIR_ENV)
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "emodistill"
+
+
+def cached_text_features(
+    ids: list[str],
+    texts: list[str],
+    *,
+    level: str = "pooled",
+    max_tokens: int = 50,
+    text_model: str | Path | None = None,
+    cache_dir: str | Path | None = None,
+    use_cache: bool = True,
+) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """Embed ``texts`` with the local sentence encoder, through a recipe-keyed cache.
+
+    Returns
+    -------
+    features : np.ndarray
+        ``[N, D]`` or ``[N, T, D]``.
+    lengths : np.ndarray
+        ``[N]`` real tokens (1 for pooled).
+    manifest : dict
+        The recipe and where the cache file is.
+    """
+    from emodistill.features.text import TextEncoder
+
+    enc = TextEncoder(text_model)
+    h = hashlib.sha256()
+    for i, t in zip(ids, texts, strict=True):
+        h.update(f"{i}\x00{t}\x01".encode())
+    recipe = enc.recipe(level=level, max_tokens=int(max_tokens) if level == "tokens" else None,
+                        normalize=level == "pooled", emodistill=__version__,
+                        inputs=h.hexdigest()[:16], n=len(ids))
+    key = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
+    root = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
+    path = root / "features" / f"text-{key}.npz"
+    manifest = {"cache_file": str(path), **recipe}
+    if use_cache and path.is_file():
+        with np.load(path, allow_pickle=False) as z:
+            if [str(x) for x in z["id"]] == list(ids):
+                log.info("text features: cache hit %s", path)
+                return z["features"], z["lengths"], manifest
+        log.warning("text features: cache %s does not match its recipe; recomputing", path)
+    log.info("text features: embedding %d transcripts with %s (%s)", len(ids), enc.name, level)
+    tf = enc.encode(texts, level=level, max_tokens=max_tokens)  # type: ignore[arg-type]
+    if use_cache:
+        def write(f: Any) -> None:
+            np.savez(f, features=tf.features, lengths=tf.lengths, id=np.array(ids, dtype=str))
+
+        atomic_write(path, write, mode="wb")
+        atomic_write(path.with_suffix(".json"), lambda f: json.dump(manifest, f, indent=2))
+    return tf.features, tf.lengths, manifest
+
+
+def load_mosi_raw_features(
+    root: str | Path | None,
+    *,
+    text_level: str = "pooled",
+    max_tokens: int = 50,
+    text_model: str | Path | None = None,
+    cache_dir: str | Path | None = None,
+    use_cache: bool = True,
+) -> MultimodalDataset:
+    """Load MOSI with MiniLM transcript embeddings + Poria openSMILE audio (see module docstring).
+
+    Parameters
+    ----------
+    root : path
+        The MOSI utterance folder (``mosi_standard_labels.csv``,
+        ``transcripts.csv``, ``audio/``, ``text_*.csv``, ``video/``).
+    text_level : {"pooled", "tokens"}
+        Sentence vectors ``[1 x 384]`` or token sequences ``[max_tokens x 384]``.
+    max_tokens : int
+        Steps of the token-level sequences (``[CLS]``/``[SEP]`` included).
+    text_model : path, optional
+        A local sentence-encoder folder instead of the packaged all-MiniLM-L6-v2.
+    cache_dir : path, optional
+        Cache folder for the text embeddings (default :func:`default_cache_dir`).
+    use_cache : bool
+        Read and write the cache.
+
+    Returns
+    -------
+    MultimodalDataset
+        2195 utterances; modalities ``text`` and ``audio``; targets
+        ``sentiment`` (regression, [-3, 3]) and ``polarity``; group ``video``;
+        splits ``standard`` and ``poria``.
+    """
+    if text_level not in ("pooled", "tokens"):
+        raise ConfigError(f"{_NAME}: text_level={text_level!r}; use 'pooled' or 'tokens'")
+    base = require_dir(root, dataset=_NAME, layout=f"{_LABELS}, transcripts.csv, audio/, "
+                                                   "text_{train,test}.csv, video/")
+    lab_path = require_file(base / _LABELS, dataset=_NAME,
+                            what="MMSA id,text,label,mode file with the raw transcripts")
+    lab = pd.read_csv(lab_path, dtype={"id": str, "text": str}, keep_default_na=False)
+    if not {"id", "text", "label", "mode"} <= set(lab.columns):
+        raise DataFormatError(f"{lab_path}: expected columns id,text,label,mode; found "
+                              f"{list(lab.columns)}")
+    utt = load_mosi_utterance(base, target="sentiment")  # ids with continuous labels
+    ids = utt.ids.tolist()
+    text_by_id = lab.set_index("id")["text"]
+    missing = [i for i in ids if i not in text_by_id.index]
+    if missing:
+        raise DataFormatError(f"{lab_path}: no transcript for ids {missing[:5]}")
+    texts = [str(text_by_id[i]) for i in ids]
+    feats, lengths, manifest = cached_text_features(
+        ids, texts, level=text_level, max_tokens=max_tokens, text_model=text_model,
+        cache_dir=cache_dir, use_cache=use_cache,
+    )
+    T = 1 if text_level == "pooled" else feats.shape[1]
+    audio = utt.features["audio"].numpy()
+    spec = DatasetSpec(
+        name=_NAME,
+        modalities=(ModalitySpec("text", int(feats.shape[-1]), T),
+                    ModalitySpec("audio", int(audio.shape[-1]), 1)),
+        targets=(TargetSpec("sentiment", "regression", value_range=(-3.0, 3.0)),
+                 TargetSpec("polarity", "binary", class_names=("negative", "positive"))),
+        group_keys=("video",),
+    )
+    info = {
+        "source": str(base),
+        "text": {"from": f"{_LABELS} column 'text'", **manifest},
+        "audio": "Poria et al. 2017 openSMILE features (73-d), audio/audio_{train,test}0.csv",
+        "nonfinite_repaired": utt.info.get("nonfinite_repaired", {}),
+        "dropped_ids": utt.info.get("dropped_ids", []),
+        "leaky_splits": {},  # no feature here was fitted on MOSI labels
+    }
+    return MultimodalDataset(
+        spec,
+        {"text": feats, "audio": audio},
+        targets={k: v.numpy() for k, v in utt.targets.items()},
+        ids=ids,
+        groups=utt.groups,
+        lengths={"text": lengths} if text_level == "tokens" else None,
+        splits=utt.splits,
+        info=info,
+    )
