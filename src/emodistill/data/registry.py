@@ -115,3 +115,10 @@ def _deap(**p: Any) -> MultimodalDataset:
     from emodistill.data.deap import load_deap
 
     return load_deap(_root(p, "deap"), **p)
+
+
+@DATASETS.register("mahnob")
+def _mahnob(**p: Any) -> MultimodalDataset:
+    from emodistill.data.mahnob import load_mahnob
+
+    return load_mahnob(_root(p, "mahnob"), **p)

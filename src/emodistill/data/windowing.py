@@ -260,10 +260,10 @@ class Windower:
         n = c.max(0)
         bad = np.flatnonzero(((c != n[None]) & (c >= 0)).any(0))
         if bad.size:
+            per_mod = dict(zip(ds.spec.modality_names, c[:, bad[0]].tolist(), strict=True))
             raise DataFormatError(
                 f"{ds.spec.name}: trial {ds.ids[bad[0]]!r} gives different window counts per "
-                f"modality ({dict(zip(ds.spec.modality_names, c[:, bad[0]].tolist(), strict=True))}); all "
-                "modalities of a trial must cover the same time span"
+                f"modality ({per_mod}); all modalities of a trial must cover the same time span"
             )
         return np.maximum(n, 0)
 
