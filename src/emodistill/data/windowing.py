@@ -299,9 +299,15 @@ class Windower:
                 mods.append(ModalitySpec(ms.name, ms.dim // steps, steps))
             else:
                 lengths = ds.mask[ms.name].sum(1).cpu().numpy()
-                full = np.zeros((trial_index.size, self.window.chunk_size, ms.dim), np.float32)
                 sel = np.flatnonzero(p)
-                if sel.size:
+                if sel.size == len(ds):  # all present: windows come out in output order
+                    full, ti, wi = cut_windows(x, lengths, self.window)
+                    if not (np.array_equal(ti, trial_index) and np.array_equal(wi, window_index)):
+                        raise DataFormatError(f"{ds.spec.name}: inconsistent window counts")
+                else:
+                    full = np.zeros((trial_index.size, self.window.chunk_size, ms.dim),
+                                    np.float32)
+                if 0 < sel.size < len(ds):
                     w, ti, wi = cut_windows(x[sel], lengths[sel], self.window)
                     # map (trial, window) to output rows
                     row_of = np.full((len(ds), int(n_win.max())), -1, dtype=np.int64)

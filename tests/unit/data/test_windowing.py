@@ -210,3 +210,22 @@ def test_engine_windows_each_part_after_the_split(tmp_path):
 
     pred = pd.read_csv(fold.path / "predictions.csv")
     assert pred["id"].str.contains("_w").all()
+
+
+def test_windower_keeps_missing_modalities_missing():
+    x, g = _trials(3, 12, 2), _trials(3, 12, 1, seed=1)
+    targets, specs = rating_targets({"valence": np.array([2.0, 6.0, 8.0])})
+    spec = build_physio_dataset(
+        "toy", signals={"eeg": x, "gsr": g}, lengths={"eeg": np.full(3, 12),
+                                                     "gsr": np.full(3, 12)},
+        targets=targets, target_specs=specs, ids=["a", "b", "c"],
+        groups={"subject": np.array(["1", "1", "1"])}, window=WindowConfig(chunk_size=4),
+    ).spec
+    ds = MultimodalDataset(spec, {"eeg": x, "gsr": g}, targets=targets, ids=["a", "b", "c"],
+                           present={"gsr": np.array([True, False, True])})
+    w = Windower(WindowConfig(chunk_size=4))(ds)
+    assert len(w) == 9
+    assert w.present["gsr"].tolist() == [True] * 3 + [False] * 3 + [True] * 3
+    assert not w.features["gsr"][3:6].any()
+    np.testing.assert_array_equal(w.features["gsr"][7].numpy(), g[2, 4:8])
+    np.testing.assert_array_equal(w.features["eeg"][4].numpy(), x[1, 4:8])
