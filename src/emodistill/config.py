@@ -17,6 +17,7 @@ process; the file layout is Hydra-compatible.
 from __future__ import annotations
 
 import difflib
+import re
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -118,7 +119,10 @@ def compose(
                     raise ConfigKeyError(key)
                 OmegaConf.update(cfg, key, parsed, merge=True)
         except (ConfigAttributeError, ConfigKeyError, OmegaConfBaseException):
+            # list the keys of the deepest section of the path that exists
             parent = key.rsplit(".", 1)[0] if "." in key else ""
+            while parent and not isinstance(OmegaConf.select(cfg, parent), DictConfig):
+                parent = parent.rsplit(".", 1)[0] if "." in parent else ""
             node = OmegaConf.select(cfg, parent) if parent else cfg
             valid = sorted(node.keys()) if isinstance(node, DictConfig) else []
             raise ConfigError(
@@ -133,12 +137,12 @@ def _parse_value(text: str) -> Any:
     if text == "":
         return None
     value = yaml.safe_load(text)
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            return value
+    if isinstance(value, str) and _NUMBER.fullmatch(value.strip()):
+        return float(value)  # only numerals: "nan", "inf" or "1_0" stay strings
     return value
+
+
+_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
 
 
 class _open_struct:
