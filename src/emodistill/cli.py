@@ -29,9 +29,11 @@ log = logging.getLogger("emodistill")
 
 
 def _setup_logging(verbose: bool) -> None:
-    handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
-    log.addHandler(handler)
+    if not any(getattr(h, "_emodistill_cli", False) for h in log.handlers):  # once per process
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        handler._emodistill_cli = True  # type: ignore[attr-defined]
+        log.addHandler(handler)
     log.setLevel(logging.INFO)
     level = logging.INFO if verbose else logging.WARNING
     for name in ("lightning.pytorch", "lightning.fabric", "lightning.pytorch.utilities.rank_zero",

@@ -1,0 +1,206 @@
+"""The emodistill command line, end to end on tiny synthetic data (in-process)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import pickle
+import shutil
+import subprocess
+
+import pandas as pd
+import pytest
+from conftest import shared_path
+
+from emodistill.checkpoint import load_checkpoint
+from emodistill.cli import main
+from emodistill.data.registry import build_dataset
+from emodistill.models import METHODS
+
+TINY = ["dataset.n=200", "train.max_epochs=2", "train.progress_bar=false", "method.hidden=16",
+        "method.encoder_layers=1"]
+
+
+@pytest.fixture(autouse=True)
+def _drop_cli_log_handlers():
+    yield
+    log = logging.getLogger("emodistill")
+    for h in [h for h in log.handlers if getattr(h, "_emodistill_cli", False)]:
+        log.removeHandler(h)
+
+
+def run(capsys, *argv):
+    rc = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs")
+    assert main(["train", "-m", "late_fusion", *TINY, f"output_dir={out}"]) == 0
+    (run_dir,) = out.iterdir()
+    return run_dir
+
+
+def test_train_writes_the_run_folder(trained):
+    run_dir = trained
+    assert run_dir.name == "late_fusion-synthetic-polarity-seed1111"
+    for f in ("config.yaml", "data.json", "results.json"):
+        assert (run_dir / f).is_file(), f
+    fold = run_dir / "standard"
+    for f in ("metrics.csv", "test_metrics.json", "predictions.csv", "model.pt"):
+        assert (fold / f).is_file(), f
+    hist = pd.read_csv(fold / "metrics.csv")
+    assert list(hist["epoch"]) == [0, 1]
+    assert {"train/loss", "val/task_loss", "val/acc", "lr"} <= set(hist.columns)
+    assert not [c for c in hist.columns if c.startswith("test/")]  # test is never per epoch
+    test = json.loads((fold / "test_metrics.json").read_text())
+    assert set(test) == {"acc", "f1_macro", "f1_weighted"}
+    results = json.loads((run_dir / "results.json").read_text())
+    assert results["mean"] == pytest.approx(test)
+    assert results["folds"]["standard"]["sizes"]["test"] == 40
+    pred = pd.read_csv(fold / "predictions.csv")
+    ds = build_dataset({"name": "synthetic", "n": 200, "seed": 0})
+    test_ids = ds.ids[ds.splits["standard"] == "test"]
+    assert sorted(pred["id"]) == sorted(test_ids)
+    assert {"target", "prediction", "p_negative", "p_non-negative"} <= set(pred.columns)
+    assert (pred["prediction"] == pred["target"]).mean() == pytest.approx(test["acc"])
+    data = json.loads((run_dir / "data.json").read_text())
+    assert data["fingerprint"] == ds.fingerprint()
+    ck = load_checkpoint(fold / "model.pt")
+    assert ck.meta["fold"] == "standard" and ck.meta["data_fingerprint"] == ds.fingerprint()
+    assert ck.meta["test_metrics"] == pytest.approx(test)
+
+
+def test_train_prints_a_summary(capsys, tmp_path):
+    rc, out, _ = run(capsys, "train", "-m", "unimodal", "method.modality=audio", *TINY[:3],
+                     "train.max_epochs=1", f"output_dir={tmp_path}")
+    assert rc == 0
+    assert f"run folder: {tmp_path}" in out and "[standard] best epoch" in out and "acc=" in out
+
+
+def test_evaluate_reproduces_the_stored_test_metrics(capsys, trained):
+    ckpt = trained / "standard" / "model.pt"
+    rc, out, _ = run(capsys, "evaluate", ckpt)
+    assert rc == 0
+    stored = json.loads((trained / "standard" / "test_metrics.json").read_text())
+    assert json.loads(out) == pytest.approx(stored, abs=1e-6)
+    rc, out, _ = run(capsys, "evaluate", ckpt, "--split", "valid")
+    assert rc == 0 and set(json.loads(out)) == set(stored)
+
+
+def test_benchmark_two_methods_two_seeds(capsys, tmp_path):
+    rc, out, _ = run(capsys, "benchmark", "-d", "synthetic", "-m", "late_fusion,early_fusion",
+                     "--seeds", "3,4", "--output", tmp_path, "--name", "bench",
+                     "dataset.n=160", "train.max_epochs=1", "train.progress_bar=false",
+                     "method.hidden=8", "method.encoder_layers=1")
+    assert rc == 0
+    bench = tmp_path / "bench"
+    per_seed = pd.read_csv(bench / "per_seed.csv")
+    assert len(per_seed) == 4
+    assert sorted(zip(per_seed["method"], per_seed["seed"])) == [
+        ("early_fusion", 3), ("early_fusion", 4), ("late_fusion", 3), ("late_fusion", 4)]
+    summary = pd.read_csv(bench / "summary.csv", index_col=0)
+    for m in ("late_fusion", "early_fusion"):
+        acc = per_seed.loc[per_seed["method"] == m, "acc"]
+        assert summary.loc[m, "acc_mean"] == pytest.approx(acc.mean())
+        assert summary.loc[m, "acc_std"] == pytest.approx(acc.std(ddof=1))
+        assert summary.loc[m, "n_seeds"] == 2
+    md = (bench / "summary.md").read_text()
+    assert "| method | acc | f1_macro | f1_weighted | seeds |" in md and md.count(" ± ") == 6
+    assert "late_fusion" in out and "±" in out and str(bench) in out
+    assert len(list((bench / "runs").iterdir())) == 4
+
+
+def test_data_verify_prints_a_fingerprint(capsys):
+    rc, out, _ = run(capsys, "data", "verify", "-d", "synthetic", "dataset.n=100")
+    assert rc == 0
+    fp = build_dataset({"name": "synthetic", "n": 100, "seed": 0}).fingerprint()
+    assert out.strip().endswith(f"OK: synthetic verified, fingerprint {fp}")
+    summary = json.loads(out[: out.rindex("}") + 1])
+    assert summary["n_samples"] == 100 and summary["protocol"]["group_disjoint"] is True
+
+
+@pytest.mark.shared_data
+def test_data_verify_on_real_mosi(capsys):
+    root = shared_path("mosi_utterance")
+    rc, out, _ = run(capsys, "data", "verify", "-d", "mosi_utterance", f"dataset.root={root}")
+    assert rc == 0
+    summary = json.loads(out[: out.rindex("}") + 1])
+    (fold,) = summary["protocol"]["folds"].values()
+    assert fold["test"] == 752 and fold["train"] + fold["valid"] == 1447
+    assert "fingerprint" in out.splitlines()[-1]
+
+
+def test_list(capsys):
+    rc, out, _ = run(capsys, "list")
+    assert rc == 0
+    for line in ("dataset configs:", "method configs:", "experiment configs:", "protocols:",
+                 "encoders:"):
+        assert line in out
+    assert all(m in out for m in METHODS.names())
+    rc, out, _ = run(capsys, "list", "protocols")
+    assert out.strip() == "protocols: group_kfold, loso, split, subject_dependent"
+
+
+def _unsafe_pickle(path):
+    class Boom:
+        def __reduce__(self):
+            return (shutil.rmtree, ("/nonexistent-emodistill",))
+
+    path.write_bytes(pickle.dumps({"train": Boom(), "valid": {}, "test": {}}))
+    return path
+
+
+BAD = [
+    (["train", "-m", "late_fusoin"], "unknown method config 'late_fusoin'"),
+    (["train", "-d", "mosi_utterances"], "Did you mean 'mosi_utterance'"),
+    (["train", "train.lrr=1"], "no key 'train.lrr'"),
+    (["train", "-m", "unimodal", "method.modality=eeg"], "no modality 'eeg'"),
+    (["train", "dataset.target=valence"], "no target 'valence'"),
+    (["train", "train.monitor=test/acc"], "train.monitor='test/acc'"),
+    (["train", "protocol.split=poria"], "no predefined split 'poria'"),
+    (["train", "dataset.n=20"], "split 'standard' has no valid part"),
+    (["train", "dataset.n=20", "+protocol.valid_group=video"], "single group"),
+    (["train", "-d", "mosi_utterance", "dataset.root={tmp}/absent"], "absent' does not exist"),
+    (["train", "-d", "mosi", "dataset.path={tmp}/evil.pkl"], "refusing to load shutil.rmtree"),
+    (["train", "-d", "npz", "dataset.path={tmp}/absent.npz"], "absent.npz"),
+    (["evaluate", "{tmp}/absent.pt"], "absent.pt' does not exist"),
+    (["benchmark", "-d", "synthetic", "-m", "late_fusion,nope", "--output", "{tmp}/runs"],
+     "unknown method config 'nope'"),
+    (["benchmark", "-d", "synthetic", "-m", "late_fusion", "--seeds", "x-y",
+      "--output", "{tmp}/runs"], "seeds='x-y'"),
+    (["data", "verify", "-d", "deap_bandpower"], "needs a data folder: set dataset.root"),
+]
+
+
+@pytest.mark.parametrize("argv,message", BAD, ids=[" ".join(a[:3]) for a, _ in BAD])
+def test_bad_input_exits_2_naming_the_value_and_writes_nothing(capsys, tmp_path, argv, message):
+    _unsafe_pickle(tmp_path / "evil.pkl")
+    runs = tmp_path / "runs"
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
+    if argv[0] == "train":
+        argv += [f"output_dir={runs}", "train.progress_bar=false"]
+    rc, out, err = run(capsys, *argv)
+    assert rc == 2
+    assert err.startswith("emodistill: error: ") and message in err, err
+    assert "Traceback" not in err
+    assert not runs.exists() or not any(runs.iterdir())
+
+
+def test_argparse_errors_exit_2(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["train", "--nope"])
+    assert e.value.code == 2
+    with pytest.raises(SystemExit) as e:
+        main(["evaluate", "x.pt", "--split", "dev"])
+    assert e.value.code == 2
+    assert "invalid choice: 'dev'" in capsys.readouterr().err
+
+
+def test_console_script_is_installed():
+    exe = shutil.which("emodistill")
+    assert exe, "the emodistill console script is not on PATH (pip install -e .)"
+    res = subprocess.run([exe, "list", "encoders"], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0 and res.stdout.startswith("encoders: ")
