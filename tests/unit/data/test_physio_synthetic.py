@@ -105,3 +105,16 @@ def test_registered_dataset_reads_its_config():
                         "trial_seconds": 2.0, "eeg_channels": 2, "target": "arousal",
                         "modalities": None, "normalize": True})
     assert len(ds) == 4 and ds.post_split is not None
+
+
+@pytest.mark.parametrize("protocol, n_folds", [("subject_dependent", 5), ("loso", 3)])
+def test_config_switches_protocol_with_one_override(protocol, n_folds):
+    from emodistill.config import compose
+    from emodistill.training.run import prepare
+
+    cfg = compose(dataset="synthetic_physio", method="unimodal", overrides=[
+        f"protocol.name={protocol}", "dataset.n_subjects=3", "dataset.n_trials=5",
+        "dataset.trial_seconds=2.0", "dataset.eeg_channels=2", "dataset.chunk_size=128",
+        "method.modality=eeg"])
+    prep = prepare(cfg)
+    assert len(prep.folds) == n_folds
