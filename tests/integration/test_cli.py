@@ -90,6 +90,30 @@ def test_evaluate_reproduces_the_stored_test_metrics(capsys, trained):
     assert rc == 0 and set(json.loads(out)) == set(stored)
 
 
+def test_evaluate_overrides_are_typed_and_data_changes_are_flagged(capsys, caplog, trained):
+    ckpt = trained / "standard" / "model.pt"
+    with caplog.at_level(logging.WARNING, logger="emodistill"):
+        rc, out, _ = run(capsys, "evaluate", ckpt, "dataset.n=200", "dataset.seed=0")
+    assert rc == 0 and not [r for r in caplog.records if "fingerprint" in r.getMessage()]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="emodistill"):
+        rc, out, _ = run(capsys, "evaluate", ckpt, "dataset.seed=1")  # other data
+    assert rc == 0
+    assert [r for r in caplog.records if "fingerprint" in r.getMessage()]
+    rc, _, err = run(capsys, "evaluate", ckpt, "dataset.nope=1")
+    assert rc == 2 and "no key 'dataset.nope'" in err
+
+
+def test_evaluate_refuses_a_fold_the_protocol_does_not_make(capsys, trained, tmp_path):
+    import torch
+
+    raw = torch.load(trained / "standard" / "model.pt", weights_only=True)
+    raw["meta"]["fold"] = "fold9"
+    torch.save(raw, tmp_path / "moved.pt")
+    rc, _, err = run(capsys, "evaluate", tmp_path / "moved.pt")
+    assert rc == 2 and "fold 'fold9' is not a fold of protocol 'split'" in err
+
+
 def test_benchmark_two_methods_two_seeds(capsys, tmp_path):
     rc, out, _ = run(capsys, "benchmark", "-d", "synthetic", "-m", "late_fusion,early_fusion",
                      "--seeds", "3,4", "--output", tmp_path, "--name", "bench",

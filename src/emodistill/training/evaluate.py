@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import torch
 from omegaconf import OmegaConf
 
 from emodistill.checkpoint import load_checkpoint
-from emodistill.config import to_container
+from emodistill.config import _parse_value, to_container
 from emodistill.data.registry import build_dataset
 from emodistill.data.protocols import make_folds
 from emodistill.errors import ConfigError
@@ -16,6 +17,8 @@ from emodistill.metrics import metric_collection
 from emodistill.training.loaders import batch_loader
 
 __all__ = ["evaluate_checkpoint"]
+
+log = logging.getLogger(__name__)
 
 
 def evaluate_checkpoint(
@@ -33,13 +36,25 @@ def evaluate_checkpoint(
         key, _, value = item.partition("=")
         if OmegaConf.select(cfg, key, default="__absent__") == "__absent__":
             raise ConfigError(f"override {item!r}: no key {key!r} in the stored config")
-        OmegaConf.update(cfg, key, value)
+        OmegaConf.update(cfg, key, _parse_value(value))
     ds = build_dataset(to_container(cfg.dataset))
+    want = ck.meta.get("data_fingerprint")
+    if want is not None and ds.fingerprint() != want:
+        log.warning(
+            "%s was trained on data with fingerprint %s but the data found now has %s: the "
+            "fold indices may select other samples than at training time", path, want,
+            ds.fingerprint(),
+        )
     proto = to_container(cfg.protocol)
     name = proto.pop("name")
     for k in ("fold", "allow_leaky"):
         proto.pop(k, None)
     folds = {f.name: f for f in make_folds(ds, name, **proto)}
+    if ck.meta.get("fold") not in folds:
+        raise ConfigError(
+            f"{path}: checkpoint fold {ck.meta.get('fold')!r} is not a fold of protocol "
+            f"{name!r} on this data (folds: {sorted(folds)}); was the protocol changed?"
+        )
     fold = folds[ck.meta["fold"]]
     part = ds.subset(getattr(fold, split))
     if ds.post_split is not None:
