@@ -167,9 +167,11 @@ def subject_dependent(
     valid_fraction: float = 0.15,
     seed: int = 0,
 ) -> list[Fold]:
-    """Subject-dependent k-fold grouped by trial (TorchEEG ``KFoldPerSubjectGroupbyTrial``).
+    """Subject-dependent k-fold over whole trials.
 
-    Each subject's trials are split into ``k`` folds; fold ``i`` tests on the
+    Unlike TorchEEG's ``KFoldPerSubjectGroupbyTrial``, which splits the windows
+    *inside* each trial (so neighbouring windows of one trial land in train and
+    test), whole trials are held out here. Each subject's trials are split into ``k`` folds; fold ``i`` tests on the
     ``i``-th part of every subject and trains one pooled model on the rest, so
     every test subject is also seen in training but no trial (and none of its
     windows) is in two parts. Validation trials are carved per fold from the
