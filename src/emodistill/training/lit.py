@@ -34,7 +34,7 @@ __all__ = ["LitMER", "make_optimizer", "uses_manual_optimization"]
 def make_optimizer(
     params: Iterable[torch.nn.Parameter], cfg: dict[str, Any], *, lr: float | None = None
 ) -> torch.optim.Optimizer:
-    """The optimiser named by ``cfg["optimizer"]`` (adamw | adam | sgd) over ``params``.
+    """Build the optimiser named by ``cfg["optimizer"]`` (adamw | adam | sgd) over ``params``.
 
     Parameters
     ----------
@@ -59,7 +59,7 @@ def make_optimizer(
 
 
 def uses_manual_optimization(model: MERModel) -> bool:
-    """True when ``model`` defines its own ``configure_optimizers`` and ``training_step``."""
+    """Tell whether ``model`` defines its own ``configure_optimizers`` and ``training_step``."""
     return callable(getattr(model, "configure_optimizers", None)) and callable(
         getattr(model, "training_step", None))
 

@@ -1,0 +1,308 @@
+"""Teacher → student distillation methods: Hinton KD and fused-feature KD.
+
+A student method (any single-modality method, by default the EmotionKD-style
+``physio_student``) is wrapped and trained against a teacher (any trained
+method, e.g. ``physio_teacher`` or ``feature_fusion``) that the engine passes
+as the ``teacher`` argument (see ``emodistill.training.run.obtain_teacher``)::
+
+    method:
+      name: hinton_kd
+      modality: eog                      # the student's modality
+      student: {name: physio_student}    # the student architecture and its params
+      teacher:
+        method: {name: physio_teacher}   # trained first on the same fold...
+        checkpoint: null                 # ...or loaded from a run of the same fold/data
+
+Losses (the teacher side is detached; the teacher is run in eval mode):
+
+* ``hinton_kd``: ``ce_weight * CE(y, p_S) + kd_weight * T^2 * KL(q_T^T || p_S^T)``
+  (Hinton et al. 2015; the MKD ablation "Variation 1"). For regression targets the
+  KL term is the MSE between student and teacher predictions.
+* ``kd_feature``: the above ``+ feature_weight * d(P(z_S), z_T)`` where ``z_T`` is the
+  teacher's fused feature, ``z_S`` the student's feature and ``P`` a learned
+  projection to the teacher's width (MKD "Variation 2"; EmotionKD regresses the
+  student's fused feature on the teacher's with MSE). Widths are checked.
+
+The teacher is kept out of the registered submodules, so it is neither
+optimised by the default engine nor saved in the student's state dict; a saved
+student is loaded with ``teacher=None`` and runs alone.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import torch
+from torch import Tensor, nn
+
+from emodistill.data.batch import Batch
+from emodistill.data.spec import DatasetSpec
+from emodistill.distill.losses import feature_distance, soft_label_kd
+from emodistill.errors import ConfigError
+from emodistill.models.base import METHODS, MERModel, ModelOutput, build_method
+
+__all__ = ["HintonKD", "FeatureKD", "probe_batch", "output_feature"]
+
+
+def probe_batch(spec: DatasetSpec, n: int = 2, device: torch.device | str = "cpu") -> Batch:
+    """Make a batch of ``n`` zero samples with every modality of ``spec`` present (probes)."""
+    return Batch(
+        inputs={m.name: torch.zeros(n, m.seq_len, m.dim, device=device) for m in spec.modalities},
+        mask={m.name: torch.ones(n, m.seq_len, dtype=torch.bool, device=device)
+              for m in spec.modalities},
+        present={m.name: torch.ones(n, dtype=torch.bool, device=device) for m in spec.modalities},
+        target=torch.zeros(n, dtype=torch.long, device=device),
+        index=torch.arange(n, device=device),
+    )
+
+
+def output_feature(out: ModelOutput, *, who: str) -> Tensor:
+    """Return the ``[B, F]`` feature for feature KD: ``fused``, else the only modality feature."""
+    if out.fused is not None:
+        return out.fused
+    if len(out.features) == 1:
+        return next(iter(out.features.values()))
+    raise ConfigError(
+        f"the {who} exposes no fused feature (ModelOutput.fused is None and it has "
+        f"{len(out.features)} modality features); feature KD needs one: use a method that "
+        "returns a fused feature (physio_teacher, feature_fusion, unimodal, physio_student)"
+    )
+
+
+@torch.no_grad()
+def _probe_width(model: MERModel, *, who: str) -> int:
+    was = model.training
+    model.eval()
+    try:
+        p = next(model.parameters(), None)
+        device = p.device if p is not None else "cpu"
+        return int(output_feature(model(probe_batch(model.spec, device=device)), who=who).shape[-1])
+    finally:
+        model.train(was)
+
+
+@METHODS.register("hinton_kd")
+class HintonKD(MERModel):
+    """Teacher → student distillation with Hinton's soft-label loss.
+
+    Parameters
+    ----------
+    student : dict, optional
+        The student method: ``{name: <registered method>, **params}`` (default
+        ``{name: physio_student}``). It must accept ``modality``.
+    modality : str
+        The student's modality (required unless the dataset has only one).
+    teacher : MERModel, optional
+        The trained teacher (passed by the engine; ``None`` at inference).
+    ce_weight, kd_weight : float
+        Weights of the supervised and the soft-label terms.
+    temperature : float
+        Softmax temperature ``T`` of the soft labels (the KL term is scaled by ``T^2``).
+    teacher_mode : {"eval", "train"}
+        Mode the teacher runs in when it produces targets (``eval``: no dropout,
+        running batch-norm statistics).
+    """
+
+    requires_teacher = True
+
+    def __init__(self, *, student: dict[str, Any] | None = None, modality: str | None = None,
+                 teacher: MERModel | None = None, ce_weight: float = 1.0, kd_weight: float = 1.0,
+                 temperature: float = 4.0, teacher_mode: Literal["eval", "train"] = "eval",
+                 **base: Any) -> None:
+        spec: DatasetSpec = base["spec"]
+        if modality is None:
+            if len(spec.modalities) != 1:
+                raise ConfigError(
+                    f"method {type(self).__name__} needs method.modality (the student's "
+                    f"modality), one of {spec.modality_names}"
+                )
+            modality = spec.modality_names[0]
+        spec.modality(modality)
+        base["modalities"] = [modality]
+        super().__init__(**base)
+        if temperature <= 0:
+            raise ConfigError(f"temperature={temperature}; it must be > 0")
+        if teacher_mode not in ("eval", "train"):
+            raise ConfigError(f"teacher_mode={teacher_mode!r}; use eval or train")
+        scfg = dict(student or {"name": "physio_student"})
+        sname = scfg.pop("name", "physio_student")
+        if getattr(METHODS.get(sname), "requires_teacher", False):
+            raise ConfigError(f"student method {sname!r} itself needs a teacher; pick a plain "
+                              "single-modality method (physio_student, unimodal)")
+        self.student = build_method(sname, spec=self.spec, target=self.target,
+                                    params={**scfg, "modality": modality})
+        self.student_name = sname
+        self.modality = modality
+        self.ce_weight, self.kd_weight = ce_weight, kd_weight
+        self.temperature = temperature
+        self.teacher_mode = teacher_mode
+        # a plain list keeps the teacher out of submodules: not optimised, not saved
+        self._teacher: list[MERModel] = []
+        if teacher is not None:
+            self.attach_teacher(teacher)
+
+    # -- teacher ------------------------------------------------------------------------------
+
+    def attach_teacher(self, teacher: MERModel) -> None:
+        """Use ``teacher`` (checked against the student's target)."""
+        if teacher.target.kind != self.target.kind or teacher.n_outputs != self.n_outputs:
+            raise ConfigError(
+                f"teacher predicts {teacher.target.name!r} ({teacher.target.kind}, "
+                f"{teacher.n_outputs} outputs) but the student {self.target.name!r} "
+                f"({self.target.kind}, {self.n_outputs} outputs); train the teacher on the same "
+                "dataset.target"
+            )
+        self._teacher = [teacher]
+
+    @property
+    def teacher(self) -> MERModel | None:
+        """The teacher, or ``None`` (inference)."""
+        return self._teacher[0] if self._teacher else None
+
+    def _need_teacher(self) -> MERModel:
+        t = self.teacher
+        if t is None:
+            raise ConfigError(
+                f"method {type(self).__name__} trains against a teacher but has none: set "
+                "method.teacher.method={name: ...} (trained first on the same fold) or "
+                "method.teacher.checkpoint=PATH"
+            )
+        return t
+
+    def _sync_teacher(self, batch: Batch) -> MERModel:
+        t = self._need_teacher()
+        dev = batch.target.device
+        p = next(t.parameters(), None)
+        if p is not None and p.device != dev:
+            t.to(dev)
+        return t
+
+    def teacher_outputs(self, batch: Batch) -> ModelOutput:
+        """Teacher outputs on ``batch`` for teaching (no gradient, ``teacher_mode``)."""
+        t = self._sync_teacher(batch)
+        t.train(self.teacher_mode == "train")
+        with torch.no_grad():
+            return t(batch)
+
+    # -- student ------------------------------------------------------------------------------
+
+    def forward(self, batch: Batch) -> ModelOutput:
+        """Run the student (the teacher is not used)."""
+        return self.student(batch)
+
+    def distill_terms(self, s_out: ModelOutput, t_out: ModelOutput, *,
+                      detach_teacher: bool = True,
+                      projected: Tensor | None = None) -> dict[str, Tensor]:
+        """Unweighted distillation terms of student output ``s_out`` against ``t_out``.
+
+        Returns ``{"kd": ...}`` (soft-label term); subclasses add more.
+        """
+        kd = soft_label_kd(s_out.preds, t_out.preds, temperature=self.temperature,
+                           regression="mse", detach_teacher=detach_teacher)
+        return {"kd": kd}
+
+    def distill_loss(self, terms: dict[str, Tensor]) -> Tensor:
+        """Weighted sum of the distillation terms (without the supervised term)."""
+        return self.kd_weight * terms["kd"]
+
+    def loss(self, batch: Batch, out: ModelOutput) -> dict[str, Tensor]:
+        """``ce_weight * task + distillation``; only the task loss without a teacher (eval)."""
+        task = self.task(out.preds, batch.target)
+        if self.teacher is None:
+            if self.training:
+                self._need_teacher()
+            return {"loss": task, "task": task}
+        terms = self.distill_terms(out, self.teacher_outputs(batch))
+        total = self.ce_weight * task + self.distill_loss(terms)
+        return {"loss": total, "task": task, **terms}
+
+
+@METHODS.register("kd_feature")
+class FeatureKD(HintonKD):
+    """Hinton KD plus distillation of the teacher's fused feature through a projection.
+
+    The student's feature ``z_S [B, F_S]`` goes through a learned projection
+    ``P: F_S → F_T`` and is pulled to the teacher's fused feature ``z_T [B, F_T]``
+    (``ModelOutput.fused``). ``F_T`` is read from the teacher; a mismatch at
+    run time raises a :class:`ConfigError` naming both widths.
+
+    Parameters
+    ----------
+    feature_weight : float
+        Weight of the feature term.
+    feature_loss : {"mse", "cosine", "l1"}
+        Distance between projected student and teacher features.
+    projector : {"linear", "mlp"}
+        The projection ``P`` (``mlp``: Linear-GELU-Linear with hidden width ``F_T``).
+    teacher_dim : int, optional
+        ``F_T`` when no teacher is given (normally read from the teacher). Without
+        either, the projection is not built (inference) and its saved weights are
+        ignored on load.
+    **kw
+        See :class:`HintonKD`.
+    """
+
+    def __init__(self, *, feature_weight: float = 1.0,
+                 feature_loss: Literal["mse", "cosine", "l1"] = "mse",
+                 projector: Literal["linear", "mlp"] = "linear", teacher_dim: int | None = None,
+                 **kw: Any) -> None:
+        super().__init__(**kw)
+        if feature_loss not in ("mse", "cosine", "l1"):
+            raise ConfigError(f"feature_loss={feature_loss!r}; use mse, cosine or l1")
+        if projector not in ("linear", "mlp"):
+            raise ConfigError(f"projector={projector!r}; use linear or mlp")
+        self.feature_weight, self.feature_loss = feature_weight, feature_loss
+        self.student_dim = _probe_width(self.student, who=f"student {self.student_name!r}")
+        t = self.teacher
+        if t is not None:
+            found = _probe_width(t, who="teacher")
+            if teacher_dim is not None and teacher_dim != found:
+                raise ConfigError(
+                    f"method.teacher_dim={teacher_dim} but the teacher's fused feature has width "
+                    f"{found}; remove teacher_dim (it is read from the teacher)"
+                )
+            teacher_dim = found
+        self.teacher_dim = teacher_dim
+        self.projector: nn.Module | None = None
+        if teacher_dim is not None:
+            if projector == "linear":
+                self.projector = nn.Linear(self.student_dim, teacher_dim)
+            else:
+                self.projector = nn.Sequential(nn.Linear(self.student_dim, teacher_dim), nn.GELU(),
+                                               nn.Linear(teacher_dim, teacher_dim))
+        self.register_load_state_dict_pre_hook(self._drop_unbuilt_projector)
+
+    def _drop_unbuilt_projector(self, module: nn.Module, state_dict: dict[str, Any], prefix: str,
+                                *args: Any) -> None:
+        if self.projector is None:  # inference without a teacher: the projection is unused
+            for k in [k for k in state_dict if k.startswith(prefix + "projector.")]:
+                del state_dict[k]
+
+    def project(self, s_out: ModelOutput) -> Tensor:
+        """Project the student's feature to the teacher's width ``[B, F_T]``."""
+        if self.projector is None:
+            raise ConfigError(
+                "kd_feature has no projection: it was built without a teacher and without "
+                "method.teacher_dim"
+            )
+        return self.projector(output_feature(s_out, who=f"student {self.student_name!r}"))
+
+    def distill_terms(self, s_out: ModelOutput, t_out: ModelOutput, *,
+                      detach_teacher: bool = True,
+                      projected: Tensor | None = None) -> dict[str, Tensor]:
+        """Soft-label term ``kd`` and feature term ``feature`` (``projected`` may be given)."""
+        terms = super().distill_terms(s_out, t_out, detach_teacher=detach_teacher)
+        zt = output_feature(t_out, who="teacher")
+        zs = self.project(s_out) if projected is None else projected
+        if zs.shape[-1] != zt.shape[-1]:
+            raise ConfigError(
+                f"feature KD: the projected student feature has width {zs.shape[-1]} but the "
+                f"teacher's fused feature has width {zt.shape[-1]}; set method.teacher_dim="
+                f"{zt.shape[-1]} or leave it unset so it is read from the teacher"
+            )
+        terms["feature"] = feature_distance(zs, zt, kind=self.feature_loss,  # type: ignore[arg-type]
+                                            detach_teacher=detach_teacher)
+        return terms
+
+    def distill_loss(self, terms: dict[str, Tensor]) -> Tensor:  # noqa: D102
+        return super().distill_loss(terms) + self.feature_weight * terms["feature"]

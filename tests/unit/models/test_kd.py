@@ -1,0 +1,165 @@
+from importlib import resources
+
+import pytest
+import torch
+import yaml
+
+from emodistill.data.batch import Batch
+from emodistill.data.spec import DatasetSpec, ModalitySpec, TargetSpec
+from emodistill.errors import ConfigError
+from emodistill.models import build_method
+from emodistill.models.kd import FeatureKD, HintonKD, probe_batch
+
+TARGET = TargetSpec("valence", "binary", class_names=("low", "high"))
+SMALL = dict(width=16, depth=1, heads=2, head_hidden=16, kernel_size=8, stride=4)
+STUDENT = {"name": "physio_student", **SMALL}
+
+
+def spec() -> DatasetSpec:
+    return DatasetSpec("toy", (ModalitySpec("eeg", 4, 32), ModalitySpec("eog", 2, 32)), (TARGET,))
+
+
+def make_batch(n: int = 6, seed: int = 0) -> Batch:
+    b = probe_batch(spec(), n)
+    g = torch.Generator().manual_seed(seed)
+    for m in b.inputs:
+        b.inputs[m] = torch.randn(b.inputs[m].shape, generator=g)
+    b.target = torch.randint(0, 2, (n,), generator=g)
+    return b
+
+
+def teacher(**kw):
+    return build_method("physio_teacher", spec=spec(), target=TARGET, params={**SMALL, **kw})
+
+
+def test_hinton_loss_is_ce_plus_scaled_kl_and_teacher_gets_no_gradient():
+    t = teacher()
+    model = build_method("hinton_kd", spec=spec(), target=TARGET, params={
+        "modality": "eog", "student": STUDENT, "teacher": t, "ce_weight": 0.3,
+        "kd_weight": 0.7, "temperature": 2.0})
+    b = make_batch()
+    out = model(b)
+    losses = model.loss(b, out)
+    t.eval()
+    with torch.no_grad():
+        zt = t(b).preds
+    q = torch.softmax(zt / 2, -1)
+    kl = (q * (q.log() - torch.log_softmax(out.preds / 2, -1))).sum(-1).mean() * 4
+    ce = torch.nn.functional.cross_entropy(out.preds, b.target)
+    assert torch.allclose(losses["kd"], kl, atol=1e-5)
+    assert torch.allclose(losses["loss"], 0.3 * ce + 0.7 * kl, atol=1e-5)
+    losses["loss"].backward()
+    assert all(p.grad is None for p in t.parameters())
+    assert all(p.grad is not None for p in model.student.parameters())
+
+
+def test_teacher_is_not_a_submodule_and_not_saved():
+    t = teacher()
+    model = build_method("kd_feature", spec=spec(), target=TARGET,
+                         params={"modality": "eog", "student": STUDENT, "teacher": t})
+    names = {n.split(".")[0] for n, _ in model.named_parameters()}
+    assert names == {"student", "projector"}
+    assert not any(k.startswith("_teacher") or "branches" in k for k in model.state_dict())
+    assert model.modalities == ["eog"]
+
+
+def test_projection_is_sized_from_the_teacher_fused_feature():
+    t = teacher()  # concat fusion: 2 modalities x 16
+    model = build_method("kd_feature", spec=spec(), target=TARGET,
+                         params={"modality": "eeg", "student": STUDENT, "teacher": t})
+    assert isinstance(model, FeatureKD)
+    assert (model.student_dim, model.teacher_dim) == (16, 32)
+    model.eval()  # deterministic student (no dropout) for the comparison
+    b = make_batch()
+    losses = model.loss(b, model(b))
+    assert set(losses) == {"loss", "task", "kd", "feature"}
+    t.eval()
+    with torch.no_grad():
+        zt = t(b).fused
+    zs = model.projector(model(b).fused)
+    assert torch.allclose(losses["feature"], torch.nn.functional.mse_loss(zs, zt), atol=1e-6)
+
+
+def test_feature_width_mismatch_is_a_clear_error():
+    msg = r"teacher_dim=7 but the teacher's fused feature has width 32"
+    with pytest.raises(ConfigError, match=msg):
+        build_method("kd_feature", spec=spec(), target=TARGET, params={
+            "modality": "eeg", "student": STUDENT, "teacher": teacher(), "teacher_dim": 7})
+    # a model built for one teacher width meeting another teacher at run time
+    model = build_method("kd_feature", spec=spec(), target=TARGET,
+                         params={"modality": "eeg", "student": STUDENT, "teacher_dim": 32})
+    model.attach_teacher(teacher(fusion="sum"))  # width 16
+    b = make_batch()
+    with pytest.raises(ConfigError, match="width 32 but the teacher's fused feature has width 16"):
+        model.loss(b, model(b))
+
+
+def test_student_without_teacher_runs_and_loads_without_projection():
+    t = teacher()
+    trained = build_method("kd_feature", spec=spec(), target=TARGET,
+                           params={"modality": "eog", "student": STUDENT, "teacher": t})
+    state = trained.state_dict()
+    assert any(k.startswith("projector.") for k in state)
+    deployed = build_method("kd_feature", spec=spec(), target=TARGET,
+                            params={"modality": "eog", "student": STUDENT, "teacher": None})
+    assert deployed.projector is None
+    deployed.load_state_dict(state)  # strict: the unused projection weights are dropped
+    trained.eval()
+    deployed.eval()
+    b = make_batch()
+    assert torch.allclose(trained(b).preds, deployed(b).preds)
+    losses = deployed.loss(b, deployed(b))
+    assert set(losses) == {"loss", "task"}
+
+
+def test_training_without_teacher_says_how_to_configure_one():
+    model = build_method("hinton_kd", spec=spec(), target=TARGET,
+                         params={"modality": "eog", "student": STUDENT})
+    model.train()
+    b = make_batch()
+    with pytest.raises(ConfigError, match="method.teacher"):
+        model.loss(b, model(b))
+
+
+def test_teacher_with_another_target_is_refused():
+    other = TargetSpec("sentiment", "regression", value_range=(-3, 3))
+    t = build_method("physio_teacher", spec=spec(), target=other, params=SMALL)
+    with pytest.raises(ConfigError, match="train the teacher on the same dataset.target"):
+        build_method("hinton_kd", spec=spec(), target=TARGET,
+                     params={"modality": "eog", "student": STUDENT, "teacher": t})
+
+
+def test_any_single_modality_method_can_be_the_student_and_regression_works():
+    reg = TargetSpec("sentiment", "regression", value_range=(-3, 3))
+    t = build_method("feature_fusion", spec=spec(), target=reg, params={"hidden": 8})
+    model = build_method("kd_feature", spec=spec(), target=reg, params={
+        "modality": "eeg", "student": {"name": "unimodal", "hidden": 8}, "teacher": t})
+    assert isinstance(model, HintonKD) and model.teacher_dim == 16
+    b = make_batch()
+    b.target = torch.randn(6)
+    losses = model.loss(b, model(b))
+    assert losses["kd"].ndim == 0 and torch.isfinite(losses["loss"])
+
+
+def test_student_that_needs_a_teacher_is_refused():
+    with pytest.raises(ConfigError, match="itself needs a teacher"):
+        build_method("hinton_kd", spec=spec(), target=TARGET,
+                     params={"modality": "eog", "student": {"name": "mkd"}})
+
+
+def _method_cfg(name: str) -> dict:
+    path = resources.files("emodistill") / "configs" / "method" / f"{name}.yaml"
+    return yaml.safe_load(path.read_text())["method"]
+
+
+@pytest.mark.parametrize("name", ["hinton_kd", "kd_feature", "mkd", "mkd_lookahead"])
+def test_kd_configs_use_the_same_student_and_teacher_as_the_baselines(name):
+    cfg = _method_cfg(name)
+    student = {k: v for k, v in _method_cfg("physio_student").items() if k != "modality"}
+    assert cfg["student"] == student
+    assert cfg["teacher"]["method"] == _method_cfg("physio_teacher")
+    # the ablations differ only in what they add
+    if name != "hinton_kd":
+        hinton = _method_cfg("hinton_kd")
+        assert {k: cfg[k] for k in hinton if k != "name"} == {
+            k: v for k, v in hinton.items() if k != "name"}
