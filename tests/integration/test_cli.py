@@ -90,6 +90,38 @@ def test_evaluate_reproduces_the_stored_test_metrics(capsys, trained):
     assert rc == 0 and set(json.loads(out)) == set(stored)
 
 
+def test_the_saved_model_is_the_one_selected_on_validation(capsys, trained):
+    """model.pt reproduces the validation numbers of its best epoch in metrics.csv."""
+    best = json.loads((trained / "results.json").read_text())["folds"]["standard"]["best_epoch"]
+    hist = pd.read_csv(trained / "standard" / "metrics.csv").set_index("epoch")
+    assert hist["val/task_loss"].idxmin() == best  # selection on val/task_loss, mode min
+    rc, out, _ = run(capsys, "evaluate", trained / "standard" / "model.pt", "--split", "valid")
+    assert rc == 0
+    got = json.loads(out)
+    for k in ("acc", "f1_macro", "f1_weighted"):
+        assert got[k] == pytest.approx(hist.loc[best, f"val/{k}"], abs=1e-5), k
+
+
+def test_test_part_is_evaluated_once_after_training(monkeypatch, tmp_path):
+    from emodistill.training.lit import LitMER
+
+    calls = []
+    for hook in ("training_step", "validation_step", "test_step"):
+        real = getattr(LitMER, hook)
+
+        def spy(self, batch, batch_idx, _real=real, _hook=hook):
+            calls.append((_hook, batch.size))
+            return _real(self, batch, batch_idx)
+
+        monkeypatch.setattr(LitMER, hook, spy)
+    assert main(["train", "-m", "feature_fusion", *TINY, "train.max_epochs=3",
+                 "train.batch_size=16", f"output_dir={tmp_path}"]) == 0
+    tests = [i for i, (h, _) in enumerate(calls) if h == "test_step"]
+    assert sum(calls[i][1] for i in tests) == 40  # every test sample exactly once
+    assert min(tests) > max(i for i, (h, _) in enumerate(calls) if h != "test_step")
+    assert sum(b for h, b in calls if h == "validation_step") == 3 * 20  # valid every epoch
+
+
 def test_evaluate_overrides_are_typed_and_data_changes_are_flagged(capsys, caplog, trained):
     ckpt = trained / "standard" / "model.pt"
     with caplog.at_level(logging.WARNING, logger="emodistill"):
@@ -135,6 +167,26 @@ def test_benchmark_two_methods_two_seeds(capsys, tmp_path):
     assert "| method | acc | f1_macro | f1_weighted | seeds |" in md and md.count(" ± ") == 6
     assert "late_fusion" in out and "±" in out and str(bench) in out
     assert len(list((bench / "runs").iterdir())) == 4
+
+
+def test_seed_and_method_parsing():
+    from emodistill.errors import ConfigError
+    from emodistill.training.benchmark import expand_methods, parse_seeds
+
+    assert parse_seeds("1111-1115") == [1111, 1112, 1113, 1114, 1115]
+    assert parse_seeds("1, 5,7-8") == [1, 5, 7, 8] and parse_seeds("-3") == [-3]
+    for bad in ("", "5-3", "a", "1-b"):
+        with pytest.raises(ConfigError, match="seed"):
+            parse_seeds(bad)
+    entries = expand_methods(["unimodal", "late_fusion:aux_weight=0.5,dropout=0.1",
+                              "unimodal:modality=audio"], ["text", "audio"])
+    assert [(e.label, e.config, e.overrides) for e in entries] == [
+        ("unimodal(text)", "unimodal", ["method.modality=text"]),
+        ("unimodal(audio)", "unimodal", ["method.modality=audio"]),
+        ("late_fusion(aux_weight=0.5,dropout=0.1)", "late_fusion",
+         ["method.aux_weight=0.5", "method.dropout=0.1"]),
+        ("unimodal(modality=audio)", "unimodal", ["method.modality=audio"]),
+    ]
 
 
 def test_data_verify_prints_a_fingerprint(capsys):
