@@ -48,6 +48,26 @@ def probe(ds, target: str, mods: list[str], protocol: str, **params) -> dict[str
     return {k: float(np.mean(v)) for k, v in out.items()}
 
 
+def per_subject_probe(ds, target: str, k: int = 5) -> float:
+    """One logistic regression per subject, random k-fold over its trials (seed 0)."""
+    from sklearn.model_selection import KFold
+
+    X, y = ds.features["eeg"].numpy().reshape(len(ds), -1), ds.targets[target].numpy()
+    subj = ds.groups["subject"]
+    accs = []
+    for s in np.unique(subj):
+        rows = np.flatnonzero(subj == s)
+        for tr, te in KFold(k, shuffle=True, random_state=0).split(rows):
+            a, b = rows[tr], rows[te]
+            if len(np.unique(y[a])) < 2:
+                accs.append(float((y[b] == y[a][0]).mean()))
+                continue
+            sc = StandardScaler().fit(X[a])
+            clf = LogisticRegression(max_iter=5000).fit(sc.transform(X[a]), y[a])
+            accs.append(clf.score(sc.transform(X[b]), y[b]))
+    return float(np.mean(accs))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", default="../shared/data")
@@ -71,6 +91,11 @@ def main() -> None:
         print(f"| {name} | {target} | {feats} | {100 * r['majority_acc']:.2f} | "
               f"{100 * r['lr_acc']:.2f} | {100 * r['lr_f1_weighted']:.2f} | "
               f"{100 * r['lr_f1_macro']:.2f} |")
+    print()
+    print("| DEAP per-subject LR, random 5-fold within subject | valence | arousal |")
+    print("|---|---|---|")
+    print(f"| accuracy | {100 * per_subject_probe(deap, 'valence'):.2f} | "
+          f"{100 * per_subject_probe(deap, 'arousal'):.2f} |")
 
 
 if __name__ == "__main__":
