@@ -138,6 +138,7 @@ class HintonKD(MERModel):
         self.teacher_mode = teacher_mode
         # a plain list keeps the teacher out of submodules: not optimised, not saved
         self._teacher: list[MERModel] = []
+        self._teacher_gates: tuple[Tensor, int] | None = None
         if teacher is not None:
             self.attach_teacher(teacher)
 
@@ -212,9 +213,24 @@ class HintonKD(MERModel):
             if self.training:
                 self._need_teacher()
             return {"loss": task, "task": task}
-        terms = self.distill_terms(out, self.teacher_outputs(batch))
+        t_out = self.teacher_outputs(batch)
+        if not self.training and "gates" in t_out.aux:  # e.g. physio_teacher's modality gates
+            g = t_out.aux["gates"].detach()
+            prev = self._teacher_gates
+            self._teacher_gates = (g.sum(0) + (prev[0].to(g.device) if prev else 0),
+                                   g.shape[0] + (prev[1] if prev else 0))
+        terms = self.distill_terms(out, t_out)
         total = self.ce_weight * task + self.distill_loss(terms)
         return {"loss": total, "task": task, **terms}
+
+    def epoch_logs(self) -> dict[str, float]:
+        """Report the teacher's mean modality gates on validation samples since the last call."""
+        if not self._teacher_gates or self.teacher is None:
+            return {}
+        total, n = self._teacher_gates
+        self._teacher_gates = None
+        mods = self.teacher.modalities
+        return {f"teacher_gate_{m}": float(v) for m, v in zip(mods, total / n, strict=True)}
 
 
 @METHODS.register("kd_feature")

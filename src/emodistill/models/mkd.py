@@ -167,12 +167,8 @@ class MKD(FeatureKD):
                 and (self._steps - self.feedback_start) % self.feedback_every == 0)
 
     def epoch_logs(self) -> dict[str, float]:
-        """Feedback steps so far and the teacher's mean modality gates (when it has gates)."""
-        logs: dict[str, float] = {"feedback_steps": float(self._feedback_steps)}
-        t = self.teacher
-        if t is not None and hasattr(t, "epoch_logs"):
-            logs.update({f"teacher_{k}": v for k, v in t.epoch_logs().items()})
-        return logs
+        """Feedback steps so far and the teacher's mean validation gates (when it has gates)."""
+        return {"feedback_steps": float(self._feedback_steps), **super().epoch_logs()}
 
     # -- FeedbackTask protocol (emodistill.distill.feedback) --------------------------------------
 

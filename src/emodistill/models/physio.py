@@ -329,7 +329,7 @@ class PhysioTeacher(MERModel):
     ``sum_m g_m z_m / sum_m g_m`` (``fusion="sum"``, width ``W``).
 
     ``aux["sample_gates"]`` holds the gates (written to predictions.csv), and
-    ``epoch_logs`` reports their validation means per modality.
+    ``epoch_logs`` reports their validation means per modality (recorded in ``loss``).
 
     Parameters
     ----------
@@ -395,14 +395,23 @@ class PhysioTeacher(MERModel):
             fused = (z * g[..., None]).flatten(1)
         else:
             fused = (z * g[..., None]).sum(1) / g.sum(1, keepdim=True).clamp(min=1e-6)
-        if not self.training:
-            self._gate_sum = self._gate_sum.to(g.device) + g.detach().sum(0)
-            self._gate_n += g.shape[0]
         return ModelOutput(preds=self.head(fused), features=feats, fused=fused,
                            aux={"gates": g, "sample_gates": g})
 
+    def loss(self, batch: Batch, out: ModelOutput) -> dict[str, Tensor]:
+        """Task loss; in eval mode also records the gates for :meth:`epoch_logs`.
+
+        (Recording here rather than in ``forward`` keeps ``forward`` free of side
+        effects, so it can be traced and exported.)
+        """
+        if not self.training:
+            g = out.aux["gates"].detach()
+            self._gate_sum = self._gate_sum.to(g.device) + g.sum(0)
+            self._gate_n += g.shape[0]
+        return super().loss(batch, out)
+
     def epoch_logs(self) -> dict[str, float]:
-        """Mean gate per modality over the samples seen in eval mode since the last call."""
+        """Mean gate per modality over the validation samples since the last call."""
         if not self._gate_n:
             return {}
         means = (self._gate_sum / self._gate_n).tolist()

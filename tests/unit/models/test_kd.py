@@ -80,6 +80,21 @@ def test_projection_is_sized_from_the_teacher_fused_feature():
     assert torch.allclose(losses["feature"], torch.nn.functional.mse_loss(zs, zt), atol=1e-6)
 
 
+def test_teacher_gates_are_logged_from_validation_losses():
+    model = build_method("hinton_kd", spec=spec(), target=TARGET,
+                         params={"modality": "eog", "student": STUDENT, "teacher": teacher()})
+    b = make_batch()
+    model.train()
+    model.loss(b, model(b))
+    assert model.epoch_logs() == {}  # training batches are not counted
+    model.eval()
+    model.loss(b, model(b))
+    logs = model.epoch_logs()
+    assert set(logs) == {"teacher_gate_eeg", "teacher_gate_eog"}
+    assert all(0 < v < 1 for v in logs.values())
+    assert model.epoch_logs() == {}
+
+
 def test_feature_width_mismatch_is_a_clear_error():
     msg = r"teacher_dim=7 but the teacher's fused feature has width 32"
     with pytest.raises(ConfigError, match=msg):
