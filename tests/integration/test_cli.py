@@ -10,8 +10,8 @@ import subprocess
 
 import pandas as pd
 import pytest
-from conftest import shared_path
 
+from conftest import shared_path
 from emodistill.checkpoint import load_checkpoint
 from emodistill.cli import main
 from emodistill.data.registry import build_dataset
@@ -155,7 +155,7 @@ def test_benchmark_two_methods_two_seeds(capsys, tmp_path):
     bench = tmp_path / "bench"
     per_seed = pd.read_csv(bench / "per_seed.csv")
     assert len(per_seed) == 4
-    assert sorted(zip(per_seed["method"], per_seed["seed"])) == [
+    assert sorted(zip(per_seed["method"], per_seed["seed"], strict=True)) == [
         ("early_fusion", 3), ("early_fusion", 4), ("late_fusion", 3), ("late_fusion", 4)]
     summary = pd.read_csv(bench / "summary.csv", index_col=0)
     for m in ("late_fusion", "early_fusion"):
@@ -167,6 +167,28 @@ def test_benchmark_two_methods_two_seeds(capsys, tmp_path):
     assert "| method | acc | f1_macro | f1_weighted | seeds |" in md and md.count(" ± ") == 6
     assert "late_fusion" in out and "±" in out and str(bench) in out
     assert len(list((bench / "runs").iterdir())) == 4
+
+
+def test_teacher_checkpoint_from_other_fold_rows_is_refused_before_writing(capsys, tmp_path):
+    kfold = ["dataset.n=200", "train.max_epochs=1", "train.progress_bar=false",
+             "protocol.name=group_kfold", "+protocol.group=video", "+protocol.k=2",
+             "protocol.fold=fold0"]
+    teacher_runs = tmp_path / "teacher"
+    assert main(["train", "-m", "late_fusion", *kfold, "method.hidden=8",
+                 f"output_dir={teacher_runs}", "run_name=t"]) == 0
+    ck = load_checkpoint(teacher_runs / "t" / "fold0" / "model.pt")
+    assert len(ck.meta["fold_fingerprint"]) == 16
+    student = ["train", "-m", "hinton_kd", "method.modality=audio",
+               f"method.teacher.checkpoint={teacher_runs / 't'}", f"output_dir={tmp_path / 's'}"]
+    # same name "fold0", but another protocol seed puts other videos in it
+    rc, _, err = run(capsys, *student, *kfold, "+protocol.seed=1")
+    assert rc == 2 and "other train/valid/test samples" in err and "allow_foreign" in err
+    assert not (tmp_path / "s").exists()
+    # another fold (the file named directly)
+    student[4] = f"method.teacher.checkpoint={teacher_runs / 't' / 'fold0' / 'model.pt'}"
+    rc, _, err = run(capsys, *student, *kfold[:-1], "protocol.fold=fold1")
+    assert rc == 2 and "trained on fold 'fold0'" in err
+    assert not (tmp_path / "s").exists()
 
 
 def test_seed_and_method_parsing():

@@ -8,6 +8,8 @@ sees the test part.
 
 from __future__ import annotations
 
+import inspect
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -19,6 +21,8 @@ from emodistill.data.dataset import MultimodalDataset
 from emodistill.errors import ConfigError, EmptySplitError, LeakageError
 
 __all__ = ["Fold", "PROTOCOLS", "make_folds", "check_disjoint"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -233,13 +237,27 @@ def leave_one_subject_out(
     return _finish(folds, groups)
 
 
-def make_folds(ds: MultimodalDataset, name: str, **params: object) -> list[Fold]:
-    """Run protocol ``name`` on ``ds`` with ``params`` (clear errors on bad names)."""
-    fn = PROTOCOLS.get(name)
-    try:
-        return fn(ds, **params)
-    except TypeError as e:
-        import inspect
+def _protocol_params(fn: ProtocolFn) -> list[str]:
+    return [p for p in inspect.signature(fn).parameters if p != "ds"]
 
-        valid = [p for p in inspect.signature(fn).parameters if p != "ds"]
-        raise ConfigError(f"protocol {name!r}: {e}; valid parameters: {valid}") from None
+
+def make_folds(ds: MultimodalDataset, name: str, **params: object) -> list[Fold]:
+    """Run protocol ``name`` on ``ds`` with ``params`` (clear errors on bad names).
+
+    Parameters that belong to *other* protocols (a dataset config's ``split`` when
+    ``protocol.name=loso`` is chosen on the command line) are ignored with a log
+    line; a parameter no protocol knows is an error listing the valid ones.
+    """
+    fn = PROTOCOLS.get(name)
+    own = _protocol_params(fn)
+    foreign = {k for other in PROTOCOLS.names() if other != name
+               for k in _protocol_params(PROTOCOLS.get(other))} - set(own)
+    ignored = sorted(k for k in params if k in foreign)
+    if ignored:
+        log.info("protocol %r ignores %s (parameters of other protocols)", name, ignored)
+    unknown = sorted(k for k in params if k not in own and k not in foreign)
+    if unknown:
+        raise ConfigError(
+            f"protocol {name!r} has no parameter(s) {unknown}; valid parameters: {own}"
+        )
+    return fn(ds, **{k: v for k, v in params.items() if k in own})

@@ -43,7 +43,7 @@ from emodistill.training.history import EpochHistory
 from emodistill.training.lit import LitMER
 from emodistill.training.loaders import batch_loader
 
-__all__ = ["run_experiment", "RunResult", "FoldResult", "prepare", "Prepared"]
+__all__ = ["run_experiment", "RunResult", "FoldResult", "prepare", "Prepared", "fold_fingerprint"]
 
 log = logging.getLogger(__name__)
 
@@ -145,7 +145,10 @@ def prepare(cfg: DictConfig, dataset: MultimodalDataset | None = None) -> Prepar
     params = to_container(cfg.method)
     name = params.pop("name")
     params.setdefault("modalities", mods)
-    params.pop("teacher", None)  # the teacher is checked when it is obtained
+    teacher = params.pop("teacher", None)
+    if isinstance(teacher, dict) and teacher.get("checkpoint"):
+        for f in folds:  # a mismatched teacher checkpoint fails here, before any file is written
+            _load_teacher_checkpoint(cfg, ds, target, f)
     spec = ds.spec if ds.post_split is None else ds.post_split(ds.subset(folds[0].train[:2])).spec
     build_method(name, spec=spec, target=target, params=params)  # fail early on bad params
     return Prepared(cfg, ds, target, mods, folds)
@@ -238,10 +241,50 @@ def fit_fold(prep: Prepared, fold: Fold, out: Path) -> FoldResult:
         save_checkpoint(
             out / "model.pt", lit.model, config=to_container(cfg), standardizer=std,
             meta={"fold": fold.name, "test_metrics": test, "best_epoch": best_epoch,
-                  "sizes": sizes, "data_fingerprint": ds.fingerprint()},
+                  "sizes": sizes, "data_fingerprint": ds.fingerprint(),
+                  "fold_fingerprint": fold_fingerprint(ds, fold)},
         )
     return FoldResult(fold.name, test, best_epoch, len(history.rows), sizes, out, lit.model,
                       best_val)
+
+
+def fold_fingerprint(ds: MultimodalDataset, fold: Fold) -> str:
+    """SHA-256 (16 hex digits) of the sample ids of a fold's train, valid and test parts."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for part in ("train", "valid", "test"):
+        h.update(part.encode() + b"\x00" + "\x00".join(ds.ids[getattr(fold, part)]).encode())
+    return h.hexdigest()[:16]
+
+
+def _load_teacher_checkpoint(
+    cfg: DictConfig, ds: MultimodalDataset, target: TargetSpec, fold: Fold
+) -> MERModel:
+    """Load ``method.teacher.checkpoint`` for ``fold``, refusing one from another fold or data."""
+    tcfg = to_container(cfg.method.teacher)
+    path = Path(tcfg["checkpoint"])
+    if path.is_dir():
+        path = path / fold.name / "model.pt"
+    loaded = load_checkpoint(path)
+    meta = loaded.meta
+    fp, want = meta.get("data_fingerprint"), ds.fingerprint()
+    # the same fold name can hold other samples (another protocol seed or valid carve)
+    same_rows = meta.get("fold_fingerprint", fold_fingerprint(ds, fold)) == fold_fingerprint(
+        ds, fold)
+    if not tcfg.get("allow_foreign", False) and (
+        meta.get("fold") != fold.name or fp != want or not same_rows
+    ):
+        raise ConfigError(
+            f"teacher checkpoint {str(path)!r} was trained on fold {meta.get('fold')!r} of data "
+            f"{fp}{'' if same_rows else ' with other train/valid/test samples'}, but this is "
+            f"fold {fold.name!r} of data {want}: it may have seen this fold's test samples. "
+            "Train the teacher on the same protocol, or set method.teacher.allow_foreign=true "
+            "knowingly."
+        )
+    if loaded.target.name != target.name:
+        raise ConfigError(f"teacher predicts {loaded.target.name!r}, the student {target.name!r}")
+    return loaded.model
 
 
 def obtain_teacher(prep: Prepared, fold: Fold, out: Path) -> MERModel:
@@ -257,27 +300,8 @@ def obtain_teacher(prep: Prepared, fold: Fold, out: Path) -> MERModel:
     """
     cfg = prep.cfg
     tcfg = to_container(cfg.method.teacher)
-    ckpt = tcfg.get("checkpoint")
-    if ckpt:
-        path = Path(ckpt)
-        if path.is_dir():
-            path = path / fold.name / "model.pt"
-        loaded = load_checkpoint(path)
-        fp, want = loaded.meta.get("data_fingerprint"), prep.dataset.fingerprint()
-        if not tcfg.get("allow_foreign", False) and (
-            loaded.meta.get("fold") != fold.name or fp != want
-        ):
-            raise ConfigError(
-                f"teacher checkpoint {str(path)!r} was trained on fold "
-                f"{loaded.meta.get('fold')!r} of data {fp}, but this is fold {fold.name!r} of "
-                f"data {want}: it may have seen this fold's test samples. Train the teacher on "
-                "the same protocol, or set method.teacher.allow_foreign=true knowingly."
-            )
-        if loaded.target.name != prep.target.name:
-            raise ConfigError(
-                f"teacher predicts {loaded.target.name!r}, the student {prep.target.name!r}"
-            )
-        return loaded.model
+    if tcfg.get("checkpoint"):
+        return _load_teacher_checkpoint(cfg, prep.dataset, prep.target, fold)
     if not tcfg.get("method"):
         raise ConfigError("method.teacher needs either checkpoint=PATH or method={name: ...}")
     sub = OmegaConf.create(to_container(cfg))

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import shared_path
 
+from conftest import shared_path
 from emodistill.config import compose
 from emodistill.data.eeg_tables import EMOTION_CODES, load_eeg_bandpower
 from emodistill.data.protocols import make_folds
@@ -132,7 +132,8 @@ def test_label_outside_one_two(copy, value):
 
 def test_fractional_label_is_not_truncated(copy):
     _edit(copy / "valence_arousal_label.txt", 4, "1.5\t1")
-    with pytest.raises(DataFormatError, match=r"valence_arousal_label.txt: row 5 column 1 holds 1.5"):
+    with pytest.raises(DataFormatError,
+                       match=r"valence_arousal_label.txt: row 5 column 1 holds 1.5"):
         load_eeg_bandpower(copy)
 
 
@@ -145,7 +146,8 @@ def test_non_numeric_label(copy):
 def test_row_counts_differ(copy):
     p = copy / "subject_video.txt"
     p.write_text("\n".join(p.read_text().splitlines()[:-3]) + "\n")
-    with pytest.raises(DataFormatError, match=r"row counts differ \(features 1216, subject_video 1213"):
+    with pytest.raises(DataFormatError,
+                       match=r"row counts differ \(features 1216, subject_video 1213"):
         load_eeg_bandpower(copy)
 
 

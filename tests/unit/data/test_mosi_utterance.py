@@ -7,8 +7,8 @@ import shutil
 
 import numpy as np
 import pytest
-from conftest import shared_path
 
+from conftest import shared_path
 from emodistill.config import compose
 from emodistill.data.mosi_utterance import load_mosi_utterance
 from emodistill.errors import ConfigError, DataFormatError, DataNotFoundError

@@ -91,7 +91,8 @@ def _write(tmp_path, arrays, name="data.npz"):
 
 def test_hand_written_file(tmp_path):
     ds = load_npz(_write(tmp_path, _minimal()))
-    assert [(m.name, m.seq_len, m.dim) for m in ds.spec.modalities] == [("eeg", 4, 3), ("gsr", 1, 2)]
+    assert [(m.name, m.seq_len, m.dim) for m in ds.spec.modalities] == [
+        ("eeg", 4, 3), ("gsr", 1, 2)]
     assert [(t.name, t.kind) for t in ds.spec.targets] == [("valence", "binary"),
                                                             ("score", "regression")]
     assert ds.spec.target("score").value_range == (1.0, 9.0)

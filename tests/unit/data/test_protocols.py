@@ -179,7 +179,8 @@ def test_clear_errors():
         make_folds(ds, "split", split="standard")
     with pytest.raises(ConfigError, match=r"valid_fraction=1.5"):
         make_folds(ds, "split", split="standard", valid_group="video", valid_fraction=1.5)
-    with pytest.raises(ConfigError, match="valid parameters.*valid_fraction"):
+    with pytest.raises(ConfigError, match=r"'loso' has no parameter\(s\) \['subjct'\]; valid "
+                                          r"parameters: \['subject', 'valid_fraction', 'seed'\]"):
         make_folds(ds, "loso", subjct="video")
     # two groups: a k=2 training part holds one group, so no validation group can be carved
     two = make_ds({"video": np.array(["a", "a", "b", "b"])})
@@ -188,6 +189,18 @@ def test_clear_errors():
     few = make_ds({"subject": np.array(["s"] * 4), "trial": np.array(["1", "2", "3", "4"])})
     with pytest.raises(ConfigError, match="subject 's' has 4 trials, fewer than protocol.k=5"):
         make_folds(few, "subject_dependent", k=5)
+
+
+def test_parameters_of_other_protocols_are_ignored(caplog):
+    # a dataset config sets split/valid_group; choosing group_kfold on the command line
+    # must not trip over them
+    ds = make_ds({"video": np.repeat(["a", "b", "c", "d", "e", "f"], 2)},
+                 {"standard": np.array(["train"] * 8 + ["test"] * 4)})
+    with caplog.at_level("INFO", logger="emodistill"):
+        folds = make_folds(ds, "group_kfold", group="video", k=2, split="standard",
+                           valid_group="video", valid_seed=3)
+    assert len(folds) == 2
+    assert "ignores ['split', 'valid_group', 'valid_seed']" in caplog.text
 
 
 def test_registry_lists_every_protocol():

@@ -228,7 +228,8 @@ def test_collection_accumulates_batches_for_regression(seed):
     got = {k.removeprefix("val/"): float(v) for k, v in coll.compute().items()}
     assert_same(got, ref_mosi(p, t), tol=1e-5)
     coll.reset()
-    coll.update(torch.tensor(p[:50], dtype=torch.float32), torch.tensor(t[:50], dtype=torch.float32))
+    coll.update(torch.tensor(p[:50], dtype=torch.float32),
+                torch.tensor(t[:50], dtype=torch.float32))
     got = {k.removeprefix("val/"): float(v) for k, v in coll.compute().items()}
     assert_same(got, ref_mosi(p[:50], t[:50]), tol=1e-5)
 

@@ -64,7 +64,7 @@ def _accepts(cls: type, name: str) -> bool:
                for k in cls.__mro__ if "__init__" in vars(k))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _config_section(name: str) -> dict[str, Any]:
     params = to_container(compose(method=name).method)
     assert params.pop("name") == name
