@@ -102,6 +102,35 @@ def test_the_saved_model_is_the_one_selected_on_validation(capsys, trained):
         assert got[k] == pytest.approx(hist.loc[best, f"val/{k}"], abs=1e-5), k
 
 
+@pytest.mark.parametrize("mode,values,best", [
+    ("min", [0.5, 0.3, 0.3, 0.4], 1),
+    ("max", [0.5, 0.8, 0.8, 0.7], 1),  # ties: the first epoch, as ModelCheckpoint keeps it
+    ("max", [0.9, 0.8], 0),
+])
+def test_best_epoch_matches_checkpoint_selection(mode, values, best):
+    from emodistill.training.run import _best_epoch
+
+    rows = [{"epoch": i, "val/acc": v} for i, v in enumerate(values)] + [{"epoch": 9}]
+    assert _best_epoch(rows, "val/acc", mode) == best
+    assert _best_epoch([{"epoch": 0}], "val/acc", mode) == -1
+
+
+def test_max_mode_selection_on_a_tied_metric(capsys, tmp_path):
+    """With ties in val/acc the reported best epoch is the one whose weights were saved."""
+    rc, _, _ = run(capsys, "train", "-m", "feature_fusion", *TINY, "train.max_epochs=4",
+                   "train.monitor=val/acc", "train.mode=max", "train.lr=1e-6",
+                   f"output_dir={tmp_path}", "run_name=r")
+    assert rc == 0
+    hist = pd.read_csv(tmp_path / "r" / "standard" / "metrics.csv").set_index("epoch")
+    best = json.loads((tmp_path / "r" / "results.json").read_text())["folds"]["standard"][
+        "best_epoch"]
+    assert (hist["val/acc"] == hist["val/acc"].max()).sum() >= 2  # the tie under test
+    assert best == hist["val/acc"].idxmax()  # first epoch of the maximum
+    rc, out, _ = run(capsys, "evaluate", tmp_path / "r" / "standard" / "model.pt", "--split",
+                     "valid")
+    assert json.loads(out)["acc"] == pytest.approx(hist.loc[best, "val/acc"], abs=1e-6)
+
+
 def test_test_part_is_evaluated_once_after_training(monkeypatch, tmp_path):
     from emodistill.training.lit import LitMER
 

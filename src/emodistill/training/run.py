@@ -333,7 +333,10 @@ def _best_epoch(rows: list[dict[str, float]], monitor: str, mode: str) -> int:
     vals = [(r[monitor], r["epoch"]) for r in rows if monitor in r]
     if not vals:
         return -1
-    return int((min(vals) if mode == "min" else max(vals))[1])
+    # ModelCheckpoint keeps the first epoch reaching the best value (strict improvement),
+    # so ties resolve to the earliest epoch in both modes
+    sign = 1.0 if mode == "min" else -1.0
+    return int(min(vals, key=lambda v: (sign * v[0], v[1]))[1])
 
 
 def _write_predictions(path: Path, lit: LitMER, test: MultimodalDataset, target: TargetSpec) -> None:
