@@ -84,13 +84,22 @@ def _allowed(q_len: int, mask_kv: Tensor | None, causal: bool, k_len: int,
 
 
 class _Attention(nn.Module):
-    """Multi-head attention with input/output projections (biases as in MulT)."""
+    """Multi-head attention with input/output projections (biases as in MulT).
 
-    def __init__(self, dim: int, heads: int, dropout: float) -> None:
+    ``impl``: ``sdpa`` always uses :func:`~torch.nn.functional.scaled_dot_product_attention`;
+    ``manual`` computes ``softmax(q kᵀ/√d_h) v`` explicitly and draws the attention-dropout
+    mask as ``rand >= p`` (statistically the same dropout; on CPU several times cheaper than
+    the Bernoulli sampling of SDPA's math fallback, which runs whenever dropout is on);
+    ``auto`` = ``manual`` for CPU training with attention dropout, else ``sdpa``.
+    """
+
+    def __init__(self, dim: int, heads: int, dropout: float, impl: str = "auto") -> None:
         super().__init__()
         if dim % heads:
             raise ValueError(f"embed dim {dim} is not divisible by {heads} heads")
-        self.heads, self.dropout = heads, dropout
+        if impl not in ("auto", "sdpa", "manual"):
+            raise ValueError(f"attention impl {impl!r}; use auto, sdpa or manual")
+        self.heads, self.dropout, self.impl = heads, dropout, impl
         self.in_proj = nn.Linear(dim, 3 * dim)
         self.out_proj = nn.Linear(dim, dim)
         nn.init.xavier_uniform_(self.in_proj.weight)
@@ -110,9 +119,20 @@ class _Attention(nn.Module):
         qq = qq.view(B, Tq, h, D // h).transpose(1, 2)
         kk = kk.view(B, Tk, h, D // h).transpose(1, 2)
         vv = vv.view(B, Tk, h, D // h).transpose(1, 2)
-        out = nn.functional.scaled_dot_product_attention(
-            qq, kk, vv, attn_mask=allowed, dropout_p=self.dropout if self.training else 0.0
-        )
+        p = self.dropout if self.training else 0.0
+        manual = self.impl == "manual" or (self.impl == "auto" and p > 0
+                                           and q.device.type == "cpu")
+        if manual:
+            att = (qq @ kk.transpose(-1, -2)) * (D // h) ** -0.5
+            if allowed is not None:
+                att = att.masked_fill(~allowed, float("-inf"))
+            att = att.softmax(-1)
+            if p > 0:
+                att = att.masked_fill(torch.rand_like(att) < p, 0.0) * (1.0 / (1.0 - p))
+            out = att @ vv
+        else:
+            out = nn.functional.scaled_dot_product_attention(qq, kk, vv, attn_mask=allowed,
+                                                             dropout_p=p)
         return self.out_proj(out.transpose(1, 2).reshape(B, Tq, D))
 
 
@@ -126,12 +146,15 @@ class MulTLayer(nn.Module):
     attn_dropout, relu_dropout, res_dropout : float
         Dropout on attention weights, after the first FFN layer, and on each
         residual branch.
+    attention_impl : {"auto", "sdpa", "manual"}
+        Attention kernel (see ``_Attention``); the model is the same.
     """
 
     def __init__(self, dim: int, heads: int, *, attn_dropout: float = 0.0,
-                 relu_dropout: float = 0.0, res_dropout: float = 0.0) -> None:
+                 relu_dropout: float = 0.0, res_dropout: float = 0.0,
+                 attention_impl: str = "auto") -> None:
         super().__init__()
-        self.attn = _Attention(dim, heads, attn_dropout)
+        self.attn = _Attention(dim, heads, attn_dropout, attention_impl)
         self.norm_attn = nn.LayerNorm(dim)
         self.norm_ffn = nn.LayerNorm(dim)
         self.fc1 = nn.Linear(dim, 4 * dim)
@@ -165,12 +188,14 @@ class MulTEncoder(nn.Module):
         Apply MulT's (offset) causal mask.
     key_padding_mask : bool
         Ignore padded key steps (see module docstring).
+    attention_impl : {"auto", "sdpa", "manual"}
+        Attention kernel (see ``_Attention``); the model is the same.
     """
 
     def __init__(self, dim: int, heads: int, layers: int, *, attn_dropout: float = 0.0,
                  relu_dropout: float = 0.0, res_dropout: float = 0.0,
                  embed_dropout: float = 0.0, causal: bool = True,
-                 key_padding_mask: bool = True) -> None:
+                 key_padding_mask: bool = True, attention_impl: str = "auto") -> None:
         super().__init__()
         self.dim = dim
         self.scale = math.sqrt(dim)
@@ -179,7 +204,7 @@ class MulTEncoder(nn.Module):
         self.embed_dropout = nn.Dropout(embed_dropout)
         self.layers = nn.ModuleList(
             MulTLayer(dim, heads, attn_dropout=attn_dropout, relu_dropout=relu_dropout,
-                      res_dropout=res_dropout)
+                      res_dropout=res_dropout, attention_impl=attention_impl)
             for _ in range(layers)
         )
         self.norm = nn.LayerNorm(dim)

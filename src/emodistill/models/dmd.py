@@ -254,6 +254,10 @@ class DMD(MERModel):
         MulT's ``attn_mask`` (causal; the last step then summarises the sequence).
     key_padding_mask : bool
         Ignore padded keys (the reference has none; identical on unpadded data).
+    attention_impl : {"auto", "sdpa", "manual"}
+        Attention kernel only (same model): ``auto`` uses an explicit softmax
+        with cheap ``rand >= p`` attention dropout for CPU training and
+        ``scaled_dot_product_attention`` otherwise.
     homo_pool : {"flatten", "mean"}
         Homogeneous node input: the flattened ``T' * d`` sequence (reference)
         or the masked mean over steps.
@@ -323,6 +327,7 @@ class DMD(MERModel):
         output_dropout: float = 0.5,
         causal_mask: bool = True,
         key_padding_mask: bool = True,
+        attention_impl: Literal["auto", "sdpa", "manual"] = "auto",
         homo_pool: Literal["flatten", "mean"] = "flatten",
         homo_repr_post_relu: bool = True,
         fusion_gate: Literal["replace", "multiply", "none"] = "replace",
@@ -361,6 +366,7 @@ class DMD(MERModel):
             ("fusion_gate", fusion_gate, ("replace", "multiply", "none")),
             ("ort_cosine", ort_cosine, ("step", "sample", "batch_axis")),
             ("margin_impl", margin_impl, ("vectorized", "loop")),
+            ("attention_impl", attention_impl, ("auto", "sdpa", "manual")),
         ):
             if value not in allowed:
                 raise ConfigError(f"method.{name}={value!r}; use one of {list(allowed)}")
@@ -419,7 +425,8 @@ class DMD(MERModel):
             return MulTEncoder(dim, num_heads, n_layers, attn_dropout=attn_p,
                                relu_dropout=relu_dropout, res_dropout=res_dropout,
                                embed_dropout=embed_dropout, causal=causal_mask,
-                               key_padding_mask=key_padding_mask)
+                               key_padding_mask=key_padding_mask,
+                               attention_impl=attention_impl)
 
         self.self_attn_c = nn.ModuleDict({m: encoder(d, layers, adrop.get(m, attn_dropout))
                                           for m in mods})

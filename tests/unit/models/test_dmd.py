@@ -338,3 +338,24 @@ def test_training_run_logs_edges_and_per_sample_edges(tmp_path):
     from emodistill.report.edges import plot_gd_edges
 
     assert plot_gd_edges(fold / "metrics.csv", tmp_path / "e.png").is_file()
+
+
+def test_attention_implementations_agree():
+    from emodistill.models._mult import _Attention
+
+    torch.manual_seed(0)
+    sd = _Attention(8, 2, 0.5, "sdpa").eval()
+    man = _Attention(8, 2, 0.5, "manual").eval()
+    man.load_state_dict(sd.state_dict())
+    q, kv = torch.randn(3, 5, 8), torch.randn(3, 4, 8)
+    allowed = torch.rand(3, 1, 5, 4) > 0.3
+    allowed[..., 0] = True
+    torch.testing.assert_close(man(q, kv, allowed), sd(q, kv, allowed))
+    torch.testing.assert_close(man(q, None, None), sd(q, None, None))
+    # training: the explicit path drops attention weights with probability p, rescaled by 1/(1-p)
+    ref = man(q, kv, None)
+    man.train()
+    with torch.no_grad():
+        outs = torch.stack([man(q, kv, None) for _ in range(400)])
+    assert not torch.allclose(outs[0], ref)
+    torch.testing.assert_close(outs.mean(0), ref, atol=0.1, rtol=0.1)
