@@ -93,6 +93,41 @@ class ExportWrapper(nn.Module):
         return self.model.predict_values(self.model(batch))
 
 
+def _patch_bool_where(path: Path) -> int:
+    """Rewrite ONNX ``Where`` nodes with bool data through uint8 casts; return how many.
+
+    torch exports ``torch.where(c, a, b)`` on bool tensors as a bool ``Where``,
+    which onnxruntime's CPU provider does not implement ("Could not find an
+    implementation for Where(16)"). Casting the two data inputs to uint8 and the
+    result back to bool is exact.
+    """
+    import onnx
+    from onnx import TensorProto, helper, shape_inference
+
+    model = onnx.load(str(path))
+    inferred = shape_inference.infer_shapes(model)
+    types = {v.name: v.type.tensor_type.elem_type
+             for v in [*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output]}
+    types |= {t.name: t.data_type for t in model.graph.initializer}
+    nodes, n = [], 0
+    for node in model.graph.node:
+        if node.op_type == "Where" and types.get(node.output[0]) == TensorProto.BOOL:
+            n += 1
+            cond, a, b = node.input
+            a8, b8, w8 = (f"{node.name}__{k}_u8" for k in ("a", "b", "out"))
+            nodes += [helper.make_node("Cast", [a], [a8], to=TensorProto.UINT8),
+                      helper.make_node("Cast", [b], [b8], to=TensorProto.UINT8),
+                      helper.make_node("Where", [cond, a8, b8], [w8], name=node.name),
+                      helper.make_node("Cast", [w8], [node.output[0]], to=TensorProto.BOOL)]
+        else:
+            nodes.append(node)
+    if n:
+        del model.graph.node[:]
+        model.graph.node.extend(nodes)
+        onnx.save(model, str(path))
+    return n
+
+
 def input_names(modalities: list[str]) -> list[str]:
     """Graph input names, in order: ``<m>, <m>_mask, <m>_present`` per modality."""
     return [n for m in modalities for n in (m, f"{m}_mask", f"{m}_present")]
@@ -224,6 +259,9 @@ def export_model(
                                       dynamic_axes={n: {0: "batch"} for n in
                                                     [*names, "prediction"]},
                                       dynamo=False)
+            patched = _patch_bool_where(tmp)
+            if patched:
+                log.info("rewrote %d bool Where node(s) for onnxruntime", patched)
             tmp.replace(out)
         finally:
             quiet.setLevel(level)

@@ -95,3 +95,22 @@ def test_export_cli_and_bad_format(ckpts, tmp_path):
 
     with pytest.raises(ConfigError, match="onnx or torchscript"):
         export_model(ckpts["unimodal"], tmp_path / "x", format="tflite")
+
+
+def test_bool_where_is_rewritten_for_onnxruntime(tmp_path):
+    ort = pytest.importorskip("onnxruntime", reason="ONNX export needs the 'export' extra")
+    from emodistill.serving.export import _patch_bool_where
+
+    class BoolWhere(torch.nn.Module):
+        def forward(self, x, m):
+            keep = torch.where(m.any(1), m[:, 0], ~m[:, 0])  # a bool-valued where
+            return x.sum(1) * keep.float()
+
+    x, m = torch.randn(3, 4), torch.tensor([[True, False], [False, False], [False, True]])
+    path = tmp_path / "w.onnx"
+    torch.onnx.export(BoolWhere(), (x, m), str(path), input_names=["x", "m"], dynamo=False)
+    assert _patch_bool_where(path) == 1
+    got = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(
+        None, {"x": x.numpy(), "m": m.numpy()})[0]
+    np.testing.assert_allclose(got, BoolWhere()(x, m).numpy(), atol=1e-6)
+    assert _patch_bool_where(path) == 0  # idempotent
