@@ -299,10 +299,21 @@ BAD = [
     (["benchmark", "-d", "synthetic", "-m", "late_fusion", "--seeds", "x-y",
       "--output", "{tmp}/runs"], "seeds='x-y'"),
     (["data", "verify", "-d", "deap_bandpower"], "needs a data folder: set dataset.root"),
+    (["train", "method.hidden=abc"], "method 'feature_fusion' cannot be built"),
+    (["train", "method.dropout=2.0"], "dropout probability has to be between 0 and 1"),
+    (["train", "dataset.n=abc"], "dataset 'synthetic': a dataset.* value has the wrong type"),
+    (["train", "train.batch_size=0"], "train.batch_size=0; use an integer >= 1"),
+    (["train", "train.max_epochs=0"], "train.max_epochs=0; use an integer >= 1 (or -1)"),
+    (["train", "train.lr=-1"], "train.lr=-1"),
+    (["train", "train.optimizer=rmsprop"], "train.optimizer='rmsprop'; use one of adamw"),
+    (["train", "train.scheduler=cosine"], "train.scheduler='cosine'; use one of plateau, none"),
+    (["train", "dataset.modalities=[text,eeg]"], "no modality 'eeg'"),
+    (["train", "protocol.name=group_kfold", "+protocol.group=video", "+protocol.k=2",
+      "protocol.fold=fold7"], "protocol.fold='fold7'; valid folds: ['fold0', 'fold1']"),
 ]
 
 
-@pytest.mark.parametrize("argv,message", BAD, ids=[" ".join(a[:3]) for a, _ in BAD])
+@pytest.mark.parametrize("argv,message", BAD, ids=[" ".join(a[:3])[:40] for a, _ in BAD])
 def test_bad_input_exits_2_naming_the_value_and_writes_nothing(capsys, tmp_path, argv, message):
     _unsafe_pickle(tmp_path / "evil.pkl")
     runs = tmp_path / "runs"

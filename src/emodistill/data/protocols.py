@@ -254,7 +254,7 @@ def make_folds(ds: MultimodalDataset, name: str, **params: object) -> list[Fold]
                for k in _protocol_params(PROTOCOLS.get(other))} - set(own)
     ignored = sorted(k for k in params if k in foreign)
     if ignored:
-        log.info("protocol %r ignores %s (parameters of other protocols)", name, ignored)
+        log.debug("protocol %r ignores %s (parameters of other protocols)", name, ignored)
     unknown = sorted(k for k in params if k not in own and k not in foreign)
     if unknown:
         raise ConfigError(

@@ -88,9 +88,11 @@ def build_dataset(cfg: dict[str, Any]) -> MultimodalDataset:
     try:
         return loader(**params)
     except TypeError as e:
-        if "unexpected keyword" not in str(e):
-            raise
-        raise ConfigError(f"dataset {name!r}: {e}") from None
+        if "unexpected keyword" in str(e):
+            raise ConfigError(f"dataset {name!r}: {e}") from None
+        raise ConfigError(  # a value of the wrong type, e.g. dataset.n=abc
+            f"dataset {name!r}: a dataset.* value has the wrong type ({e}); given: {params}"
+        ) from None
 
 
 @DATASETS.register("mosi_raw_features")

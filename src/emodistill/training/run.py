@@ -36,7 +36,7 @@ from emodistill.data.normalize import Standardizer
 from emodistill.data.protocols import Fold, make_folds
 from emodistill.data.registry import build_dataset
 from emodistill.data.spec import TargetSpec
-from emodistill.errors import ConfigError
+from emodistill.errors import ConfigError, EmodistillError
 from emodistill.metrics import HIGHER_IS_BETTER, metric_collection
 from emodistill.models import METHODS, MERModel, build_method
 from emodistill.training.history import EpochHistory
@@ -106,6 +106,28 @@ def _check_train_cfg(cfg: DictConfig) -> None:
     if name in HIGHER_IS_BETTER and HIGHER_IS_BETTER[name] != (t.mode == "max"):
         want = "max" if HIGHER_IS_BETTER[name] else "min"
         raise ConfigError(f"train.monitor={t.monitor} needs train.mode={want}")
+    # checked here so that a bad value fails before the run folder exists
+    choices = {"optimizer": ("adamw", "adam", "sgd"), "scheduler": ("plateau", "none")}
+    for key, valid in choices.items():
+        if t.get(key, valid[0]) not in valid:
+            raise ConfigError(f"train.{key}={t.get(key)!r}; use one of {', '.join(valid)}")
+
+    def number(key: str, low: float, *, integer: bool = False, allow: tuple = ()) -> None:
+        v = t.get(key)
+        if v is None or v in allow:
+            return
+        ok = isinstance(v, int) if integer else isinstance(v, (int, float))
+        if isinstance(v, bool) or not ok or v < low:
+            kind = "an integer" if integer else "a number"
+            extra = "".join(f" (or {a})" for a in allow)
+            raise ConfigError(f"train.{key}={v!r}; use {kind} >= {low}{extra}")
+
+    number("max_epochs", 1, integer=True, allow=(-1,))
+    number("batch_size", 1, integer=True)
+    number("patience", 0, integer=True)
+    number("accumulate_grad_batches", 1, integer=True)
+    number("lr", 1e-12)
+    number("weight_decay", 0)
 
 
 def prepare(cfg: DictConfig, dataset: MultimodalDataset | None = None) -> Prepared:
@@ -150,7 +172,15 @@ def prepare(cfg: DictConfig, dataset: MultimodalDataset | None = None) -> Prepar
         for f in folds:  # a mismatched teacher checkpoint fails here, before any file is written
             _load_teacher_checkpoint(cfg, ds, target, f)
     spec = ds.spec if ds.post_split is None else ds.post_split(ds.subset(folds[0].train[:2])).spec
-    build_method(name, spec=spec, target=target, params=params)  # fail early on bad params
+    try:  # fail early on bad params, with the method named
+        build_method(name, spec=spec, target=target, params=params)
+    except EmodistillError:
+        raise
+    except (TypeError, ValueError) as e:
+        raise ConfigError(
+            f"method {name!r} cannot be built from its config ({type(e).__name__}: {e}); check "
+            f"the method.* values: { {k: v for k, v in params.items() if k != 'modalities'} }"
+        ) from None
     return Prepared(cfg, ds, target, mods, folds)
 
 

@@ -196,7 +196,7 @@ def test_parameters_of_other_protocols_are_ignored(caplog):
     # must not trip over them
     ds = make_ds({"video": np.repeat(["a", "b", "c", "d", "e", "f"], 2)},
                  {"standard": np.array(["train"] * 8 + ["test"] * 4)})
-    with caplog.at_level("INFO", logger="emodistill"):
+    with caplog.at_level("DEBUG", logger="emodistill"):
         folds = make_folds(ds, "group_kfold", group="video", k=2, split="standard",
                            valid_group="video", valid_seed=3)
     assert len(folds) == 2
