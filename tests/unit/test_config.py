@@ -132,12 +132,3 @@ def test_shipped_configs_hold_no_absolute_paths():
         for line in text.splitlines():
             value = line.split("#", 1)[0]
             assert ": /" not in value and ":/" not in value.replace("://", ""), (f.name, line)
-
-
-def test_every_shipped_config_composes():
-    for d in list_configs("dataset"):
-        assert compose(dataset=d).dataset.name
-    for m in list_configs("method"):
-        assert compose(method=m).method.name
-    for e in list_configs("experiment"):
-        assert compose(experiment=e).experiment == e

@@ -202,7 +202,15 @@ class MultimodalDataset:
 
     def subset(self, index: np.ndarray | Sequence[int]) -> MultimodalDataset:
         """Return a new dataset with rows ``index`` (no data is shared for writing)."""
-        idx = np.asarray(index, dtype=np.int64)
+        idx = np.asarray(index)
+        if idx.dtype == bool:  # a boolean mask, not the rows 0 and 1
+            if idx.shape != (len(self),):
+                raise DataFormatError(
+                    f"{self.spec.name}: boolean subset mask has shape {idx.shape}; expected "
+                    f"({len(self)},)"
+                )
+            idx = np.flatnonzero(idx)
+        idx = idx.astype(np.int64)
         if idx.size == 0:
             raise EmptySplitError(f"{self.spec.name}: subset with no samples requested")
         t = torch.as_tensor(idx)

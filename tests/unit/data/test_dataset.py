@@ -110,6 +110,13 @@ def test_subset_copies_rows():
     assert not (ds.features["seq"] == 7.0).any()  # no data shared for writing
     with pytest.raises(EmptySplitError, match="no samples"):
         ds.subset([])
+    # a boolean mask selects rows, it is not read as the indices 0 and 1
+    by_mask = ds.subset(ds.splits["std"] == "test")
+    assert by_mask.ids.tolist() == ["i3", "i4"]
+    with pytest.raises(EmptySplitError):
+        ds.subset(np.zeros(N, dtype=bool))
+    with pytest.raises(DataFormatError, match=r"boolean subset mask has shape \(3,\)"):
+        ds.subset(np.ones(3, dtype=bool))
 
 
 def test_batch_and_its_views():
