@@ -308,6 +308,7 @@ BAD = [
     (["train", "train.optimizer=rmsprop"], "train.optimizer='rmsprop'; use one of adamw"),
     (["train", "train.scheduler=cosine"], "train.scheduler='cosine'; use one of plateau, none"),
     (["train", "dataset.modalities=[text,eeg]"], "no modality 'eeg'"),
+    (["train", "method.encoder=transformer", "method.hidden=10"], "not divisible by heads=4"),
     (["train", "protocol.name=group_kfold", "+protocol.group=video", "+protocol.k=2",
       "protocol.fold=fold7"], "protocol.fold='fold7'; valid folds: ['fold0', 'fold1']"),
 ]

@@ -13,6 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from emodistill._registry import Registry
+from emodistill.errors import ConfigError
 
 __all__ = ["ENCODERS", "build_encoder", "masked_mean", "masked_max", "SequenceEncoder"]
 
@@ -103,6 +104,11 @@ class TransformerSeqEncoder(SequenceEncoder):
     def __init__(self, dim: int, seq_len: int, *, hidden: int = 128, layers: int = 2,
                  heads: int = 4, dropout: float = 0.1) -> None:
         super().__init__()
+        if heads < 1 or hidden % heads:
+            raise ConfigError(
+                f"transformer encoder: hidden={hidden} is not divisible by heads={heads}; "
+                "pick hidden as a multiple of heads (e.g. method.hidden=128 with 4 heads)"
+            )
         self.proj = nn.Linear(dim, hidden)
         pos = torch.arange(seq_len)[:, None]
         div = torch.exp(torch.arange(0, hidden, 2) * (-math.log(10000.0) / hidden))

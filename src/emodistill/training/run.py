@@ -176,7 +176,7 @@ def prepare(cfg: DictConfig, dataset: MultimodalDataset | None = None) -> Prepar
         build_method(name, spec=spec, target=target, params=params)
     except EmodistillError:
         raise
-    except (TypeError, ValueError) as e:
+    except (TypeError, ValueError, AssertionError) as e:
         raise ConfigError(
             f"method {name!r} cannot be built from its config ({type(e).__name__}: {e}); check "
             f"the method.* values: { {k: v for k, v in params.items() if k != 'modalities'} }"

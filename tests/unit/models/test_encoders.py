@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from emodistill.errors import UnknownNameError
+from emodistill.errors import ConfigError, UnknownNameError
 from emodistill.models.encoders import ENCODERS, build_encoder, masked_max, masked_mean
 
 NAMES = ENCODERS.names()
@@ -32,6 +32,8 @@ def test_registry_and_auto():
     assert type(build_encoder("auto", 5, 10, hidden=8)).__name__ == "ConvEncoder"
     with pytest.raises(UnknownNameError, match="unknown encoder 'lstm'.*Valid encoders: conv"):
         build_encoder("lstm", 5, 10)
+    with pytest.raises(ConfigError, match="hidden=10 is not divisible by heads=4"):
+        build_encoder("transformer", 5, 10, hidden=10)
 
 
 @pytest.mark.parametrize("name", NAMES)
