@@ -142,11 +142,13 @@ def edge_heatmap(spaces: Mapping[str, pd.DataFrame], *, title: str = "") -> Figu
         ax.set_xlabel("student (to)")
         ax.set_ylabel("teacher (from)")
         ax.set_title(space, fontsize=9)
+        lo, hi = np.nanmin(vals), np.nanmax(vals)
         for i in range(vals.shape[0]):
             for j in range(vals.shape[1]):
                 if np.isfinite(vals[i, j]):
+                    bright = hi > lo and (vals[i, j] - lo) / (hi - lo) > 0.6  # yellow end
                     ax.text(j, i, f"{vals[i, j]:.3f}", ha="center", va="center", fontsize=7,
-                            color="white")
+                            color="black" if bright else "white")
         fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
     if title:
         fig.suptitle(title, fontsize=10)
