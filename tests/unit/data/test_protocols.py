@@ -13,7 +13,8 @@ from emodistill.data.protocols import PROTOCOLS, Fold, check_disjoint, make_fold
 from emodistill.data.spec import DatasetSpec, ModalitySpec, TargetSpec
 from emodistill.errors import ConfigError, EmptySplitError, LeakageError, UnknownNameError
 
-SETTINGS = settings(max_examples=40, deadline=None,
+# derandomize: CI explores the same 40 structures on every run (no flaky counterexamples)
+SETTINGS = settings(max_examples=40, deadline=None, derandomize=True,
                     suppress_health_check=[HealthCheck.too_slow])
 
 
