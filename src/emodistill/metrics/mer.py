@@ -3,13 +3,18 @@
 Each metric accumulates predictions and targets (``dist_reduce_fx="cat"``, so
 DDP gathers them) and computes its number once per epoch with the exact
 functional definition, which is what the golden tests pin.
+
+Regression targets get MMSA's MOSI/MOSEI set; a regression target declared on
+[-1, 1] (CH-SIMS) gets MMSA's SIMS set instead (``acc2``, ``acc3``, ``acc5``,
+``f1``, ``mae``, ``corr``, everything clipped to [-1, 1] and binned), as MMSA
+switches by dataset.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-
+import torch
 from torch import Tensor
 from torchmetrics import Metric, MetricCollection
 from torchmetrics.utilities import dim_zero_cat
@@ -30,6 +35,12 @@ __all__ = [
     "Accuracy",
     "MacroF1",
     "WeightedF1",
+    "SimsAcc2",
+    "SimsAcc3",
+    "SimsAcc5",
+    "SimsF1",
+    "SimsMAE",
+    "SimsCorr",
     "metric_collection",
     "metric_names",
     "HIGHER_IS_BETTER",
@@ -110,21 +121,48 @@ class WeightedF1(_ClassMetric):
         return F.weighted_f1(pred, t, self.num_classes)
 
 
+def _sims(key: str) -> Callable[[Tensor, Tensor], Tensor]:
+    def fn(p: Tensor, t: Tensor) -> Tensor:
+        return torch.tensor(F.sims_regression_metrics(p, t)[key], dtype=torch.float64)
+
+    return fn
+
+
+SimsAcc2 = _make("SimsAcc2", _sims("acc2"), True, "CH-SIMS Mult_acc_2: [-1, 0] vs (0, 1].")
+SimsAcc3 = _make("SimsAcc3", _sims("acc3"), True, "CH-SIMS Mult_acc_3 (bins at -0.1, 0.1).")
+SimsAcc5 = _make("SimsAcc5", _sims("acc5"), True, "CH-SIMS Mult_acc_5 (bins at ±0.7, ±0.1).")
+SimsF1 = _make("SimsF1", _sims("f1"), True, "CH-SIMS F1_score (weighted F1 of the 2 bins).")
+SimsMAE = _make("SimsMAE", _sims("mae"), False, "CH-SIMS MAE, after clipping to [-1, 1].")
+SimsCorr = _make("SimsCorr", _sims("corr"), True, "CH-SIMS Corr, after clipping to [-1, 1].")
+
 _REGRESSION = {
     "acc2_has0": Acc2Has0, "f1_has0": F1Has0, "acc2_non0": Acc2Non0, "f1_non0": F1Non0,
     "acc3": Acc3, "acc5": Acc5, "acc7": Acc7, "mae": MAE, "corr": Corr,
 }
+#: CH-SIMS regression (labels in [-1, 1]): MMSA's SIMS definitions, see
+#: :func:`emodistill.metrics.functional.sims_regression_metrics`
+_SIMS = {"acc2": SimsAcc2, "acc3": SimsAcc3, "acc5": SimsAcc5, "f1": SimsF1, "mae": SimsMAE,
+         "corr": SimsCorr}
 _CLASSIFICATION = {"acc": Accuracy, "f1_macro": MacroF1, "f1_weighted": WeightedF1}
 
 #: metric name → whether higher is better (for tables and model selection)
-HIGHER_IS_BETTER = {k: bool(v.higher_is_better) for k, v in {**_REGRESSION}.items()} | {
+HIGHER_IS_BETTER = {k: bool(v.higher_is_better) for k, v in {**_REGRESSION, **_SIMS}.items()} | {
     k: True for k in _CLASSIFICATION
 }
 
 
+def _metric_set(target: TargetSpec) -> dict[str, type]:
+    """MOSI/MOSEI set for regression, SIMS set for regression in [-1, 1], else classes."""
+    if target.kind != "regression":
+        return _CLASSIFICATION
+    if target.value_range is not None and tuple(map(float, target.value_range)) == (-1.0, 1.0):
+        return _SIMS  # MMSA picks these for SIMS; MOSI's Acc-7 is meaningless on [-1, 1]
+    return _REGRESSION
+
+
 def metric_names(target: TargetSpec) -> list[str]:
     """Names of the metrics reported for ``target``."""
-    return list(_REGRESSION if target.kind == "regression" else _CLASSIFICATION)
+    return list(_metric_set(target))
 
 
 def metric_collection(target: TargetSpec, prefix: str = "", **kwargs: object) -> MetricCollection:
@@ -134,7 +172,7 @@ def metric_collection(target: TargetSpec, prefix: str = "", **kwargs: object) ->
     one process of a DDP job).
     """
     if target.kind == "regression":
-        metrics = {k: cls(**kwargs) for k, cls in _REGRESSION.items()}
+        metrics = {k: cls(**kwargs) for k, cls in _metric_set(target).items()}
     else:
         metrics = {k: cls(target.num_classes, **kwargs) for k, cls in _CLASSIFICATION.items()}
     return MetricCollection(metrics, prefix=prefix, compute_groups=False)

@@ -183,6 +183,17 @@ def test_through_registry_config_and_protocol(aligned_pkl):
     assert prep.target.name == "sentiment"
 
 
+def test_sims_run_reports_the_sims_metrics(tmp_path):
+    from emodistill.training.run import run_experiment
+
+    p = write(tmp_path / "sims.pkl", make_mmsa("sims_unaligned", seed=4))
+    cfg = compose(dataset="sims", method="late_fusion", overrides=[
+        f"dataset.path={p}", "method.hidden=8", "method.encoder_layers=1", "train.max_epochs=1",
+        "train.progress_bar=false", f"output_dir={tmp_path / 'runs'}"])
+    res = run_experiment(cfg)
+    assert set(res.mean) == {"acc2", "acc3", "acc5", "f1", "mae", "corr"}
+
+
 # ------------------------------------------------------------------ bad input
 def test_missing_file_and_missing_path(tmp_path):
     with pytest.raises(DataNotFoundError, match="nope.pkl"):

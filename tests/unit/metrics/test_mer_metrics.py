@@ -247,6 +247,25 @@ def test_collection_accumulates_batches_for_classes(kind, c):
     assert_same(got, ref_classes(logits, t), tol=1e-6)
 
 
+def test_sims_targets_get_the_sims_set_accumulated_over_batches():
+    sims = TargetSpec("sentiment", "regression", value_range=(-1.0, 1.0))
+    assert metric_names(sims) == ["acc2", "acc3", "acc5", "f1", "mae", "corr"]
+    assert HIGHER_IS_BETTER["acc2"] and HIGHER_IS_BETTER["f1"]
+    rng = np.random.default_rng(7)
+    t = (np.round(rng.uniform(-1, 1, 90) * 5) / 5).astype(np.float32)
+    p = rng.normal(0, 0.8, 90).astype(np.float32)
+    p[:4] = [0.1, -0.1, 0.7, -0.7]  # on the bin edges, binned in float32 as MMSA does
+    coll = metric_collection(sims, prefix="test/")
+    for chunk in np.array_split(np.arange(90), 4):
+        coll.update(torch.tensor(p[chunk]), torch.tensor(t[chunk]))
+    got = {k.removeprefix("test/"): float(v) for k, v in coll.compute().items()}
+    assert_same(got, ref_sims(p, t), tol=1e-6)
+    # other ranges keep the MOSI/MOSEI set
+    assert metric_names(TargetSpec("y", "regression", value_range=(1.0, 9.0))) == metric_names(
+        REG)
+    assert metric_names(TargetSpec("y", "regression")) == metric_names(REG)
+
+
 def test_names_directions_and_aliases():
     assert metric_names(REG) == ["acc2_has0", "f1_has0", "acc2_non0", "f1_non0", "acc3", "acc5",
                                  "acc7", "mae", "corr"]
