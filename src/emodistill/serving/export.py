@@ -221,6 +221,26 @@ def export_model(
     out = Path(output).expanduser()
     out.parent.mkdir(parents=True, exist_ok=True)
     names = input_names(pred.modalities)
+    # nn.TransformerEncoderLayer's inference fast path is a fused kernel that neither ONNX
+    # exporter supports (aten::_transformer_encoder_layer_fwd): trace the plain ops instead
+    mha = getattr(torch.backends, "mha", None)
+    fastpath = mha.get_fastpath_enabled() if mha is not None else None
+    if mha is not None:
+        mha.set_fastpath_enabled(False)
+    try:
+        _export(wrapper, args, out, names, format=format, opset=opset, dynamo=dynamo)
+    finally:
+        if mha is not None:
+            mha.set_fastpath_enabled(fastpath)
+    desc = _describe(pred, format, include_normalizer)
+    desc["input_names"] = names
+    atomic_write(out.with_name(out.name + ".json"), lambda f: json.dump(desc, f, indent=2))
+    log.info("exported %s to %s", pred.method, out)
+    return out
+
+
+def _export(wrapper: ExportWrapper, args: tuple[Tensor, ...], out: Path, names: list[str], *,
+            format: str, opset: int | None, dynamo: bool) -> None:
     if format == "torchscript":
         # torch.jit is deprecated upstream in favour of torch.export (ONNX here); tracing
         # also warns on python-level shape logic, which is constant per model
@@ -267,11 +287,6 @@ def export_model(
             quiet.setLevel(level)
             if tmp.exists():
                 tmp.unlink()
-    desc = _describe(pred, format, include_normalizer)
-    desc["input_names"] = names
-    atomic_write(out.with_name(out.name + ".json"), lambda f: json.dump(desc, f, indent=2))
-    log.info("exported %s to %s", pred.method, out)
-    return out
 
 
 def load_torchscript(path: str | Path) -> torch.jit.ScriptModule:

@@ -119,3 +119,38 @@ def test_bool_where_is_rewritten_for_onnxruntime(tmp_path):
         None, {"x": x.numpy(), "m": m.numpy()})[0]
     np.testing.assert_allclose(got, BoolWhere()(x, m).numpy(), atol=1e-6)
     assert _patch_bool_where(path) == 0  # idempotent
+
+
+@pytest.mark.parametrize("method", ["hinton_kd", "kd_feature", "physio_teacher"])
+def test_students_and_transformer_teacher_export(method, tmp_path):
+    """Students load without their teacher and export like baselines; the physio teacher's
+    nn.TransformerEncoder exports (its fused inference fast path is turned off for export)."""
+    ort = pytest.importorskip("onnxruntime", reason="ONNX export needs the 'export' extra")
+    from emodistill.checkpoint import save_checkpoint
+    from emodistill.config import compose, to_container
+    from emodistill.data.normalize import Standardizer
+    from emodistill.models import build_method
+
+    ds = synthetic()
+    cfg = to_container(compose(dataset="synthetic", method=method,
+                               overrides=["dataset.target=sentiment"]))
+    params = {k: v for k, v in cfg["method"].items() if k != "name"}
+    if "modality" in params:  # the student's modality
+        params["modality"] = cfg["method"]["modality"] = "text"
+    if "teacher" in params:
+        params["teacher"] = None  # as load_checkpoint builds a deployed student
+    torch.manual_seed(0)
+    model = build_method(method, spec=ds.spec, target=ds.spec.target("sentiment"),
+                         params=params).eval()
+    ck = save_checkpoint(tmp_path / "model.pt", model, config=cfg,
+                         standardizer=Standardizer.fit(ds), meta={"fold": "standard"})
+    pred = load(ck)
+    tensors, kw = _raw_inputs(pred, [0, 1, 2], ("audio",) if "audio" in pred.modalities else ())
+    want = pred.predict(kw["arrays"], lengths=kw["lengths"], present=kw["present"]).values
+    ts = load_torchscript(export_model(pred, tmp_path / "m.pt", format="torchscript"))
+    np.testing.assert_allclose(ts(*tensors).detach().numpy(), want, rtol=1e-4, atol=1e-5)
+    onnx_path = export_model(pred, tmp_path / "m.onnx", dynamo=False)
+    sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    got = sess.run(None, {n: t.numpy() for n, t in zip(input_names(pred.modalities), tensors,
+                                                        strict=True)})[0]
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
