@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 from collections import defaultdict
 from pathlib import Path
 
@@ -36,6 +37,9 @@ from emodistill.metrics import classification_metrics, mer_regression_metrics
 from emodistill.report.tables import PERCENT_METRICS
 
 BASELINE = "hkd_mer_no_kd"
+#: keys that only change the KD terms (a variant differing elsewhere is not paired)
+_KD_KEYS = {"name", "feature_weight", "label_weight", "feature_kd", "feature_temperature",
+            "kd_adapter", "label_temperature", "label_kd_regression"}
 
 
 def _head_columns(df: pd.DataFrame, m: str) -> list[str]:
@@ -92,6 +96,8 @@ def collect(bench_dirs: list[Path]) -> tuple[pd.DataFrame, list[str], bool]:
                 name = f"unimodal({cfg['method']['modality']})"
             elif not name.startswith("hkd_mer"):
                 continue
+            elif cfg.get("run_name"):  # the benchmark's entry label, overrides included
+                name = re.sub(r"-seed\d+$", "", str(cfg["run_name"]))
             mods = list(cfg["method"].get("modalities") or cfg["dataset"].get("modalities")
                         or json.loads((run / "data.json").read_text())["modalities"])
             modalities += [m for m in mods if m not in modalities]
@@ -100,8 +106,12 @@ def collect(bench_dirs: list[Path]) -> tuple[pd.DataFrame, list[str], bool]:
             if not recs:
                 continue
             regression = regression or "fused/mae" in recs[0]
+            # everything but the KD settings: variants are paired with hkd_mer_no_kd only
+            # when this matches (so a concat-fusion variant is not read as a KD effect)
+            arch = {k: v for k, v in cfg["method"].items() if k not in _KD_KEYS}
             row: dict[str, float | str] = {"benchmark": bench.name, "method": name,
-                                           "seed": int(cfg["seed"]), "n_folds": len(recs)}
+                                           "seed": int(cfg["seed"]), "n_folds": len(recs),
+                                           "arch": json.dumps(arch, sort_keys=True)}
             for k in recs[0]:
                 vals = [r[k] for r in recs if k in r]
                 if isinstance(vals[0], str):
@@ -162,8 +172,12 @@ def _kd_effect(d: pd.DataFrame, modalities: list[str], metric: str) -> list[str]
            "(it receives no KD gradient).", "",
            "| variant | " + " | ".join(f"Δ head {m}" for m in modalities) + " | Δ fused |",
            "|" + "---|" * (len(modalities) + 2)]
+    skipped = []
     for method, g in d.groupby("method", sort=False):
         if not method.startswith("hkd_mer") or method == BASELINE:
+            continue
+        if set(g["arch"]) != set(base["arch"]):
+            skipped.append(method)
             continue
         g = g.set_index("seed")
         seeds = g.index.intersection(base.index)
@@ -179,6 +193,9 @@ def _kd_effect(d: pd.DataFrame, modalities: list[str], metric: str) -> list[str]
     dominant = defaultdict(int)
     for v in d.get("dominant", pd.Series(dtype=str)).dropna():
         dominant[v] += 1
+    if skipped:
+        out += ["", f"Not paired (they differ from {BASELINE} in more than the KD settings): "
+                f"{', '.join(skipped)}."]
     out += ["", f"Dominant modality chosen on validation over all HKD-MER runs: "
             f"{dict(dominant)}.", ""]
     return out
