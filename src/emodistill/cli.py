@@ -78,7 +78,7 @@ def _cmd_benchmark(a: argparse.Namespace) -> int:
     res = run_benchmark(
         dataset=a.dataset, methods=[m for m in a.methods.split(",") if m],
         seeds=parse_seeds(a.seeds), experiment=a.experiment, overrides=a.overrides,
-        output_dir=a.output, name=a.name,
+        output_dir=a.output, name=a.name, resume=a.resume,
     )
     print(res.markdown)
     print(f"tables written to {res.path} (summary.md, summary.csv, per_seed.csv)")
@@ -168,6 +168,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--seeds", default="1111-1115")
     b.add_argument("--output", default="runs/benchmarks")
     b.add_argument("--name", default=None, help="benchmark folder name")
+    b.add_argument("--resume", action="store_true",
+                   help="reuse finished runs in the folder --name (same config); train the rest")
     b.add_argument("overrides", nargs="*")
     b.set_defaults(fn=_cmd_benchmark)
 

@@ -198,6 +198,33 @@ def test_benchmark_two_methods_two_seeds(capsys, tmp_path):
     assert len(list((bench / "runs").iterdir())) == 4
 
 
+def test_benchmark_resume_reads_finished_runs_and_retrains_the_rest(capsys, tmp_path):
+    common = ["-d", "synthetic", "--seeds", "3,4", "--output", tmp_path, "--name", "bench",
+              "dataset.n=160", "train.max_epochs=1", "train.progress_bar=false",
+              "method.hidden=8", "method.encoder_layers=1"]
+    assert run(capsys, "benchmark", "-m", "late_fusion", *common)[0] == 0
+    runs = tmp_path / "bench" / "runs"
+    first = pd.read_csv(tmp_path / "bench" / "per_seed.csv")
+    (runs / "late_fusion-seed4" / "results.json").unlink()  # as if killed during seed 4
+    stamp = (runs / "late_fusion-seed3" / "results.json").stat().st_mtime_ns
+    rc, _, err = run(capsys, "benchmark", "-m", "late_fusion,early_fusion", *common, "--resume")
+    assert rc == 0
+    assert (runs / "late_fusion-seed3" / "results.json").stat().st_mtime_ns == stamp  # read back
+    assert sorted(p.name for p in runs.iterdir()) == [  # the unfinished run was replaced
+        "early_fusion-seed3", "early_fusion-seed4", "late_fusion-seed3", "late_fusion-seed4"]
+    per_seed = pd.read_csv(tmp_path / "bench" / "per_seed.csv")
+    assert len(per_seed) == 4
+    assert per_seed.iloc[0]["acc"] == pytest.approx(first.iloc[0]["acc"])
+    # a finished run of another config is never mixed into the table
+    rc, _, err = run(capsys, "benchmark", "-m", "late_fusion", *common, "method.hidden=16",
+                     "--resume")
+    assert rc == 2 and "late_fusion-seed3 was trained with a different config" in err
+    assert "hidden: 8" in err and "hidden: 16" in err
+    rc, _, err = run(capsys, "benchmark", "-m", "late_fusion", *common[:6], "--name", "absent",
+                     "--resume")
+    assert rc == 2 and "no benchmark folder" in err
+
+
 def test_teacher_checkpoint_from_other_fold_rows_is_refused_before_writing(capsys, tmp_path):
     kfold = ["dataset.n=200", "train.max_epochs=1", "train.progress_bar=false",
              "protocol.name=group_kfold", "+protocol.group=video", "+protocol.k=2",

@@ -10,12 +10,17 @@ mean ± sample std over seeds.
 
 from __future__ import annotations
 
+import difflib
+import json
 import logging
 import re
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
+from omegaconf import OmegaConf
 
 from emodistill._fs import atomic_write, unique_dir
 from emodistill.config import compose, to_container
@@ -90,11 +95,15 @@ def run_benchmark(
     overrides: list[str] | tuple[str, ...] = (),
     output_dir: str | Path = "runs/benchmarks",
     name: str | None = None,
+    resume: bool = False,
 ) -> BenchmarkResult:
     """Run ``methods`` × ``seeds`` on ``dataset`` and write the tables.
 
     Writes ``per_seed.csv``, ``summary.csv`` and ``summary.md`` into a new
     folder under ``output_dir``; the runs themselves go in its ``runs/``.
+    With ``resume``, the folder ``output_dir/name`` is reused: a run whose
+    ``results.json`` exists and whose saved config equals the composed one is
+    read back instead of trained; an unfinished run folder is replaced.
     """
     base = compose(dataset=dataset, method=methods[0].partition(":")[0],
                    experiment=experiment, overrides=list(overrides))
@@ -111,12 +120,21 @@ def run_benchmark(
                                      f"run_name={run_name}-seed{seed}"])
             prepare(cfg, ds)
             cfgs[(entry.label, seed)] = cfg
-    out = unique_dir(Path(output_dir) / (name or f"{dataset}-{target.name}"))
+    folder = Path(output_dir) / (name or f"{dataset}-{target.name}")
+    if resume and not folder.is_dir():
+        raise ConfigError(f"--resume: no benchmark folder {folder}; run it once without --resume")
+    out = folder if resume else unique_dir(folder)
     rows = []
     for (label, seed), cfg in cfgs.items():
-        log.info("benchmark: %s seed %d", label, seed)
-        res = run_experiment(cfg, dataset=ds, output_dir=out / "runs")
-        rows.append({"method": label, "seed": seed, "n_folds": len(res.folds), **res.mean})
+        done = _finished_run(out / "runs" / cfg.run_name, cfg) if resume else None
+        if done is not None:
+            log.info("benchmark: %s seed %d read back from %s", label, seed, done[0])
+            n_folds, mean = done[1], done[2]
+        else:
+            log.info("benchmark: %s seed %d", label, seed)
+            res = run_experiment(cfg, dataset=ds, output_dir=out / "runs")
+            n_folds, mean = len(res.folds), res.mean
+        rows.append({"method": label, "seed": seed, "n_folds": n_folds, **mean})
     per_seed = pd.DataFrame(rows)
     metrics = metric_names(target)
     summary = aggregate(per_seed, metrics)
@@ -126,3 +144,29 @@ def run_benchmark(
     atomic_write(out / "summary.csv", lambda f: summary.to_csv(f))
     atomic_write(out / "summary.md", lambda f: f.write(md))
     return BenchmarkResult(per_seed, summary, md, out)
+
+
+def _finished_run(run_dir: Path, cfg: Any) -> tuple[Path, int, dict[str, float]] | None:
+    """Read a finished run of ``cfg`` back; remove an unfinished one; None if absent.
+
+    Raises ConfigError when the folder holds a run of a different config.
+    """
+    if not run_dir.is_dir():
+        return None
+    results = run_dir / "results.json"
+    if not results.is_file():  # interrupted: partial folder, train it again
+        log.warning("benchmark: %s is unfinished (no results.json); training it again", run_dir)
+        shutil.rmtree(run_dir)
+        return None
+    saved = (run_dir / "config.yaml").read_text()
+    now = OmegaConf.to_yaml(cfg, resolve=True)
+    if saved != now:
+        diff = [ln.strip() for ln in difflib.unified_diff(saved.splitlines(), now.splitlines(),
+                                                          "saved", "now", n=0)
+                if ln[:1] in "+-" and not ln.startswith(("---", "+++"))]
+        raise ConfigError(
+            f"--resume: {run_dir} was trained with a different config than the one composed "
+            f"now ({'; '.join(diff[:6])}); pass the same overrides, or use a new --name "
+            "instead of --resume")
+    payload = json.loads(results.read_text())
+    return run_dir, len(payload["folds"]), {k: float(v) for k, v in payload["mean"].items()}
