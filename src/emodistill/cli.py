@@ -141,7 +141,7 @@ def _cmd_list(a: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser (exposed for docs and tests)."""
+    """Build the argument parser (exposed for docs and tests)."""
     p = argparse.ArgumentParser(prog="emodistill", description=__doc__.split("\n")[0])
     p.add_argument("-v", "--verbose", action="store_true", help="show Lightning's logs")
     sub = p.add_subparsers(dest="command", required=True)

@@ -79,4 +79,5 @@ def safe_load_pickle(path: str | Path, *, encoding: str = "ASCII") -> Any:
     except UnsafePickleError:
         raise
     except Exception as e:  # truncated or not a pickle at all
-        raise DataFormatError(f"{path}: not a readable data pickle ({type(e).__name__}: {e})") from None
+        raise DataFormatError(
+            f"{path}: not a readable data pickle ({type(e).__name__}: {e})") from None

@@ -268,7 +268,7 @@ class MultimodalDataset:
         return self._fingerprint
 
     def summary(self) -> dict[str, Any]:
-        """Counts, shapes and label statistics for ``data verify`` and run logs."""
+        """Return counts, shapes and label statistics for ``data verify`` and run logs."""
         out: dict[str, Any] = {
             "dataset": self.spec.name,
             "n_samples": len(self),

@@ -111,7 +111,7 @@ def load_mmsa(
             raise DataFormatError(f"{p}: {k} feature dim differs across splits: {sorted(dims)}")
         seq[k] = (max(s[k].shape[1] for s in splits), dims.pop())
     feats, lengths, repaired = {}, {}, {}
-    for k, (T, D) in seq.items():
+    for k, (T, _) in seq.items():
         padded = [np.pad(s[k], ((0, 0), (0, T - s[k].shape[1]), (0, 0))) for s in splits]
         x, count = repair_nonfinite(np.concatenate(padded), what=f"{name} {k}")
         feats[k] = x

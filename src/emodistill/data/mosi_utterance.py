@@ -118,7 +118,8 @@ def load_mosi_utterance(root: str | Path | None, *, target: str = "polarity") ->
         if count:
             repaired[mod] = count
     polarity = np.concatenate([parts[p]["label"] for p in parts]).astype(np.int64)
-    poria = np.array(["train"] * len(parts["train"]["rows"]) + ["test"] * len(parts["test"]["rows"]))
+    poria = np.array(["train"] * len(parts["train"]["rows"])
+                     + ["test"] * len(parts["test"]["rows"]))
     video = np.array([i.rsplit("_", 1)[0] for i in ids])
     splits = {"poria": poria}
     targets: dict[str, np.ndarray] = {"polarity": polarity}

@@ -89,8 +89,8 @@ def load_npz(path: str | Path | None, *, name: str | None = None) -> MultimodalD
         y = z[key]
         if np.issubdtype(y.dtype, np.floating):
             rng = z.get(f"range_{tname}")
-            tspecs.append(TargetSpec(tname, "regression",
-                                     value_range=tuple(map(float, rng)) if rng is not None else None))
+            value_range = tuple(map(float, rng)) if rng is not None else None
+            tspecs.append(TargetSpec(tname, "regression", value_range=value_range))
         else:
             if f"classes_{tname}" not in z:
                 raise DataFormatError(f"{p}: class target {tname!r} needs classes_{tname}")

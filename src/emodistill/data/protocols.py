@@ -59,7 +59,8 @@ def _groups(ds: MultimodalDataset, key: str | list[str]) -> np.ndarray:
             )
     if len(keys) == 1:
         return ds.groups[keys[0]].astype(str)
-    return np.array(["|".join(t) for t in zip(*(ds.groups[k].astype(str) for k in keys))])
+    cols = [ds.groups[k].astype(str) for k in keys]
+    return np.array(["|".join(t) for t in zip(*cols, strict=True)])
 
 
 def check_disjoint(fold: Fold, groups: np.ndarray) -> None:
@@ -115,7 +116,7 @@ def predefined_split(
     valid_fraction: float = 0.15,
     valid_seed: int = 0,
 ) -> list[Fold]:
-    """A predefined split stored with the data (``standard``, ``poria``...).
+    """Use a predefined split stored with the data (``standard``, ``poria``...).
 
     When the split has no ``valid`` part, one is carved out of ``train`` by whole
     ``valid_group`` groups (e.g. whole videos for MOSI's Poria split).
@@ -175,11 +176,11 @@ def subject_dependent(
 
     Unlike TorchEEG's ``KFoldPerSubjectGroupbyTrial``, which splits the windows
     *inside* each trial (so neighbouring windows of one trial land in train and
-    test), whole trials are held out here. Each subject's trials are split into ``k`` folds; fold ``i`` tests on the
-    ``i``-th part of every subject and trains one pooled model on the rest, so
-    every test subject is also seen in training but no trial (and none of its
-    windows) is in two parts. Validation trials are carved per fold from the
-    training trials.
+    test), whole trials are held out here. Each subject's trials are split into
+    ``k`` folds; fold ``i`` tests on the ``i``-th part of every subject and trains
+    one pooled model on the rest, so every test subject is also seen in training
+    but no trial (and none of its windows) is in two parts. Validation trials are
+    carved per fold from the training trials.
     """
     subj = _groups(ds, subject)
     trial_key = _groups(ds, [subject, trial])

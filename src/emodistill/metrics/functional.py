@@ -68,13 +68,13 @@ def _per_class_f1(pred: Tensor, true: Tensor, num_classes: int) -> tuple[Tensor,
 
 
 def weighted_f1(pred: Tensor, true: Tensor, num_classes: int) -> Tensor:
-    """sklearn ``f1_score(average="weighted")`` for integer labels ``[N]``."""
+    """Sklearn ``f1_score(average="weighted")`` for integer labels ``[N]``."""
     f1, support = _per_class_f1(pred.long(), true.long(), num_classes)
     return (f1 * support).sum() / support.sum().clamp(min=1)
 
 
 def macro_f1(pred: Tensor, true: Tensor, num_classes: int) -> Tensor:
-    """sklearn ``f1_score(average="macro")`` over classes present in ``true`` or ``pred``."""
+    """Sklearn ``f1_score(average="macro")`` over classes present in ``true`` or ``pred``."""
     pred, true = pred.long(), true.long()
     f1, support = _per_class_f1(pred, true, num_classes)
     seen = (support > 0) | (torch.bincount(pred, minlength=num_classes) > 0)

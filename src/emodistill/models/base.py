@@ -54,7 +54,7 @@ class ModelOutput:
 
 
 def task_loss(preds: Tensor, target: Tensor, spec: TargetSpec, kind: str = "l1") -> Tensor:
-    """The supervised loss: L1 (MMSA) or MSE for regression, cross-entropy for classes.
+    """Compute the supervised loss: L1 (MMSA) or MSE for regression, cross-entropy for classes.
 
     Parameters
     ----------
@@ -200,6 +200,7 @@ def build_method(
     unknown = sorted(set(params) - valid)
     if unknown:
         raise ConfigError(
-            f"method {name!r} has no parameter(s) {unknown}; valid: {sorted(valid - {'spec', 'target'})}"
+            f"method {name!r} has no parameter(s) {unknown}; "
+            f"valid: {sorted(valid - {'spec', 'target'})}"
         )
     return cls(spec=spec, target=target, **params)

@@ -10,8 +10,8 @@ from omegaconf import OmegaConf
 
 from emodistill.checkpoint import load_checkpoint
 from emodistill.config import _parse_value, to_container
-from emodistill.data.registry import build_dataset
 from emodistill.data.protocols import make_folds
+from emodistill.data.registry import build_dataset
 from emodistill.errors import ConfigError
 from emodistill.metrics import metric_collection
 from emodistill.training.loaders import batch_loader

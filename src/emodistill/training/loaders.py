@@ -32,7 +32,7 @@ def _identity(b: Batch) -> Batch:
 def batch_loader(
     ds: MultimodalDataset, target: str, *, batch_size: int, shuffle: bool, seed: int = 0
 ) -> DataLoader:
-    """A loader yielding :class:`Batch` objects of ``batch_size`` rows of ``ds``.
+    """Build a loader yielding :class:`Batch` objects of ``batch_size`` rows of ``ds``.
 
     Parameters
     ----------

@@ -22,10 +22,10 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-from lightning.pytorch.utilities.rank_zero import rank_zero_only
 import numpy as np
 import pandas as pd
 import torch
+from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from emodistill._fs import atomic_write, unique_dir
@@ -318,7 +318,7 @@ def _load_teacher_checkpoint(
 
 
 def obtain_teacher(prep: Prepared, fold: Fold, out: Path) -> MERModel:
-    """The teacher of a teacher → student method, for this fold.
+    """Return the teacher of a teacher → student method, for this fold.
 
     ``method.teacher.checkpoint`` may name a teacher ``model.pt`` or a run folder
     holding ``<fold>/model.pt``; the checkpoint must come from the same fold of
@@ -369,7 +369,9 @@ def _best_epoch(rows: list[dict[str, float]], monitor: str, mode: str) -> int:
     return int(min(vals, key=lambda v: (sign * v[0], v[1]))[1])
 
 
-def _write_predictions(path: Path, lit: LitMER, test: MultimodalDataset, target: TargetSpec) -> None:
+def _write_predictions(
+    path: Path, lit: LitMER, test: MultimodalDataset, target: TargetSpec
+) -> None:
     idx = torch.cat([o[0] for o in lit.test_outputs]).cpu().numpy()
     vals = torch.cat([o[1] for o in lit.test_outputs]).float().cpu().numpy()
     gold = torch.cat([o[2] for o in lit.test_outputs]).cpu().numpy()
@@ -395,7 +397,7 @@ def _write_predictions(path: Path, lit: LitMER, test: MultimodalDataset, target:
 
 
 def default_run_name(cfg: DictConfig, target: TargetSpec) -> str:
-    """``<method config>-<dataset>-<target>-seed<seed>``."""
+    """Name a run ``<method config>-<dataset>-<target>-seed<seed>``."""
     return f"{cfg.method_config}-{cfg.dataset.name}-{target.name}-seed{cfg.seed}"
 
 
