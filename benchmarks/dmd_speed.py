@@ -58,25 +58,26 @@ N_TRAIN, N_EVAL, BATCH, ACCUM, CLIP, LR = 1284, 256, 16, 10, 0.6, 1e-4
 SHAPES = {"text": (50, 768, 1.0), "audio": (50, 5, 0.3), "vision": (50, 20, 0.3)}
 
 
-def _peak_rss_mb() -> float:
-    """Peak resident memory of this process (VmHWM; falls back to ru_maxrss)."""
+def _proc_status_mb(key: str) -> float | None:
+    """A ``/proc/self/status`` memory line (``VmHWM``, ``VmRSS``) in MiB; None if unavailable."""
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
+            if line.startswith(key + ":"):
                 return int(line.split()[1]) / 1024.0
     except OSError:
         pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    return None
+
+
+def _peak_rss_mb() -> float:
+    """Peak resident memory of this process (VmHWM; falls back to ru_maxrss)."""
+    peak = _proc_status_mb("VmHWM")
+    return peak if peak is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def _current_rss_mb() -> float:
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    return float("nan")
+    rss = _proc_status_mb("VmRSS")
+    return rss if rss is not None else float("nan")
 
 
 def _reset_peak_rss() -> bool:
