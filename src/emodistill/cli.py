@@ -6,6 +6,7 @@ Sub-commands::
     emodistill evaluate CHECKPOINT [--split test] [key=value ...]
     emodistill benchmark -d DATASET -m M1,M2 [--seeds 1111-1115] [key=value ...]
     emodistill sweep -d DATASET -m METHOD --space SPACE.yaml [--trials N] [--storage URL]
+                     [--backend ray [--workers N] [--address auto]]
     emodistill data verify -d DATASET [key=value ...]
     emodistill list [datasets|methods|experiments|protocols|encoders]
     emodistill predict CHECKPOINT --input FILE.npz [--modalities a,b] [--output FILE]
@@ -23,7 +24,7 @@ import sys
 import warnings
 from collections.abc import Sequence
 
-from emodistill.errors import EmodistillError
+from emodistill.errors import ConfigError, EmodistillError
 
 log = logging.getLogger("emodistill")
 
@@ -86,14 +87,29 @@ def _cmd_benchmark(a: argparse.Namespace) -> int:
 
 
 def _cmd_sweep(a: argparse.Namespace) -> int:
-    from emodistill.training.sweep import load_space, run_sweep
+    from emodistill.training.sweep import load_space, run_ray_sweep, run_sweep
 
-    study = run_sweep(
-        dataset=a.dataset, method=a.method, space=load_space(a.space), n_trials=a.trials,
-        experiment=a.experiment, overrides=a.overrides, storage=a.storage,
-        study_name=a.study, output_dir=a.output,
-    )
-    print(f"best validation value {study.best_value:.6f} with {study.best_params}")
+    common = dict(dataset=a.dataset, method=a.method, space=load_space(a.space),
+                  n_trials=a.trials, experiment=a.experiment, overrides=a.overrides,
+                  study_name=a.study, output_dir=a.output)
+    if a.backend == "optuna":
+        if a.address or a.workers:
+            raise ConfigError("--address and --workers belong to --backend ray; "
+                              "Optuna shares a study through --storage instead")
+        study = run_sweep(**common, storage=a.storage)
+        print(f"best validation value {study.best_value:.6f} with {study.best_params}")
+        return 0
+    if a.storage:
+        raise ConfigError("--storage belongs to --backend optuna; Ray Tune records trials "
+                          "under --output/ray")
+    grid = run_ray_sweep(**common, max_concurrent=a.workers, address=a.address,
+                         cpus_per_trial=a.cpus_per_trial, gpus_per_trial=a.gpus_per_trial)
+    if grid.errors:
+        raise EmodistillError(f"{len(grid.errors)} of {len(grid)} Ray trial(s) failed; "
+                              f"the first: {grid.errors[0]!r}")
+    best = grid.get_best_result()
+    print(f"best validation value {best.metrics['best_val']:.6f} with {best.config} "
+          f"(run folder {best.metrics['run_dir']})")
     return 0
 
 
@@ -173,13 +189,24 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("overrides", nargs="*")
     b.set_defaults(fn=_cmd_benchmark)
 
-    sw = sub.add_parser("sweep", help="Optuna hyper-parameter search on validation")
+    sw = sub.add_parser("sweep", help="hyper-parameter search on validation (Optuna, or Ray Tune)")
     sw.add_argument("-d", "--dataset", required=True)
     sw.add_argument("-m", "--method", required=True)
     sw.add_argument("-e", "--experiment", default=None)
     sw.add_argument("--space", required=True, help="YAML search space (see training/sweep.py)")
     sw.add_argument("--trials", type=int, default=20)
+    sw.add_argument("--backend", choices=["optuna", "ray"], default="optuna",
+                    help="optuna: trials one after another in this process (share a study "
+                         "between processes with --storage); ray: Ray Tune trials in "
+                         "parallel, locally or on a cluster (extra 'ray')")
     sw.add_argument("--storage", default=None, help="e.g. sqlite:///runs/sweep.db (shared)")
+    sw.add_argument("--workers", type=int, default=None,
+                    help="ray: trials at once (default: as many as the CPUs allow)")
+    sw.add_argument("--cpus-per-trial", type=float, default=1.0, help="ray: CPUs per trial")
+    sw.add_argument("--gpus-per-trial", type=float, default=0.0, help="ray: GPUs per trial")
+    sw.add_argument("--address", default=None,
+                    help="ray: a running cluster ('auto', 'ray://host:10001'); "
+                         "default: start a local one")
     sw.add_argument("--study", default="emodistill")
     sw.add_argument("--output", default="runs/sweeps")
     sw.add_argument("overrides", nargs="*")

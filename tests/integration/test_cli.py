@@ -370,3 +370,14 @@ def test_console_script_is_installed():
     assert exe, "the emodistill console script is not on PATH (pip install -e .)"
     res = subprocess.run([exe, "list", "encoders"], capture_output=True, text=True, timeout=300)
     assert res.returncode == 0 and res.stdout.startswith("encoders: ")
+
+
+def test_sweep_flags_of_the_other_backend_are_refused(capsys, tmp_path):
+    space = tmp_path / "s.yaml"
+    space.write_text("train.lr: {type: float, low: 1.0e-4, high: 1.0e-2}\n")
+    base = ["sweep", "-d", "synthetic", "-m", "feature_fusion", "--space", space]
+    rc, _, err = run(capsys, *base, "--workers", "2")
+    assert rc != 0 and "--workers belong to --backend ray" in err
+    rc, _, err = run(capsys, *base, "--backend", "ray", "--storage", "sqlite:///x.db")
+    assert rc != 0 and "--storage belongs to --backend optuna" in err
+    assert not (tmp_path / "x.db").exists()

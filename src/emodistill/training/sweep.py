@@ -1,4 +1,4 @@
-"""Hyper-parameter search with Optuna (extra ``sweep``); selection on validation only.
+"""Hyper-parameter search on validation only: Optuna (extra ``sweep``) or Ray Tune (extra ``ray``).
 
 A search space is a YAML mapping from dotted config keys to distributions::
 
@@ -12,21 +12,31 @@ returns the monitored **validation** metric of the selected checkpoints
 (averaged over folds); test metrics are recorded as trial attributes for
 later reading but never drive the search. With ``storage="sqlite:///file.db"``
 several processes (or machines sharing the file system) can work on one study.
+
+:func:`run_ray_sweep` runs the same search (the same space, Optuna's TPE sampler
+through ``ray.tune.search.optuna.OptunaSearch``) as Ray Tune trials, several at
+once on the local machine or on a Ray cluster (``address="auto"``); each trial is
+one ``run_experiment`` in a Ray worker with ``cpus_per_trial`` CPUs and
+``gpus_per_trial`` GPUs. Trials keep the caller's working directory, so relative
+paths in overrides (``dataset.root=...``) must be valid on every node.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import yaml
+from omegaconf import DictConfig
 
 from emodistill.config import compose, to_container
+from emodistill.data.dataset import MultimodalDataset
 from emodistill.data.registry import build_dataset
 from emodistill.errors import ConfigError
 from emodistill.training.run import prepare, run_experiment
 
-__all__ = ["run_sweep", "load_space"]
+__all__ = ["run_sweep", "run_ray_sweep", "load_space"]
 
 _KINDS = ("float", "int", "categorical")
 
@@ -56,6 +66,38 @@ def _suggest(trial: Any, key: str, d: dict[str, Any]) -> Any:
     return trial.suggest_categorical(key, list(d["choices"]))
 
 
+def _check(dataset: str, method: str, experiment: str | None, overrides: Sequence[str],
+           space: dict[str, dict[str, Any]]) -> tuple[DictConfig, MultimodalDataset]:
+    """Compose the base config, check every space key exists, build and check the data."""
+    base = compose(dataset=dataset, method=method, experiment=experiment,
+                   overrides=list(overrides))
+    ds = build_dataset(to_container(base.dataset))
+    for key, d in space.items():  # every key must exist in the config
+        probe = d["choices"][0] if d["type"] == "categorical" else d["low"]
+        compose(dataset=dataset, method=method, experiment=experiment,
+                overrides=[*overrides, f"{key}={probe}"])
+    prepare(base, ds)
+    return base, ds
+
+
+def _trial_config(dataset: str, method: str, experiment: str | None, overrides: Sequence[str],
+                  sampled: dict[str, Any], run_name: str) -> DictConfig:
+    return compose(dataset=dataset, method=method, experiment=experiment,
+                   overrides=[*overrides, *(f"{k}={v}" for k, v in sampled.items()),
+                              f"run_name={run_name}"])
+
+
+class _DefineByRun:
+    """The space as an Optuna define-by-run function (a class: Tune pickles its searcher)."""
+
+    def __init__(self, space: dict[str, dict[str, Any]]) -> None:
+        self.space = space
+
+    def __call__(self, trial: Any) -> None:
+        for key, d in self.space.items():
+            _suggest(trial, key, d)
+
+
 def run_sweep(
     *,
     dataset: str,
@@ -74,15 +116,7 @@ def run_sweep(
         import optuna
     except ImportError:
         raise ImportError("run_sweep needs Optuna: pip install 'emodistill[sweep]'") from None
-    base = compose(dataset=dataset, method=method, experiment=experiment,
-                   overrides=list(overrides))
-    ds = build_dataset(to_container(base.dataset))
-    for key in space:  # every key must exist in the config
-        compose(dataset=dataset, method=method, experiment=experiment,
-                overrides=[*overrides, f"{key}={space[key].get('low', 0)}"]
-                if space[key]["type"] != "categorical"
-                else [*overrides, f"{key}={space[key]['choices'][0]}"])
-    prepare(base, ds)
+    base, ds = _check(dataset, method, experiment, overrides, space)
     direction = "minimize" if base.train.mode == "min" else "maximize"
     study = optuna.create_study(
         study_name=study_name, storage=storage, direction=direction, load_if_exists=True,
@@ -91,9 +125,8 @@ def run_sweep(
 
     def objective(trial: Any) -> float:
         sampled = {k: _suggest(trial, k, d) for k, d in space.items()}
-        cfg = compose(dataset=dataset, method=method, experiment=experiment,
-                      overrides=[*overrides, *(f"{k}={v}" for k, v in sampled.items()),
-                                 f"run_name={study_name}-trial{trial.number}"])
+        cfg = _trial_config(dataset, method, experiment, overrides, sampled,
+                            f"{study_name}-trial{trial.number}")
         res = run_experiment(cfg, dataset=ds, output_dir=output_dir)
         trial.set_user_attr("run_dir", str(res.path))
         trial.set_user_attr("test_mean", res.mean)  # recorded, never optimised
@@ -101,3 +134,77 @@ def run_sweep(
 
     study.optimize(objective, n_trials=n_trials)
     return study
+
+
+def run_ray_sweep(
+    *,
+    dataset: str,
+    method: str,
+    space: dict[str, dict[str, Any]],
+    n_trials: int,
+    experiment: str | None = None,
+    overrides: Sequence[str] = (),
+    study_name: str = "emodistill",
+    output_dir: str | Path = "runs/sweeps",
+    sampler_seed: int = 0,
+    max_concurrent: int | None = None,
+    cpus_per_trial: float = 1.0,
+    gpus_per_trial: float = 0.0,
+    address: str | None = None,
+) -> Any:
+    """Run the search as Ray Tune trials and return Tune's ``ResultGrid``.
+
+    Parameters
+    ----------
+    dataset, method, experiment, overrides, space, n_trials, study_name, output_dir, sampler_seed
+        As in :func:`run_sweep`; run folders are ``output_dir/<study_name>-<trial id>``
+        and Tune's own records ``output_dir/ray/<study_name>``.
+    max_concurrent
+        Trials running at once (default: as many as the resources allow). TPE
+        proposes a trial from the results finished so far, so fewer concurrent
+        trials search better and more finish sooner.
+    cpus_per_trial, gpus_per_trial
+        Resources Ray reserves for each trial (``train.devices`` should match the GPUs).
+    address
+        A running Ray cluster (``"auto"``, ``"ray://host:10001"``); ``None`` starts a
+        local one, or joins the one already started in this process.
+
+    Returns
+    -------
+    ray.tune.ResultGrid
+        One result per trial, with ``best_val`` (the objective), ``test_<metric>``
+        (recorded, never optimised) and ``run_dir``;
+        ``grid.get_best_result()`` is the winner on validation.
+    """
+    try:
+        import optuna
+        import ray
+        from ray import tune
+        from ray.tune.search.optuna import OptunaSearch
+    except ImportError:
+        raise ImportError("run_ray_sweep needs Ray Tune and Optuna: "
+                          "pip install 'emodistill[ray,sweep]'") from None
+    base, _ = _check(dataset, method, experiment, overrides, space)
+    mode = "min" if base.train.mode == "min" else "max"
+    out = Path(output_dir).resolve()
+    overrides = list(overrides)
+
+    def trainable(config: dict[str, Any]) -> None:
+        name = f"{study_name}-{tune.get_context().get_trial_id()}"
+        cfg = _trial_config(dataset, method, experiment, overrides, config, name)
+        res = run_experiment(cfg, output_dir=out)
+        tune.report({"best_val": res.best_val, "run_dir": str(res.path),
+                     **{f"test_{k}": v for k, v in res.mean.items()}})
+
+    if not ray.is_initialized():
+        ray.init(address=address, include_dashboard=False, log_to_driver=False,
+                 runtime_env={"env_vars": {"RAY_CHDIR_TO_TRIAL_DIR": "0"}})
+    search = OptunaSearch(space=_DefineByRun(space), metric="best_val", mode=mode,
+                          sampler=optuna.samplers.TPESampler(seed=sampler_seed))
+    tuner = tune.Tuner(
+        tune.with_resources(trainable, {"cpu": cpus_per_trial, "gpu": gpus_per_trial}),
+        tune_config=tune.TuneConfig(metric="best_val", mode=mode, search_alg=search,
+                                    num_samples=n_trials, max_concurrent_trials=max_concurrent),
+        run_config=tune.RunConfig(name=study_name, storage_path=str(out / "ray"), verbose=1),
+    )
+    return tuner.fit()
