@@ -105,7 +105,7 @@ def run_sweep(
     space: dict[str, dict[str, Any]],
     n_trials: int,
     experiment: str | None = None,
-    overrides: list[str] | tuple[str, ...] = (),
+    overrides: Sequence[str] = (),
     storage: str | None = None,
     study_name: str = "emodistill",
     output_dir: str | Path = "runs/sweeps",
