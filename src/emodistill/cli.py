@@ -92,9 +92,14 @@ def _cmd_sweep(a: argparse.Namespace) -> int:
     common = dict(dataset=a.dataset, method=a.method, space=load_space(a.space),
                   n_trials=a.trials, experiment=a.experiment, overrides=a.overrides,
                   study_name=a.study, output_dir=a.output)
+    ray_flags = {"--workers": ("max_concurrent", a.workers), "--address": ("address", a.address),
+                 "--cpus-per-trial": ("cpus_per_trial", a.cpus_per_trial),
+                 "--gpus-per-trial": ("gpus_per_trial", a.gpus_per_trial)}
+    ray_opts = {key: v for key, v in ray_flags.values() if v is not None}
     if a.backend == "optuna":
-        if a.address or a.workers:
-            raise ConfigError("--address and --workers belong to --backend ray; "
+        if ray_opts:
+            given = ", ".join(f for f, (_, v) in ray_flags.items() if v is not None)
+            raise ConfigError(f"{given} belong to --backend ray; "
                               "Optuna shares a study through --storage instead")
         study = run_sweep(**common, storage=a.storage)
         print(f"best validation value {study.best_value:.6f} with {study.best_params}")
@@ -102,8 +107,7 @@ def _cmd_sweep(a: argparse.Namespace) -> int:
     if a.storage:
         raise ConfigError("--storage belongs to --backend optuna; Ray Tune records trials "
                           "under --output/ray")
-    grid = run_ray_sweep(**common, max_concurrent=a.workers, address=a.address,
-                         cpus_per_trial=a.cpus_per_trial, gpus_per_trial=a.gpus_per_trial)
+    grid = run_ray_sweep(**common, **ray_opts)
     if grid.errors:
         raise EmodistillError(f"{len(grid.errors)} of {len(grid)} Ray trial(s) failed; "
                               f"the first: {grid.errors[0]!r}")
@@ -202,8 +206,10 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--storage", default=None, help="e.g. sqlite:///runs/sweep.db (shared)")
     sw.add_argument("--workers", type=int, default=None,
                     help="ray: trials at once (default: as many as the CPUs allow)")
-    sw.add_argument("--cpus-per-trial", type=float, default=1.0, help="ray: CPUs per trial")
-    sw.add_argument("--gpus-per-trial", type=float, default=0.0, help="ray: GPUs per trial")
+    sw.add_argument("--cpus-per-trial", type=float, default=None,
+                    help="ray: CPUs per trial (default 1)")
+    sw.add_argument("--gpus-per-trial", type=float, default=None,
+                    help="ray: GPUs per trial (default 0)")
     sw.add_argument("--address", default=None,
                     help="ray: a running cluster ('auto', 'ray://host:10001'); "
                          "default: start a local one")

@@ -44,8 +44,7 @@ def test_ray_sweep_runs_trials_in_ray_workers_and_selects_on_validation(tmp_path
     space = tmp_path / "space.yaml"
     space.write_text("train.lr: {type: float, low: 1.0e-4, high: 1.0e-2, log: true}\n"
                      "method.hidden: {type: categorical, choices: [16, 32]}\n")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
-             runtime_env={"env_vars": {"RAY_CHDIR_TO_TRIAL_DIR": "0"}})
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         grid = run_ray_sweep(
             dataset="synthetic", method="feature_fusion", space=load_space(space), n_trials=2,

@@ -23,6 +23,7 @@ paths in overrides (``dataset.root=...``) must be valid on every node.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -188,8 +189,15 @@ def run_ray_sweep(
     mode = "min" if base.train.mode == "min" else "max"
     out = Path(output_dir).resolve()
     overrides = list(overrides)
+    cwd = Path.cwd()
 
     def trainable(config: dict[str, Any]) -> None:
+        # Tune starts each trial in its own folder; run where the caller stands instead, so
+        # relative paths in the overrides mean what they meant to the caller
+        if not cwd.is_dir():
+            raise ConfigError(f"Ray trial on a node without the working directory {cwd}: "
+                              "give the same folder layout on every node")
+        os.chdir(cwd)
         name = f"{study_name}-{tune.get_context().get_trial_id()}"
         cfg = _trial_config(dataset, method, experiment, overrides, config, name)
         res = run_experiment(cfg, output_dir=out)
@@ -197,8 +205,7 @@ def run_ray_sweep(
                      **{f"test_{k}": v for k, v in res.mean.items()}})
 
     if not ray.is_initialized():
-        ray.init(address=address, include_dashboard=False, log_to_driver=False,
-                 runtime_env={"env_vars": {"RAY_CHDIR_TO_TRIAL_DIR": "0"}})
+        ray.init(address=address, include_dashboard=False, log_to_driver=False)
     search = OptunaSearch(space=_DefineByRun(space), metric="best_val", mode=mode,
                           sampler=optuna.samplers.TPESampler(seed=sampler_seed))
     tuner = tune.Tuner(
