@@ -4,7 +4,8 @@ Sub-commands::
 
     emodistill train [-e EXP] [-d DATASET] [-m METHOD] [--config FILE] [key=value ...]
     emodistill evaluate CHECKPOINT [--split test] [key=value ...]
-    emodistill benchmark -d DATASET -m M1,M2 [--seeds 1111-1115] [key=value ...]
+    emodistill benchmark -d DATASET -m M1,M2 [--seeds 1111-1115] [--reference M1]
+                         [key=value ...]
     emodistill sweep -d DATASET -m METHOD --space SPACE.yaml [--trials N] [--storage URL]
                      [--backend ray [--workers N] [--address auto]]
     emodistill data verify -d DATASET [key=value ...]
@@ -79,10 +80,11 @@ def _cmd_benchmark(a: argparse.Namespace) -> int:
     res = run_benchmark(
         dataset=a.dataset, methods=[m for m in a.methods.split(",") if m],
         seeds=parse_seeds(a.seeds), experiment=a.experiment, overrides=a.overrides,
-        output_dir=a.output, name=a.name, resume=a.resume,
+        output_dir=a.output, name=a.name, resume=a.resume, reference=a.reference,
     )
     print(res.markdown)
-    print(f"tables written to {res.path} (summary.md, summary.csv, per_seed.csv)")
+    extra = ", paired.csv" if res.paired is not None else ""
+    print(f"tables written to {res.path} (summary.md, summary.csv, per_seed.csv{extra})")
     return 0
 
 
@@ -190,6 +192,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--name", default=None, help="benchmark folder name")
     b.add_argument("--resume", action="store_true",
                    help="reuse finished runs in the folder --name (same config); train the rest")
+    b.add_argument("--reference", default=None, metavar="METHOD",
+                   help="add each method's per-seed paired difference to METHOD "
+                        "(and the count of seeds where it is better)")
     b.add_argument("overrides", nargs="*")
     b.set_defaults(fn=_cmd_benchmark)
 

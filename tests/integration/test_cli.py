@@ -178,6 +178,7 @@ def test_evaluate_refuses_a_fold_the_protocol_does_not_make(capsys, trained, tmp
 def test_benchmark_two_methods_two_seeds(capsys, tmp_path):
     rc, out, _ = run(capsys, "benchmark", "-d", "synthetic", "-m", "late_fusion,early_fusion",
                      "--seeds", "3,4", "--output", tmp_path, "--name", "bench",
+                     "--reference", "early_fusion",
                      "dataset.n=160", "train.max_epochs=1", "train.progress_bar=false",
                      "method.hidden=8", "method.encoder_layers=1")
     assert rc == 0
@@ -193,7 +194,16 @@ def test_benchmark_two_methods_two_seeds(capsys, tmp_path):
         assert summary.loc[m, "acc_std"] == pytest.approx(acc.std(ddof=1))
         assert summary.loc[m, "n_seeds"] == 2
     md = (bench / "summary.md").read_text()
-    assert "| method | acc | f1_macro | f1_weighted | seeds |" in md and md.count(" ± ") == 6
+    assert "| method | acc | f1_macro | f1_weighted | seeds |" in md
+    rows = [ln for ln in md.splitlines() if ln.startswith(("| late_fusion", "| early_fusion"))]
+    assert [r.count(" ± ") for r in rows] == [3, 3, 3]  # 2 summary rows, 1 paired row
+    paired = pd.read_csv(bench / "paired.csv", index_col=0)
+    assert list(paired.index) == ["late_fusion"]
+    lf = per_seed[per_seed["method"] == "late_fusion"].set_index("seed")["acc"]
+    ef = per_seed[per_seed["method"] == "early_fusion"].set_index("seed")["acc"]
+    assert paired.loc["late_fusion", "acc_diff_mean"] == pytest.approx((lf - ef).mean())
+    assert paired.loc["late_fusion", "acc_wins"] == int(((lf - ef) > 0).sum())
+    assert "paired difference to early_fusion" in md
     assert "late_fusion" in out and "±" in out and str(bench) in out
     assert len(list((bench / "runs").iterdir())) == 4
 

@@ -6,13 +6,17 @@ import math
 
 import pandas as pd
 
-__all__ = ["aggregate", "to_markdown", "PERCENT_METRICS"]
+__all__ = ["aggregate", "to_markdown", "paired_differences", "paired_to_markdown",
+           "PERCENT_METRICS", "LOWER_IS_BETTER"]
 
 #: metrics shown ×100 (MMSA convention); the rest (mae, corr) are shown as is
 PERCENT_METRICS = {
     "acc", "f1_macro", "f1_weighted", "acc2_has0", "f1_has0", "acc2_non0", "f1_non0",
     "acc3", "acc5", "acc7", "acc2", "f1",  # acc2 / f1: the CH-SIMS set
 }
+
+#: metrics where a smaller value is better (a paired "win" is a negative difference)
+LOWER_IS_BETTER = {"mae"}
 
 
 def aggregate(per_seed: pd.DataFrame, metrics: list[str], by: str = "method") -> pd.DataFrame:
@@ -54,3 +58,88 @@ def to_markdown(summary: pd.DataFrame, metrics: list[str], *, title: str = "") -
         for idx, r in summary.iterrows()
     ]
     return "\n".join(([f"### {title}", ""] if title else []) + [head, sep, *rows]) + "\n"
+
+
+def paired_differences(
+    per_seed: pd.DataFrame, reference: str, metrics: list[str], by: str = "method"
+) -> pd.DataFrame:
+    """Per-seed paired differences of every method to ``reference``.
+
+    For each method other than ``reference`` and each metric, the difference
+    ``method - reference`` is taken seed by seed over the seeds both have, then
+    summarised as mean and sample std (ddof=1) with the count of seeds where the
+    method is better (higher, or lower for metrics in :data:`LOWER_IS_BETTER`).
+
+    Parameters
+    ----------
+    per_seed : DataFrame
+        One row per (``by``, ``seed``) with one column per metric.
+    reference : str
+        The ``by`` value (method label) every other method is compared with.
+    metrics : list of str
+        Metric columns to compare.
+
+    Returns
+    -------
+    DataFrame
+        Indexed by method; columns ``<metric>_diff_mean``, ``<metric>_diff_std``,
+        ``<metric>_wins`` and ``n_paired`` (the number of seeds in the pairing).
+
+    Raises
+    ------
+    ValueError
+        If ``reference`` is not a method of ``per_seed``.
+    """
+    labels = list(dict.fromkeys(per_seed[by]))
+    if reference not in labels:
+        raise ValueError(f"reference {reference!r} is not one of the methods {labels}")
+    ref = per_seed[per_seed[by] == reference].set_index("seed")
+    rows = {}
+    for label in labels:
+        if label == reference:
+            continue
+        cur = per_seed[per_seed[by] == label].set_index("seed")
+        seeds = [s for s in cur.index if s in ref.index]
+        row: dict[str, float] = {}
+        for m in metrics:
+            d = cur.loc[seeds, m].astype(float) - ref.loc[seeds, m].astype(float)
+            better = d < 0 if m in LOWER_IS_BETTER else d > 0
+            row[f"{m}_diff_mean"] = float(d.mean()) if len(d) else math.nan
+            row[f"{m}_diff_std"] = float(d.std(ddof=1)) if len(d) > 1 else math.nan
+            row[f"{m}_wins"] = int(better.sum())
+        row["n_paired"] = len(seeds)
+        rows[label] = row
+    out = pd.DataFrame.from_dict(rows, orient="index")
+    out.index.name = by
+    return out
+
+
+def _fmt_diff(mean: float, std: float, metric: str) -> str:
+    if math.isnan(mean):
+        return "nan"
+    scale, digits = (100.0, 2) if metric in PERCENT_METRICS else (1.0, 4)
+    s = f"{mean * scale:+.{digits}f}"
+    if not math.isnan(std):
+        s += f" ± {std * scale:.{digits}f}"
+    return s
+
+
+def paired_to_markdown(
+    paired: pd.DataFrame, metrics: list[str], *, reference: str, title: str = ""
+) -> str:
+    """Markdown table of paired differences: ``+d ± s (wins/n)`` per metric."""
+    head = "| " + " | ".join([f"{paired.index.name or 'method'} − {reference}", *metrics]) + " |"
+    sep = "|" + "---|" * (len(metrics) + 1)
+    rows = [
+        "| " + " | ".join(
+            [str(idx)]
+            + [f"{_fmt_diff(r[f'{m}_diff_mean'], r[f'{m}_diff_std'], m)} "
+               f"({int(r[f'{m}_wins'])}/{int(r['n_paired'])})" for m in metrics]
+        ) + " |"
+        for idx, r in paired.iterrows()
+    ]
+    note = (f"Per seed: method − {reference} on the same seed; mean ± sample std over seeds; "
+            "(w/n) = seeds where the method is better (higher; lower for "
+            f"{', '.join(sorted(LOWER_IS_BETTER))}).")
+    lines = ([f"### {title}", ""] if title else []) + [head, sep, *rows, "", note]
+    return "\n".join(lines) + "\n"

@@ -27,7 +27,12 @@ from emodistill.config import compose, to_container
 from emodistill.data.registry import build_dataset
 from emodistill.errors import ConfigError
 from emodistill.metrics import metric_names
-from emodistill.report.tables import aggregate, to_markdown
+from emodistill.report.tables import (
+    aggregate,
+    paired_differences,
+    paired_to_markdown,
+    to_markdown,
+)
 from emodistill.training.run import prepare, run_experiment
 
 __all__ = ["run_benchmark", "parse_seeds", "BenchmarkResult", "expand_methods"]
@@ -84,6 +89,7 @@ class BenchmarkResult:
     summary: pd.DataFrame
     markdown: str
     path: Path
+    paired: pd.DataFrame | None = None
 
 
 def run_benchmark(
@@ -96,6 +102,7 @@ def run_benchmark(
     output_dir: str | Path = "runs/benchmarks",
     name: str | None = None,
     resume: bool = False,
+    reference: str | None = None,
 ) -> BenchmarkResult:
     """Run ``methods`` × ``seeds`` on ``dataset`` and write the tables.
 
@@ -104,6 +111,9 @@ def run_benchmark(
     With ``resume``, the folder ``output_dir/name`` is reused: a run whose
     ``results.json`` exists and whose saved config equals the composed one is
     read back instead of trained; an unfinished run folder is replaced.
+    With ``reference`` (a method entry or its label, e.g. ``logistic`` or
+    ``unimodal(text)``), every other method's per-seed difference to it is
+    added (``paired.csv`` and a second table in ``summary.md``).
     """
     base = compose(dataset=dataset, method=methods[0].partition(":")[0],
                    experiment=experiment, overrides=list(overrides))
@@ -111,6 +121,7 @@ def run_benchmark(
     target = ds.spec.target(base.dataset.target)
     mods = list(base.dataset.modalities) if base.dataset.modalities else ds.spec.modality_names
     entries = expand_methods(methods, mods)
+    ref_label = _reference_label(reference, entries) if reference else None
     cfgs = {}
     for entry in entries:  # compose and check everything before training anything
         for seed in seeds:
@@ -140,10 +151,31 @@ def run_benchmark(
     summary = aggregate(per_seed, metrics)
     title = f"{dataset} / {target.name} / protocol {base.protocol.name}"
     md = to_markdown(summary, metrics, title=title)
+    paired = None
+    if ref_label is not None:
+        paired = paired_differences(per_seed, ref_label, metrics)
+        md += "\n" + paired_to_markdown(paired, metrics, reference=ref_label,
+                                        title=f"paired difference to {ref_label}")
+        atomic_write(out / "paired.csv", lambda f: paired.to_csv(f))
     atomic_write(out / "per_seed.csv", lambda f: per_seed.to_csv(f, index=False))
     atomic_write(out / "summary.csv", lambda f: summary.to_csv(f))
     atomic_write(out / "summary.md", lambda f: f.write(md))
-    return BenchmarkResult(per_seed, summary, md, out)
+    return BenchmarkResult(per_seed, summary, md, out, paired)
+
+
+def _reference_label(reference: str, entries: list[MethodEntry]) -> str:
+    """Return the label of the entry ``reference`` names (its label, or unique config)."""
+    labels = [e.label for e in entries]
+    if reference in labels:
+        return reference
+    by_config = [e.label for e in entries if e.config == reference]
+    if len(by_config) == 1:
+        return by_config[0]
+    if by_config:
+        raise ConfigError(f"--reference {reference!r} names several entries {by_config}; "
+                          "give one of these labels")
+    raise ConfigError(f"--reference {reference!r} is not among the benchmarked methods "
+                      f"{labels}; add it to -m or name one of these")
 
 
 def _finished_run(run_dir: Path, cfg: Any) -> tuple[Path, int, dict[str, float]] | None:
