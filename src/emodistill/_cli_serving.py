@@ -27,7 +27,13 @@ def _cmd_predict(a: argparse.Namespace) -> int:
 
     pred = load(a.checkpoint)
     mods = [m for m in a.modalities.split(",") if m] if a.modalities else None
-    res = pred.predict(a.input, modalities=mods, batch_size=a.batch_size)
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UserWarning)
+        res = pred.predict(a.input, modalities=mods, batch_size=a.batch_size)
+    for w in caught:  # e.g. arrays of the file the model does not use: one line each
+        print(f"emodistill: warning: {w.message}", file=sys.stderr)
     if a.output:
         out = Path(a.output)
         if out.suffix == ".csv":

@@ -12,6 +12,7 @@ import pickle
 from pathlib import Path
 from typing import Any
 
+from emodistill.data._io import describe_file, refuse_wrong_kind
 from emodistill.errors import DataFormatError, UnsafePickleError
 
 __all__ = ["safe_load_pickle", "ALLOWED_GLOBALS"]
@@ -73,11 +74,13 @@ def safe_load_pickle(path: str | Path, *, encoding: str = "ASCII") -> Any:
     DataFormatError
         The file is not a readable pickle.
     """
+    refuse_wrong_kind(path, expected="a data pickle", accept=("pickle", "text", "binary"))
     data = Path(path).read_bytes()
     try:
         return _RestrictedUnpickler(io.BytesIO(data), encoding=encoding).load()
-    except UnsafePickleError:
-        raise
+    except UnsafePickleError as e:
+        raise UnsafePickleError(f"{path}: {e}") from None
     except Exception as e:  # truncated or not a pickle at all
-        raise DataFormatError(
-            f"{path}: not a readable data pickle ({type(e).__name__}: {e})") from None
+        what = "a plain-text file, not a pickle" if describe_file(path) == "text" else (
+            "not a readable data pickle (truncated or another format)")
+        raise DataFormatError(f"{path}: {what} ({type(e).__name__}: {e})") from None

@@ -30,12 +30,64 @@ from pathlib import Path
 
 import numpy as np
 
-from emodistill.data._io import require_file
+from emodistill.data._io import refuse_wrong_kind, require_file
 from emodistill.data.dataset import MultimodalDataset
 from emodistill.data.spec import DatasetSpec, ModalitySpec, TargetSpec
 from emodistill.errors import ConfigError, DataFormatError
 
-__all__ = ["load_npz", "save_npz"]
+__all__ = ["load_npz", "save_npz", "read_npz_arrays"]
+
+
+_NPZ_HINT = "write it with numpy.savez or emodistill.data.npz.save_npz"
+
+
+def read_npz_arrays(path: str | Path) -> dict[str, np.ndarray]:
+    """Read every array of an ``.npz`` file without pickle, with errors naming what it is.
+
+    Parameters
+    ----------
+    path : path
+        An existing file.
+
+    Returns
+    -------
+    dict of str to np.ndarray
+        Array name → array, in file order.
+
+    Raises
+    ------
+    DataFormatError
+        The file is empty, text, gzip, a single ``.npy`` array, a zip without
+        ``.npy`` members, truncated, or holds object arrays.
+    """
+    p = Path(path)
+    kind = refuse_wrong_kind(p, expected="an .npz archive", accept=("zip", "npy"),
+                             hint=_NPZ_HINT)
+    if kind == "npy":
+        raise DataFormatError(f"{p}: holds a single array (.npy), not an .npz archive; "
+                              f"{_NPZ_HINT}")
+    try:
+        with np.load(p, allow_pickle=False) as archive:
+            other = [n for n in archive.zip.namelist() if not n.endswith(".npy")]
+            if other:
+                what = ("a zip archive without .npy arrays" if len(other) == len(archive.files)
+                        else "an .npz archive with members that are not .npy arrays")
+                raise DataFormatError(f"{p}: {what} ({other[:5]}); {_NPZ_HINT}")
+            if not archive.files:
+                raise DataFormatError(f"{p}: an empty zip archive, not an .npz; {_NPZ_HINT}")
+            return {k: archive[k] for k in archive.files}
+    except DataFormatError:
+        raise
+    except ValueError as e:
+        raise DataFormatError(
+            f"{p}: cannot read without pickle ({e}); store strings as fixed-width unicode "
+            "arrays (np.array([...], dtype=str)), not object arrays"
+        ) from None
+    except (OSError, EOFError, zipfile.BadZipFile) as e:  # truncated zip
+        raise DataFormatError(
+            f"{p}: not a readable .npz archive, truncated or damaged ({type(e).__name__}: "
+            f"{e}); {_NPZ_HINT}"
+        ) from None
 
 
 def load_npz(path: str | Path | None, *, name: str | None = None) -> MultimodalDataset:
@@ -51,26 +103,7 @@ def load_npz(path: str | Path | None, *, name: str | None = None) -> MultimodalD
     if path is None:
         raise ConfigError("dataset 'npz': set dataset.path to your .npz file")
     p = require_file(Path(path).expanduser(), dataset="npz", what="generic npz dataset")
-    try:
-        archive = np.load(p, allow_pickle=False)
-        if not isinstance(archive, np.lib.npyio.NpzFile):
-            raise DataFormatError(
-                f"{p}: holds a single array, not an .npz archive; write it with numpy.savez"
-            )
-        with archive:
-            z = dict(archive)
-    except DataFormatError:
-        raise
-    except ValueError as e:
-        raise DataFormatError(
-            f"{p}: cannot read without pickle ({e}); store strings as fixed-width unicode "
-            "arrays (np.array([...], dtype=str)), not object arrays"
-        ) from None
-    except (OSError, EOFError, zipfile.BadZipFile) as e:  # truncated or not a zip at all
-        raise DataFormatError(
-            f"{p}: not a readable .npz archive ({type(e).__name__}: {e}); write it with "
-            "numpy.savez or emodistill.data.npz.save_npz"
-        ) from None
+    z = read_npz_arrays(p)
     if "modalities" not in z or "id" not in z:
         raise DataFormatError(f"{p}: needs arrays 'modalities' and 'id'; found {sorted(z)}")
     mods = [str(m) for m in z["modalities"]]

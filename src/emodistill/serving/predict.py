@@ -35,10 +35,16 @@ baselines:
   contributes a zero feature vector (the encoder output is multiplied by the
   presence flag); accuracy drops unless the model was trained with missing
   modalities;
-* ``unimodal``: the prediction needs its one modality; a sample without it
-  gets the model's constant response to a zero feature (reported with
-  ``modalities == []``). A call in which no modality used by the model is
-  given at all is refused.
+* ``unimodal``: the prediction needs its one modality.
+
+A sample whose modalities are *all* absent would get the model's constant
+response to zero features, a guess: :meth:`Predictor.predict` refuses it
+(naming the samples), as it refuses a call in which no modality of the model
+is given. A modality whose real steps are all non-finite (NaN/inf) for a
+sample counts as absent for that sample (logged); isolated non-finite values
+are replaced by 0 and logged, as the loaders do. Modality arrays of an input
+file or dataset that the model does not use are ignored with a warning
+naming them.
 
 Examples
 --------
@@ -51,6 +57,7 @@ Examples
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,6 +72,7 @@ from emodistill.checkpoint import LoadedCheckpoint, load_checkpoint
 from emodistill.data.batch import Batch
 from emodistill.data.dataset import MultimodalDataset, repair_nonfinite
 from emodistill.data.normalize import Standardizer
+from emodistill.data.npz import read_npz_arrays
 from emodistill.data.spec import DatasetSpec, ModalitySpec, TargetSpec
 from emodistill.errors import DataFormatError, DataNotFoundError
 from emodistill.models.base import MERModel, ModelOutput
@@ -221,13 +229,7 @@ def read_inputs_npz(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, 
     p = Path(path).expanduser()
     if not p.is_file():
         raise DataNotFoundError(f"input file {str(p)!r} does not exist")
-    try:
-        z = dict(np.load(p, allow_pickle=False))
-    except ValueError as e:
-        raise DataFormatError(
-            f"{p}: cannot read without pickle ({e}); store strings as fixed-width unicode "
-            "arrays (np.array([...], dtype=str)), not object arrays"
-        ) from None
+    z = read_npz_arrays(p)
     if "modalities" in z:
         mods = [str(m) for m in z["modalities"]]
     else:
@@ -325,7 +327,7 @@ class Predictor:
         return f"Predictor({self.method}, target={self.target.name!r}, inputs: {mods})"
 
     # ----------------------------------------------------------------- inputs
-    def _modality_array(self, ms: ModalitySpec, x: ArrayLike) -> np.ndarray:
+    def _modality_array(self, ms: ModalitySpec, x: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
         a = _as_float_array(x, ms.name)
         if a.ndim == 1:  # one sample, one step
             a = a[None, None, :]
@@ -347,8 +349,9 @@ class Predictor:
                 f"trained maximum T = {ms.seq_len}; keep the first {ms.seq_len} steps "
                 f"(x[..., :{ms.seq_len}, :]) or resample the sequence"
             )
+        dead = ~np.isfinite(a).any(axis=2)  # [B, t]: steps without one finite value
         a, _ = repair_nonfinite(a, what=f"predict input {ms.name}")
-        return a
+        return a, dead
 
     def make_batch(
         self,
@@ -395,7 +398,9 @@ class Predictor:
                 f"modalities {extra} are not inputs of this model ({self.method}); it was "
                 f"trained on {self.modalities} (any subset of them may be given)"
             )
-        arrays = {m: self._modality_array(self.spec.modality(m), given[m]) for m in used}
+        arrays, dead = {}, {}
+        for m in used:
+            arrays[m], dead[m] = self._modality_array(self.spec.modality(m), given[m])
         sizes = {m: a.shape[0] for m, a in arrays.items()}
         if len(set(sizes.values())) != 1:
             raise DataFormatError(
@@ -430,6 +435,13 @@ class Predictor:
                         f"present[{m!r}] must be one bool or [{B}] bools; got shape "
                         f"{tuple(p_t.shape)}"
                     )
+                real = steps[None, :t_given] < ln[:, None]
+                all_nan = (torch.from_numpy(dead[m]) | ~real).all(1) & (ln > 0)
+                if all_nan.any():  # nothing finite to read: absent, not a zero vector
+                    log.warning("predict input %s: %d sample(s) hold only NaN/inf in every "
+                                "real step; the modality counts as absent for them",
+                                m, int(all_nan.sum()))
+                    p_t = p_t & ~all_nan
                 mk = (steps[None, :] < ln[:, None]) & p_t[:, None]
             else:
                 x = torch.zeros(B, T, ms.dim)
@@ -449,8 +461,10 @@ class Predictor:
         ids: Sequence[str] | None,
         modalities: Sequence[str] | None,
         batch_size: int,
+        need_input: bool = False,
     ) -> Iterator[tuple[Batch, list[str]]]:
         strict = True
+        source = None
         if isinstance(data, MultimodalDataset):
             inputs = {m: data.features[m].cpu().numpy() for m in data.features}
             lengths = {m: data.mask[m].sum(1).cpu().numpy() for m in data.mask}
@@ -459,6 +473,7 @@ class Predictor:
             strict = False
         elif isinstance(data, str | Path):
             inputs, file_len, file_pres, file_ids = read_inputs_npz(data)
+            source = str(data)
             lengths = {**file_len, **dict(lengths or {})}
             present = {**file_pres, **dict(present or {})}
             ids = ids if ids is not None else file_ids
@@ -474,6 +489,12 @@ class Predictor:
                     f"choose among {self.modalities}"
                 )
             inputs = {m: v for m, v in inputs.items() if m in modalities}
+        ignored = sorted(m for m, v in inputs.items() if v is not None and m not in
+                         self.modalities)
+        if source is not None and ignored:
+            warnings.warn(
+                f"{source}: arrays {ignored} are not inputs of this model ({self.method}, "
+                f"modalities {self.modalities}) and were ignored", UserWarning, stacklevel=3)
         full = self.make_batch(inputs, lengths=lengths, present=present, strict=strict)
         B = full.size
         if ids is None:
@@ -481,6 +502,17 @@ class Predictor:
         ids = [str(i) for i in ids]
         if len(ids) != B:
             raise DataFormatError(f"{len(ids)} ids given for {B} samples")
+        if need_input:
+            none = ~torch.stack([full.present[m] for m in self.modalities]).any(0)
+            if none.any():
+                bad = [ids[i] for i in torch.nonzero(none).reshape(-1).tolist()]
+                raise DataFormatError(
+                    f"{'' if source is None else source + ': '}{len(bad)} of {B} sample(s) "
+                    f"have none of the model's modalities {self.modalities} present (ids "
+                    f"{bad[:5]}{' ...' if len(bad) > 5 else ''}): each is absent, marked "
+                    "present=False or only NaN/inf, so a prediction would be a guess. Give at "
+                    "least one modality per sample, or leave these samples out"
+                )
         for start in range(0, B, batch_size):
             sl = slice(start, start + batch_size)
             yield Batch(
@@ -536,7 +568,7 @@ class Predictor:
         """
         values, pres, all_ids = [], {m: [] for m in self.modalities}, []
         for batch, bid in self._batches(data, arrays, lengths, present, ids, modalities,
-                                        batch_size):
+                                        batch_size, need_input=True):
             out = self.forward(batch)
             values.append(self.model.predict_values(out).float().cpu().numpy())
             for m in self.modalities:
