@@ -12,7 +12,9 @@ from emodistill.checkpoint import load_checkpoint
 from emodistill.config import _parse_value, to_container
 from emodistill.data.protocols import make_folds
 from emodistill.data.registry import build_dataset
-from emodistill.errors import ConfigError
+from emodistill.data.dataset import MultimodalDataset
+from emodistill.data.spec import DatasetSpec
+from emodistill.errors import ConfigError, DataFormatError
 from emodistill.metrics import metric_collection
 from emodistill.training.loaders import batch_loader
 
@@ -59,6 +61,7 @@ def evaluate_checkpoint(
     part = ds.subset(getattr(fold, split))
     if ds.post_split is not None:
         part = ds.post_split(part)
+    _check_dims(path, ck.model.spec, part)
     if ck.standardizer is not None:
         part = ck.standardizer.transform(part)
     metrics = metric_collection(ck.target)
@@ -66,3 +69,16 @@ def evaluate_checkpoint(
         for batch in batch_loader(part, ck.target.name, batch_size=256, shuffle=False):
             metrics.update(ck.model(batch).preds, batch.target)
     return {k: float(v) for k, v in metrics.compute().items()}
+
+
+def _check_dims(path: str | Path, trained: DatasetSpec, part: MultimodalDataset) -> None:
+    """Refuse data whose feature dims differ from those the checkpoint was trained on."""
+    source = part.info.get("source", part.spec.name)
+    for ms in trained.modalities:
+        have = part.spec.modality(ms.name)
+        if have.dim != ms.dim:
+            raise DataFormatError(
+                f"{source}: modality {ms.name!r} has {have.dim} features per step (shape "
+                f"{list(part.features[ms.name].shape)}), but checkpoint {path} was trained on "
+                f"D = {ms.dim}; this is not the data the model was trained on"
+            )

@@ -223,7 +223,7 @@ def test_wrong_dims(tmp_path, bad):
     raw = make_mmsa()
     a = raw["train"]["audio"]
     raw["train"]["audio"] = a[:, :, 0] if bad == "2d" else a[:-1]
-    with pytest.raises(DataFormatError, match=r"train/audio has shape"):
+    with pytest.raises(DataFormatError, match=r"a.pkl: split 'train'/audio has shape"):
         load_mmsa(write(tmp_path / "a.pkl", raw))
 
 
