@@ -28,7 +28,7 @@ from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBase
 
 from emodistill.errors import ConfigError, UnknownNameError
 
-__all__ = ["compose", "list_configs", "to_container", "GROUPS"]
+__all__ = ["compose", "list_configs", "to_container", "GROUPS", "check_seed", "MAX_SEED"]
 
 GROUPS = ("dataset", "method", "experiment")
 
@@ -161,3 +161,24 @@ def to_container(cfg: DictConfig | dict[str, Any]) -> dict[str, Any]:
     if isinstance(cfg, DictConfig):
         return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
     return dict(cfg)
+
+
+#: seeds are non-negative integers below 2**32 (numpy's and Lightning's range)
+MAX_SEED = 2**32 - 1
+
+
+def check_seed(value: Any, *, what: str = "seed") -> int:
+    """Return ``value`` as a seed, or raise :class:`ConfigError` naming it.
+
+    A seed is a non-negative integer ``<= 2**32 - 1`` (an ``int``, or a string of
+    digits); booleans, floats, negative numbers and words are refused.
+    """
+    v = value
+    if isinstance(v, str) and v.strip().isdigit():
+        v = int(v.strip())
+    if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= MAX_SEED:
+        raise ConfigError(
+            f"{what}={value!r}: a seed is an integer in [0, {MAX_SEED}] (2**32 - 1), e.g. "
+            f"{what}=1111"
+        )
+    return v

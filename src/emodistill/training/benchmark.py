@@ -23,7 +23,7 @@ import pandas as pd
 from omegaconf import OmegaConf
 
 from emodistill._fs import atomic_write, unique_dir
-from emodistill.config import compose, to_container
+from emodistill.config import check_seed, compose, to_container
 from emodistill.data.registry import build_dataset
 from emodistill.errors import ConfigError
 from emodistill.metrics import metric_names
@@ -41,20 +41,29 @@ log = logging.getLogger(__name__)
 
 
 def parse_seeds(text: str) -> list[int]:
-    """Parse ``"1111-1115"``, ``"1,2,3"`` or ``"7"`` into a list of ints."""
+    """Parse ``"1111-1115"``, ``"1,2,3"`` or ``"7"`` into a list of seeds.
+
+    Every seed must be an integer in ``[0, 2**32 - 1]``; empty items (``1,,2``),
+    descending ranges, repeats and anything else are refused with a
+    :class:`ConfigError` before any run starts.
+    """
     seeds: list[int] = []
-    try:
-        for part in str(text).split(","):
-            part = part.strip()
-            if "-" in part[1:]:
-                a, b = part.split("-", 1)
-                seeds += list(range(int(a), int(b) + 1))
-            elif part:
-                seeds.append(int(part))
-    except ValueError:
-        raise ConfigError(f"seeds={text!r}; use e.g. 1111-1115 or 1,2,3") from None
-    if not seeds:
-        raise ConfigError(f"seeds={text!r} names no seed")
+    usage = "use e.g. 1111-1115 or 1,2,3 (integers in [0, 2**32 - 1])"
+    for part in str(text).split(","):
+        part = part.strip()
+        if not part:
+            raise ConfigError(f"seeds={text!r} has an empty item; {usage}")
+        a, sep, b = part.partition("-")
+        if sep and a:  # a range lo-hi
+            lo, hi = (check_seed(x, what=f"seeds={text!r}: {x!r}") for x in (a, b))
+            if hi < lo:
+                raise ConfigError(f"seeds={text!r}: range {part} is descending; {usage}")
+            seeds += list(range(lo, hi + 1))
+        else:
+            seeds.append(check_seed(part, what=f"seeds={text!r}: {part!r}"))
+    repeated = sorted({s for s in seeds if seeds.count(s) > 1})
+    if repeated:
+        raise ConfigError(f"seeds={text!r} repeats {repeated}; each seed once")
     return seeds
 
 
@@ -115,6 +124,7 @@ def run_benchmark(
     ``unimodal(text)``), every other method's per-seed difference to it is
     added (``paired.csv`` and a second table in ``summary.md``).
     """
+    seeds = [check_seed(s, what="seeds") for s in seeds]  # before any folder exists
     base = compose(dataset=dataset, method=methods[0].partition(":")[0],
                    experiment=experiment, overrides=list(overrides))
     ds = build_dataset(to_container(base.dataset))

@@ -30,7 +30,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from emodistill._fs import atomic_write, unique_dir
 from emodistill.checkpoint import load_checkpoint, save_checkpoint
-from emodistill.config import to_container
+from emodistill.config import check_seed, to_container
 from emodistill.data.dataset import MultimodalDataset
 from emodistill.data.normalize import Standardizer
 from emodistill.data.protocols import Fold, make_folds
@@ -137,6 +137,7 @@ def prepare(cfg: DictConfig, dataset: MultimodalDataset | None = None) -> Prepar
     any file is written.
     """
     _check_train_cfg(cfg)
+    check_seed(cfg.seed)
     ds = dataset if dataset is not None else build_dataset(to_container(cfg.dataset))
     target = ds.spec.target(cfg.dataset.target)
     mods = list(cfg.dataset.modalities) if cfg.dataset.modalities else ds.spec.modality_names
