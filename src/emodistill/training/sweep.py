@@ -23,6 +23,7 @@ paths in overrides (``dataset.root=...``) must be valid on every node.
 
 from __future__ import annotations
 
+import difflib
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -31,20 +32,50 @@ from typing import Any
 import yaml
 from omegaconf import DictConfig
 
-from emodistill.config import compose, to_container
+from emodistill.config import _config_dir, compose, list_configs, to_container
 from emodistill.data.dataset import MultimodalDataset
 from emodistill.data.registry import build_dataset
-from emodistill.errors import ConfigError
+from emodistill.errors import ConfigError, UnknownNameError
 from emodistill.training.run import prepare, run_experiment
 
-__all__ = ["run_sweep", "run_ray_sweep", "load_space"]
+__all__ = ["run_sweep", "run_ray_sweep", "load_space", "resolve_space"]
 
 _KINDS = ("float", "int", "categorical")
 
 
+def resolve_space(space: str | Path) -> Path:
+    """Return the YAML file of search space ``space``: a file, or a packaged space by name.
+
+    ``space`` is an existing file, or the name of a space shipped in
+    ``emodistill/configs/sweep/`` (``fusion_small``); a path that does not exist
+    but ends in ``configs/sweep/<name>.yaml`` (the README's example, run
+    outside a source checkout) resolves to the packaged ``<name>`` too.
+    """
+    p = Path(space).expanduser()
+    if p.is_file():
+        return p
+    text = str(space).replace("\\", "/")
+    name = p.name[: -len(p.suffix)] if p.suffix in (".yaml", ".yml") else p.name
+    bare = "/" not in text and p.suffix in ("", ".yaml", ".yml")
+    packaged = _config_dir() / "sweep" / f"{name}.yaml"
+    if (bare or text.rsplit("/", 1)[0].endswith("configs/sweep")) and packaged.is_file():
+        return packaged
+    valid = list_configs("sweep")
+    close = difflib.get_close_matches(name, valid, n=1)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    raise UnknownNameError(
+        f"--space {str(space)!r}: no such file and no packaged search space of that name.{hint} "
+        f"Packaged spaces: {', '.join(valid)} (or give the path of your own YAML file)"
+    )
+
+
 def load_space(path: str | Path) -> dict[str, dict[str, Any]]:
-    """Read and check a search-space YAML file."""
-    space = yaml.safe_load(Path(path).read_text()) or {}
+    """Read and check a search space: a YAML file, or a packaged space by name."""
+    path = resolve_space(path)
+    try:
+        space = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: invalid YAML ({e})") from None
     if not isinstance(space, dict) or not space:
         raise ConfigError(f"{path}: a search space is a non-empty mapping key -> distribution")
     for key, d in space.items():
