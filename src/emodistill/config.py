@@ -95,10 +95,10 @@ def compose(
     defaults = OmegaConf.merge(base.pop("defaults", {}), exp.pop("defaults", {}))
     ds_name = dataset or defaults.get("dataset")
     m_name = method or defaults.get("method")
-    parts = [base, _load_group("dataset", ds_name), _load_group("method", m_name), exp]
-    if config_file is not None:
-        parts.append(_load_yaml(Path(config_file)))
-    cfg = OmegaConf.merge(*parts)
+    named = [base, _load_group("dataset", ds_name), _load_group("method", m_name)]
+    explicit = [exp] + ([_load_yaml(Path(config_file))] if config_file is not None else [])
+    cfg = OmegaConf.merge(*named, *explicit)
+    _renew_renamed_sections(cfg, OmegaConf.merge(*named), explicit, overrides)
     cfg.experiment = experiment or "default"
     cfg.dataset_config, cfg.method_config = ds_name, m_name
     OmegaConf.set_struct(cfg, True)
@@ -130,6 +130,68 @@ def compose(
                 f"{' under ' + parent if parent else ''}: {valid}. Use +{key}=... to add one."
             ) from None
     return cfg
+
+
+def _method_sections(node: Any, path: str) -> list[str]:
+    """Dotted paths of nested method sections (a mapping with ``name``) below ``path``."""
+    out = []
+    if isinstance(node, DictConfig):
+        for k, v in node.items_ex(resolve=False):
+            sub = f"{path}.{k}"
+            if isinstance(v, DictConfig):
+                if "name" in v:
+                    out.append(sub)
+                out += _method_sections(v, sub)
+    return out
+
+
+def _method_defaults(name: str) -> DictConfig:
+    """The ``method`` section of ``configs/method/<name>.yaml`` when it defines ``name``."""
+    path = _config_dir() / "method" / f"{name}.yaml"
+    if path.is_file():
+        section = _load_yaml(path).get("method")
+        if isinstance(section, DictConfig) and section.get("name") == name:
+            return section
+    return OmegaConf.create({"name": name})
+
+
+def _renew_renamed_sections(cfg: DictConfig, named: DictConfig, explicit: list[DictConfig],
+                            overrides: list[str] | tuple[str, ...]) -> None:
+    """Give a nested method whose name is changed (a KD student) its new defaults.
+
+    ``method.student.name=unimodal`` (an override, the experiment or ``--config``)
+    replaces the whole ``method.student`` section by ``unimodal``'s defaults
+    (``configs/method/unimodal.yaml``, else just the name) plus the keys given for
+    that section in the layer that changed the name and in later layers; the old
+    student's parameters are dropped. The same holds for ``method.teacher.method``.
+    """
+    layers: list[tuple[DictConfig | None, dict[str, Any]]] = [(c, {}) for c in explicit]
+    flat: dict[str, Any] = {}
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if sep:
+            flat[key.lstrip("+")] = _parse_value(value)
+    layers.append((None, flat))
+    for path in _method_sections(named.get("method"), "method"):
+        old = OmegaConf.select(named, f"{path}.name")
+        changed_at, new = None, old
+        for i, (layer, items) in enumerate(layers):
+            if layer is not None:
+                v = OmegaConf.select(layer, f"{path}.name", default=None)
+            else:
+                whole = items.get(path)
+                v = items.get(f"{path}.name", whole.get("name") if isinstance(whole, dict)
+                              else None)
+            if v is not None and v != new:
+                changed_at, new = i, v
+        if changed_at is None or new == old:
+            continue
+        fresh = _method_defaults(str(new))
+        for layer, _ in layers[changed_at:]:
+            sub = OmegaConf.select(layer, path) if layer is not None else None
+            if isinstance(sub, DictConfig):
+                fresh = OmegaConf.merge(fresh, sub)
+        OmegaConf.update(cfg, path, fresh, merge=False)
 
 
 def _parse_value(text: str) -> Any:
