@@ -15,6 +15,12 @@ labels ``target`` ``[N]``. Definitions (MMSA ``metricsTop.py``):
 
 SIMS (labels in [-1, 1]) clips everything to [-1, 1] first and bins instead
 of rounding; see :func:`sims_regression_metrics`.
+
+Dtypes: one rule for these functions and the torchmetrics classes of
+:mod:`emodistill.metrics.mer` (:func:`metric_input`): each input keeps its own
+floating precision (float16/bfloat16 become float32); the classes store what
+they are given under the same rule, so a class and its function agree on any
+input dtype.
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ __all__ = [
     "sims_regression_metrics",
     "classification_metrics",
     "MMSA_ALIASES",
+    "metric_input",
 ]
 
 #: emodistill name → MMSA's name for the same number
@@ -49,6 +56,20 @@ MMSA_ALIASES = {
     "mae": "MAE",
     "corr": "Corr",
 }
+
+
+def metric_input(x: Tensor) -> Tensor:
+    """The one dtype rule for metric inputs (functions and torchmetrics classes alike).
+
+    Floating tensors keep their precision (float32 model outputs are binned in
+    float32, as MMSA does; float64 inputs in float64), except float16 and
+    bfloat16, which are promoted to float32; integer and bool tensors become
+    float64. Returns a detached, flattened tensor.
+    """
+    x = x.detach().reshape(-1)
+    if x.dtype in (torch.float16, torch.bfloat16):
+        return x.float()
+    return x if x.is_floating_point() else x.double()
 
 
 def _flat(x: Tensor) -> Tensor:
@@ -161,10 +182,7 @@ def sims_regression_metrics(preds: Tensor, target: Tensor) -> dict[str, float]:
     """
     # bin each input in its own precision: MMSA compares float32 outputs with Python-float
     # edges, i.e. in float32, and float32(0.1) > 0.1 in float64 would move it to the next bin
-    p_own, t_own = (
-        (x.detach().reshape(-1) if x.is_floating_point() else _flat(x)).clamp(-1, 1)
-        for x in (preds, target)
-    )
+    p_own, t_own = (metric_input(x).clamp(-1, 1) for x in (preds, target))
     p, t = p_own.double(), t_own.double()
     out = {}
     for k, edges in ((2, [0.0]), (3, [-0.1, 0.1]), (5, [-0.7, -0.1, 0.1, 0.7])):

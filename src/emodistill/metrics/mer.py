@@ -60,9 +60,19 @@ class _PredTargetMetric(Metric):
         self.add_state("target", default=[], dist_reduce_fx="cat")
 
     def update(self, preds: Tensor, target: Tensor) -> None:
-        """Add a batch: regression ``[B]`` values or class logits ``[B, C]``."""
-        self.preds.append(preds.detach().float())
-        self.target.append(target.detach())
+        """Add a batch: regression ``[B]`` values or class logits ``[B, C]``.
+
+        Regression inputs follow :func:`~emodistill.metrics.functional.metric_input`
+        (the functions' dtype rule); class logits are kept as given (half → float32).
+        """
+        if preds.ndim == 2:  # class logits [B, C]: only their argmax matters
+            p = preds.detach()
+            self.preds.append(p.float() if p.dtype in (torch.float16, torch.bfloat16) else p)
+            self.target.append(target.detach())
+            return
+        self.preds.append(F.metric_input(preds))
+        self.target.append(F.metric_input(target) if target.is_floating_point()
+                           else target.detach().reshape(-1))
 
     def compute(self) -> Tensor:
         """Return the metric over every accumulated sample."""
