@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from emodistill.data._io import require_dir, require_file
+from emodistill.data._io import refuse_wrong_kind, require_dir, require_file
 from emodistill.data.dataset import MultimodalDataset, repair_nonfinite
 from emodistill.data.spec import DatasetSpec, ModalitySpec, TargetSpec
 from emodistill.errors import ConfigError, DataFormatError
@@ -37,11 +37,65 @@ _DIMS = {"text": 100, "audio": 73, "vision": 100}
 
 
 def _read_csv(path: Path, dataset: str) -> np.ndarray:
+    """Read a numeric CSV without header; damaged cells are named by line and column."""
     require_file(path, dataset=dataset, what="MOSI utterance features")
+    refuse_wrong_kind(path, expected="a CSV text file", accept=("text",))
     try:
-        return pd.read_csv(path, header=None).to_numpy(dtype=np.float64)
-    except ValueError as e:
-        raise DataFormatError(f"{path}: expected a numeric CSV without header ({e})") from None
+        df = pd.read_csv(path, header=None)
+    except pd.errors.EmptyDataError:
+        raise DataFormatError(f"{path}: holds no rows; expected a numeric CSV without header"
+                              ) from None
+    except pd.errors.ParserError as e:  # a row with more fields than the first
+        _check_cells(path)  # names the short row
+        raise DataFormatError(
+            f"{path}: not a well-formed CSV ({str(e).strip()}); every row needs the same "
+            "number of fields") from None
+    try:
+        x = df.to_numpy(dtype=np.float64)
+    except ValueError:
+        x = None
+    if x is None or not np.isfinite(x).all():
+        _check_cells(path)  # raises for an empty cell, a short row or a non-number
+        assert x is not None
+    return x
+
+
+def _check_cells(path: Path) -> None:
+    """Raise naming the first empty cell / short row / non-number; warn about NaN/inf values."""
+    import csv
+
+    with open(path, newline="", encoding="utf-8", errors="replace") as f:
+        rows = list(csv.reader(f))
+    counts = np.bincount([len(r) for r in rows]) if rows else np.zeros(1, int)
+    width = int(counts.argmax())  # the field count of most rows
+    bad: list[tuple[int, int]] = []
+    for r, row in enumerate(rows):
+        if len(row) > width:
+            raise DataFormatError(
+                f"{path}: line {r + 1}: the row has {len(row)} fields, most rows have {width} "
+                f"(column {width + 1} onwards is extra); expected a numeric CSV without header")
+        if len(row) < width:
+            raise DataFormatError(
+                f"{path}: line {r + 1}, column {len(row) + 1}: the row has {len(row)} of "
+                f"{width} fields (a short row); expected a numeric CSV without header, {width} values "
+                "per row")
+        for c, v in enumerate(row):
+            if not v.strip():
+                raise DataFormatError(
+                    f"{path}: line {r + 1}, column {c + 1}: empty cell; expected a numeric CSV "
+                    f"without header, {width} values per row")
+            try:
+                finite = np.isfinite(float(v))
+            except ValueError:
+                raise DataFormatError(
+                    f"{path}: line {r + 1}, column {c + 1}: {v.strip()[:20]!r} is not a number "
+                    "(expected a numeric CSV without header)") from None
+            if not finite:
+                bad.append((r, c))
+    if bad:
+        r, c = bad[0]
+        log.warning("%s: %d NaN/inf value(s), the first at line %d, column %d; replaced by 0 "
+                    "(the loaders' documented repair)", path, len(bad), r + 1, c + 1)
 
 
 def load_mosi_utterance(root: str | Path | None, *, target: str = "polarity") -> MultimodalDataset:
@@ -69,11 +123,22 @@ def load_mosi_utterance(root: str | Path | None, *, target: str = "polarity") ->
         raise ConfigError(f"{name}: target={target!r}; use 'polarity' or 'sentiment'")
     base = require_dir(root, dataset=name, layout=_LAYOUT)
     tx_path = require_file(base / "transcripts.csv", dataset=name, what="utterance ids")
-    tx = pd.read_csv(tx_path, header=None, dtype=str, keep_default_na=False)
+    refuse_wrong_kind(tx_path, expected="a CSV text file", accept=("text",))
+    try:
+        tx = pd.read_csv(tx_path, header=None, dtype=str, keep_default_na=False)
+    except (pd.errors.EmptyDataError, pd.errors.ParserError) as e:
+        raise DataFormatError(f"{tx_path}: not a readable CSV ({str(e).strip()})") from None
     if tx.shape[1] != 4:
         raise DataFormatError(
             f"{tx_path}: expected 4 columns (id, transcript, video, label); found {tx.shape[1]}"
         )
+    for col, what in ((0, "utterance id"), (3, "label (0 or 1)")):
+        bad = ~tx[col].isin(["0", "1"]) if col == 3 else (tx[col].isna() | (tx[col] == ""))
+        if bad.any():
+            r = int(np.flatnonzero(bad.to_numpy())[0])
+            raise DataFormatError(
+                f"{tx_path}: line {r + 1}, column {col + 1}: {tx.iloc[r, col]!r} is not a valid "
+                f"{what}")
     parts = {}
     for part in ("train", "test"):
         files = {"text": base / f"text_{part}.csv", "audio": base / "audio" / f"audio_{part}0.csv",
