@@ -25,7 +25,12 @@ were recorded by an eye tracker in separate files); define an ``eog`` group
 from other channels with ``channels`` if your copy has one.
 
 BDF files are read with pyEDFlib (default) or MNE (``backend="mne"``), both
-from the optional ``eeg`` extra (``pip install "emodistill[eeg]"``).
+from the optional ``eeg`` extra (``pip install "emodistill[eeg]"``). A file
+shorter than its header declares (a truncated copy) is refused with a
+:class:`~emodistill.errors.DataFormatError` naming it, whatever the backend;
+so is a session whose ``cutLenSec`` (clip length in ``session.xml``) differs
+from the stimulus the Status events mark by more than ``cut_tolerance``
+seconds.
 """
 
 from __future__ import annotations
@@ -66,6 +71,7 @@ __all__ = [
     "read_session_xml",
     "read_bdf",
     "find_stimulus",
+    "check_bdf_size",
     "load_mahnob",
 ]
 
@@ -206,6 +212,18 @@ def read_bdf(
         Its sampling rate in Hz.
     """
     lib = _import(backend)
+    check_bdf_size(path)
+    try:
+        return _read_bdf(lib, path, channels, backend)
+    except (DataFormatError, ImportError):
+        raise
+    except (OSError, ValueError, RuntimeError) as e:  # what the readers raise on a bad file
+        raise DataFormatError(
+            f"{path}: not a readable BDF file ({backend}: {type(e).__name__}: {e})") from None
+
+
+def _read_bdf(lib: Any, path: str | Path, channels: Sequence[str], backend: str
+              ) -> tuple[dict[str, np.ndarray], dict[str, float], np.ndarray, float]:
     if backend == "pyedflib":
         f = lib.EdfReader(str(path))
         try:
@@ -227,6 +245,43 @@ def read_bdf(
     sf = float(raw.info["sfreq"])
     signals = {c: data[i] * scale.get(units.get(c, ""), 1.0) for i, c in enumerate(channels)}
     return signals, {c: sf for c in channels}, data[-1], sf
+
+
+def check_bdf_size(path: str | Path) -> None:
+    """Refuse a BDF/EDF file shorter than its header declares (a truncated copy).
+
+    Reads only the header: ``n_records`` data records of ``sum(samples per
+    record)`` samples of 3 bytes (BDF) or 2 bytes (EDF) follow the header.
+
+    Raises
+    ------
+    DataFormatError
+        The file is truncated, or its header is not a BDF/EDF header.
+    """
+    p = Path(path)
+    size = p.stat().st_size
+    with open(p, "rb") as f:
+        head = f.read(256)
+        try:
+            if len(head) < 256:
+                raise ValueError(f"{len(head)} bytes, a BDF header has at least 256")
+            ns = int(head[252:256].decode("ascii").strip())
+            header_bytes = int(head[184:192].decode("ascii").strip())
+            n_records = int(head[236:244].decode("ascii").strip())
+            f.seek(256 + ns * 216)
+            per_record = sum(int(f.read(8).decode("ascii").strip() or "x") for _ in range(ns))
+        except (ValueError, UnicodeDecodeError) as e:
+            raise DataFormatError(
+                f"{p}: not a BDF file, or its header is truncated ({e})") from None
+    width = 3 if head[:1] == b"\xff" else 2  # BDF: 24-bit samples; EDF: 16-bit
+    if n_records < 0:  # unknown record count (allowed while recording)
+        return
+    want = header_bytes + n_records * per_record * width
+    if size < want:
+        raise DataFormatError(
+            f"{p}: truncated BDF file: {size} bytes, but its header declares {n_records} data "
+            f"records ({want} bytes); copy the file again from the original download"
+        )
 
 
 def _check_labels(path: str | Path, labels: Sequence[str], wanted: Sequence[str]) -> None:
@@ -283,6 +338,29 @@ def _groups(groups: Sequence[str], channels: Mapping[str, Sequence[str]] | None
     return out
 
 
+def _check_cut_length(meta: Mapping[str, Any], onset: int, offset: int, rate: float,
+                      tolerance: float | None, session: Path, bdf: Path) -> None:
+    """Refuse a session whose ``cutLenSec`` disagrees with its Status events."""
+    if tolerance is None or meta.get("cutLenSec") in (None, ""):
+        return
+    try:
+        cut = float(meta["cutLenSec"])
+    except ValueError:
+        raise DataFormatError(
+            f"{session / 'session.xml'}: cutLenSec={meta['cutLenSec']!r} is not a number"
+        ) from None
+    found = (offset - onset) / rate
+    if abs(found - cut) > tolerance:
+        raise DataFormatError(
+            f"mahnob session {session.name}: session.xml says cutLenSec={cut:g} s but the Status "
+            f"events of {bdf.name} mark a {found:.2f} s stimulus (samples {onset} to {offset} "
+            f"at {rate:g} Hz), more than cut_tolerance={tolerance:g} s apart: the XML or the "
+            "recording is of another session, or the triggers are damaged. Fix or leave out "
+            "the session (dataset.sessions=[...]), or set dataset.cut_tolerance=null to skip "
+            "the check"
+        )
+
+
 def _rating(meta: Mapping[str, Any], attr: str, where: Path) -> float:
     try:
         v = float(meta[attr])
@@ -313,6 +391,7 @@ def load_mahnob(
     feature_layout: Literal["flat", "bands"] = "flat",
     backend: Literal["pyedflib", "mne"] = "pyedflib",
     status_mask: int = STATUS_MASK,
+    cut_tolerance: float | None = 1.0,
     cache: bool = True,
     cache_dir: str | Path | None = None,
     name: str = "mahnob",
@@ -346,6 +425,12 @@ def load_mahnob(
         BDF reader.
     status_mask : int
         Bits of the status channel used to find the stimulus events.
+    cut_tolerance : float or None
+        Largest difference in seconds allowed between ``cutLenSec`` of
+        ``session.xml`` (the clip length) and the stimulus found from the
+        ``Status`` events; a session that differs more is refused with an error
+        naming it. ``None`` skips the check (for copies whose XML is known to be
+        off). Default 1 s (a reconstruction choice: no published tolerance).
     cache, cache_dir
         Feature cache (:class:`~emodistill.data.cache.FeatureCache`).
     name : str
@@ -396,6 +481,7 @@ def load_mahnob(
         except DataFormatError as e:
             skipped[d.name] = f"{bdf.name}: {e}"
             continue
+        _check_cut_length(meta, onset, offset, status_rate, cut_tolerance, d, bdf)
         on = int(round(onset * fs / status_rate))
         off = int(round(offset * fs / status_rate))
         if on < b:

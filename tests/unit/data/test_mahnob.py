@@ -77,12 +77,12 @@ def _write_bdf(path, stim_seconds, valence):
         w.close()
 
 
-def _write_xml(path, sid, subject, v, a, d, p, emo, video, bdf, emotion=True):
+def _write_xml(path, sid, subject, v, a, d, p, emo, video, bdf, emotion=True, cut=60.0):
     felt = (f'feltEmo="{emo}" feltArsl="{a}" feltVlnc="{v}" feltCtrl="{d}" feltPred="{p}" '
             if emotion else "")
     path.write_text(
         '<?xml version="1.0" encoding="utf-8"?>\n'
-        f'<session cutNr="1" cutLenSec="60.0" sessionId="{sid}" mediaFile="{video}" '
+        f'<session cutNr="1" cutLenSec="{cut}" sessionId="{sid}" mediaFile="{video}" '
         f'isStim="{1 if emotion else 0}" {felt}>\n'
         f'  <subject id="{subject}" />\n'
         f'  <track type="Physiological" id="1" filename="{bdf}" />\n'
@@ -102,7 +102,7 @@ def mahnob_root(tmp_path_factory):
             folder.mkdir(parents=True)
             bdf = f"Part_{subj}_S_Trial{int(sid) % 10}_emotion.bdf"
             _write_bdf(folder / bdf, secs, v)
-            _write_xml(folder / "session.xml", sid, subj, v, a, d, p, emo, video, bdf)
+            _write_xml(folder / "session.xml", sid, subj, v, a, d, p, emo, video, bdf, cut=secs)
         other = root / "Sessions" / "1000"  # a non-emotion session: skipped
         other.mkdir()
         _write_xml(other / "session.xml", "1000", 1, 0, 0, 0, 0, 0, "x.avi", "none.bdf",
