@@ -99,8 +99,12 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     try:
         payload = torch.load(p, map_location=map_location, weights_only=True)
     except Exception as e:
+        from emodistill.data._io import KIND_NAMES, describe_file
+
+        kind = describe_file(p)
+        is_what = "" if kind in ("zip", "pickle") else f" (it is {KIND_NAMES[kind]})"
         raise DataFormatError(
-            f"{p}: not an emodistill checkpoint readable with weights_only=True ({e})"
+            f"{p}: not an emodistill checkpoint readable with weights_only=True{is_what} ({e})"
         ) from None
     if not isinstance(payload, dict) or payload.get("format") != "emodistill-checkpoint":
         raise DataFormatError(f"{p}: not an emodistill checkpoint (no 'format' marker)")

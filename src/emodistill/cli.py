@@ -202,7 +202,8 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("-d", "--dataset", required=True)
     sw.add_argument("-m", "--method", required=True)
     sw.add_argument("-e", "--experiment", default=None)
-    sw.add_argument("--space", required=True, help="search space: a packaged name (fusion_small) or a YAML file "
+    sw.add_argument("--space", required=True,
+                    help="search space: a packaged name (fusion_small) or a YAML file "
                          "(see training/sweep.py)")
     sw.add_argument("--trials", type=int, default=20)
     sw.add_argument("--backend", choices=["optuna", "ray"], default="optuna",

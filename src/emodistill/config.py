@@ -146,7 +146,7 @@ def _method_sections(node: Any, path: str) -> list[str]:
 
 
 def _method_defaults(name: str) -> DictConfig:
-    """The ``method`` section of ``configs/method/<name>.yaml`` when it defines ``name``."""
+    """Return the ``method`` section of ``configs/method/<name>.yaml`` if it defines ``name``."""
     path = _config_dir() / "method" / f"{name}.yaml"
     if path.is_file():
         section = _load_yaml(path).get("method")

@@ -68,7 +68,7 @@ def describe_file(path: str | Path) -> str:
     return "text" if b"\x00" not in head else "binary"
 
 
-_NAMES = {
+KIND_NAMES = {
     "empty": "an empty file (0 bytes)",
     "zip": "a zip archive",
     "gzip": "a gzip-compressed file",
@@ -108,6 +108,6 @@ def refuse_wrong_kind(path: str | Path, *, expected: str, accept: tuple[str, ...
         if kind in ("gzip", "bzip2", "xz"):
             extra = f"; decompress it first (e.g. {'gunzip' if kind == 'gzip' else kind} FILE)"
         raise DataFormatError(
-            f"{path}: is {_NAMES[kind]}, not {expected}{extra}" + (f". {hint}" if hint else "")
+            f"{path}: is {KIND_NAMES[kind]}, not {expected}{extra}" + (f". {hint}" if hint else "")
         )
     return kind

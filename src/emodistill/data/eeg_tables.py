@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from emodistill.data._io import require_dir, require_file
+from emodistill.data._io import refuse_wrong_kind, require_dir, require_file
 from emodistill.data.dataset import MultimodalDataset, repair_nonfinite
 from emodistill.data.spec import DatasetSpec, ModalitySpec, TargetSpec
 from emodistill.errors import ConfigError, DataFormatError
@@ -35,6 +35,7 @@ _LAYOUT = "EEG_feature.txt, subject_video.txt, valence_arousal_label.txt"
 
 def _load_table(path: Path, dataset: str, ncol: int | None) -> np.ndarray:
     require_file(path, dataset=dataset, what=_LAYOUT)
+    refuse_wrong_kind(path, expected="a whitespace-separated text table", accept=("text",))
     try:
         arr = np.loadtxt(path, ndmin=2)
     except ValueError as e:

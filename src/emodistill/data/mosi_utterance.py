@@ -77,8 +77,8 @@ def _check_cells(path: Path) -> None:
         if len(row) < width:
             raise DataFormatError(
                 f"{path}: line {r + 1}, column {len(row) + 1}: the row has {len(row)} of "
-                f"{width} fields (a short row); expected a numeric CSV without header, {width} values "
-                "per row")
+                f"{width} fields (a short row); expected a numeric CSV without header, "
+                f"{width} values per row")
         for c, v in enumerate(row):
             if not v.strip():
                 raise DataFormatError(

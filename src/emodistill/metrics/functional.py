@@ -59,7 +59,7 @@ MMSA_ALIASES = {
 
 
 def metric_input(x: Tensor) -> Tensor:
-    """The one dtype rule for metric inputs (functions and torchmetrics classes alike).
+    """Apply the one dtype rule for metric inputs (functions and torchmetrics classes alike).
 
     Floating tensors keep their precision (float32 model outputs are binned in
     float32, as MMSA does; float64 inputs in float64), except float16 and

@@ -10,9 +10,9 @@ from omegaconf import OmegaConf
 
 from emodistill.checkpoint import load_checkpoint
 from emodistill.config import _parse_value, to_container
+from emodistill.data.dataset import MultimodalDataset
 from emodistill.data.protocols import make_folds
 from emodistill.data.registry import build_dataset
-from emodistill.data.dataset import MultimodalDataset
 from emodistill.data.spec import DatasetSpec
 from emodistill.errors import ConfigError, DataFormatError
 from emodistill.metrics import metric_collection
