@@ -83,11 +83,18 @@ def _save_features(path: str, modality: str, feats: Any, lengths: Any, ids: list
 def _cmd_features_text(a: argparse.Namespace) -> int:
     import pandas as pd
 
-    from emodistill.errors import DataFormatError
+    from emodistill.data._io import refuse_wrong_kind
+    from emodistill.errors import DataFormatError, DataNotFoundError
     from emodistill.features.text import TextEncoder
 
-    df = pd.read_csv(a.input, dtype=str, keep_default_na=False,
-                     header=None if a.no_header else "infer")
+    if not Path(a.input).is_file():
+        raise DataNotFoundError(f"--input {a.input!r}: no such file")
+    refuse_wrong_kind(a.input, expected="a CSV text file", accept=("text",))
+    try:
+        df = pd.read_csv(a.input, dtype=str, keep_default_na=False,
+                         header=None if a.no_header else "infer")
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as e:
+        raise DataFormatError(f"{a.input}: not a readable CSV ({str(e).strip()})") from None
     col: Any = int(a.column) if a.no_header else a.column
     if col not in df.columns:
         raise DataFormatError(f"{a.input}: no column {a.column!r}; columns: {list(df.columns)}")

@@ -51,3 +51,13 @@ def test_checkpoint_that_is_text_or_empty(tmp_path):
     f.write_bytes(b"")
     with pytest.raises(DataFormatError, match=r"\(it is an empty file"):
         load_checkpoint(f)
+
+
+def test_features_text_input_that_is_gzip(tmp_path, capsys):
+    from emodistill.cli import main
+
+    f = tmp_path / "t.csv"
+    f.write_bytes(gzip.compress(b"id,text\n1,hello\n"))
+    assert main(["features", "text", "--input", str(f), "--output", str(tmp_path / "o.npz")]) == 2
+    assert "t.csv: is a gzip-compressed file, not a CSV text file" in capsys.readouterr().err
+    assert not (tmp_path / "o.npz").exists()
