@@ -43,8 +43,9 @@ response to zero features, a guess: :meth:`Predictor.predict` refuses it
 is given. A modality whose real steps are all non-finite (NaN/inf) for a
 sample counts as absent for that sample (logged); isolated non-finite values
 are replaced by 0 and logged, as the loaders do. Modality arrays of an input
-file or dataset that the model does not use are ignored with a warning
-naming them.
+``.npz`` file that the model does not use are ignored with a ``UserWarning``
+naming them (a loaded dataset's other modalities are ignored silently: a
+dataset is expected to hold more than one model uses).
 
 Examples
 --------
