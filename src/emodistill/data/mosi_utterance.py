@@ -98,6 +98,23 @@ def _check_cells(path: Path) -> None:
                     "(the loaders' documented repair)", path, len(bad), r + 1, c + 1)
 
 
+def _check_label_file(lab: pd.DataFrame, path: Path) -> None:
+    """Name the line and column of a missing/non-numeric label or an unknown mode."""
+    cols = list(lab.columns)
+    label = pd.to_numeric(lab["label"], errors="coerce").to_numpy(dtype=np.float64)
+    checks = (("id", lab["id"].isna().to_numpy(), "an utterance id"),
+              ("label", ~np.isfinite(label), "a number"),
+              ("mode", ~lab["mode"].isin(["train", "valid", "dev", "test"]).to_numpy(),
+               "one of train, valid, dev, test"))
+    for col, bad, what in checks:
+        if bad.any():
+            r = int(np.flatnonzero(bad)[0])
+            value = lab[col].iloc[r]
+            raise DataFormatError(
+                f"{path}: line {r + 2}, column {cols.index(col) + 1} ({col}): "
+                f"{'empty cell' if pd.isna(value) else repr(value)} is not {what}")
+
+
 def load_mosi_utterance(root: str | Path | None, *, target: str = "polarity") -> MultimodalDataset:
     """Load the MOSI utterance features with the Poria and (optional) standard splits.
 
@@ -196,6 +213,7 @@ def load_mosi_utterance(root: str | Path | None, *, target: str = "polarity") ->
         lab = pd.read_csv(lab_path, dtype={"id": str})
         if not {"id", "label", "mode"} <= set(lab.columns):
             raise DataFormatError(f"{lab_path}: expected columns id,text,label,mode")
+        _check_label_file(lab, lab_path)
         lab = lab.set_index("id")
         mode = lab["mode"].replace({"dev": "valid"})
         splits["standard"] = mode.reindex(ids).fillna("").to_numpy(dtype=str)

@@ -107,3 +107,22 @@ def test_transcripts_label_and_other_formats(tmp_path):
     f.write_bytes(b"")
     with pytest.raises(DataFormatError, match=r"audio_test0.csv: is an empty file"):
         load_mosi_utterance(root)
+
+
+def test_standard_label_file_cells_are_named(tmp_path):
+    root = _write(tmp_path)
+    ids = [ln.split(",")[0] for ln in (root / "transcripts.csv").read_text().splitlines()]
+    rows = [f"{i},words,{0.5 if k % 2 else -1.2},{('train', 'dev', 'test')[k % 3]}"
+            for k, i in enumerate(ids)]
+    f = root / "mosi_standard_labels.csv"
+    f.write_text("id,text,label,mode\n" + "\n".join(rows) + "\n")
+    assert "standard" in load_mosi_utterance(root, target="sentiment").splits
+    rows[3] = rows[3].replace(",0.5,", ",,")
+    f.write_text("id,text,label,mode\n" + "\n".join(rows) + "\n")
+    with pytest.raises(DataFormatError, match=r"mosi_standard_labels.csv: line 5, column 3 "
+                                              r"\(label\): empty cell is not a number"):
+        load_mosi_utterance(root, target="sentiment")
+    rows[3] = rows[3].replace(",,", ",0.5,").replace(",train", ",trian")
+    f.write_text("id,text,label,mode\n" + "\n".join(rows) + "\n")
+    with pytest.raises(DataFormatError, match=r"line 5, column 4 \(mode\): 'trian' is not one of"):
+        load_mosi_utterance(root)
