@@ -384,6 +384,7 @@ def _keep(d: Any, idx: Tensor) -> Any:
 
 def _train_chunk(setups: list[_Setup], dev: torch.device) -> None:
     from torch.func import stack_module_state, vmap
+    from torch.nn.attention import SDPBackend, sdpa_kernel
     from torch.nn.utils.stateless import _reparametrize_module
 
     s0 = setups[0]
@@ -441,7 +442,15 @@ def _train_chunk(setups: list[_Setup], dev: torch.device) -> None:
                     setattr(base, k, state[k])
             return res
 
-        return vmap(f, randomness="different")(p, b, batch, masks)
+        # attention through the math kernel (batching rules for every op, no per-member
+        # fallback loop) and without the fused encoder-layer fast path
+        with sdpa_kernel([SDPBackend.MATH]):
+            fast = torch.backends.mha.get_fastpath_enabled()
+            torch.backends.mha.set_fastpath_enabled(False)
+            try:
+                return vmap(f, randomness="different")(p, b, batch, masks)
+            finally:
+                torch.backends.mha.set_fastpath_enabled(fast)
 
     def probe(batch_rows: int) -> list[tuple[float, torch.Size]]:
         """Shapes of the dropout calls of one training forward with ``batch_rows`` rows."""
