@@ -62,6 +62,19 @@ def test_physio_student_on_folds_matches_the_sequential_fits(tmp_path):
     _assert_same_run(seq[0], par[0], tol=1e-3)
 
 
+def test_hinton_kd_teacher_then_student_per_fold_matches_the_sequential_fits(tmp_path):
+    # each member's teacher is trained on its fold first (in parallel), then the students
+    tiny = ["width=16", "heads=2", "depth=1", "head_hidden=16", "dropout=0.0"]
+    over = ["dataset.n_subjects=4", "dataset.n_trials=4", "+protocol.k=2",
+            "method.modality=eeg", "train.save_checkpoint=false", *SMALL,
+            *(f"method.student.{t}" for t in tiny), *(f"method.teacher.method.{t}" for t in tiny)]
+    seq, par = _both(tmp_path, "synthetic_physio", "hinton_kd", over, seeds=(6,))
+    _assert_same_run(seq[0], par[0], tol=1e-3)
+    for fa, fb in zip(seq[0].folds, par[0].folds, strict=True):
+        ta, tb = (pd.read_csv(f.path / "teacher" / "metrics.csv") for f in (fa, fb))
+        assert (ta - tb).abs().max().max() < 1e-2
+
+
 def test_parallel_runs_are_deterministic_and_chunking_changes_only_rounding(tmp_path):
     over = ["dataset.n=120", "method.hidden=8", "method.encoder_layers=1", *SMALL]
     cfgs = [compose(dataset="synthetic", method="feature_fusion", overrides=[*over, f"seed={s}"])
@@ -77,7 +90,8 @@ def test_parallel_runs_are_deterministic_and_chunking_changes_only_rounding(tmp_
 
 
 @pytest.mark.parametrize(("method", "override", "reason"), [
-    ("hinton_kd", [], "'hinton_kd'"),
+    ("hinton_kd", ["method.teacher_mode=train"], "teacher_mode"),
+    ("mkd", [], "own optimisation steps"),
     ("dmd", [], "does not declare parallel_ok"),
     ("late_fusion", ["train.optimizer=sgd"], "train.optimizer"),
     ("late_fusion", ["train.gradient_clip_val=1.0"], "train.gradient_clip_val"),

@@ -37,6 +37,7 @@ the benchmark then falls back to one fit per member.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import logging
@@ -94,8 +95,16 @@ def parallel_unsupported(cfg: DictConfig) -> str | None:
         return f"method {name!r} does not declare parallel_ok"
     if callable(getattr(cls, "training_step", None)):
         return f"method {name!r} runs its own optimisation steps"
-    if cfg.method.get("teacher") is not None:
-        return f"method {name!r} needs a teacher per fold (trained sequentially)"
+    teacher = cfg.method.get("teacher")
+    if teacher is not None:
+        if str(cfg.method.get("teacher_mode", "eval")) != "eval":
+            return "method.teacher_mode=train draws teacher dropout; only eval is supported"
+        if not teacher.get("checkpoint"):
+            if not teacher.get("method"):
+                return "method.teacher has neither checkpoint nor method"
+            why = parallel_unsupported(_teacher_cfg(cfg))
+            if why is not None:
+                return f"its teacher cannot train in parallel ({why})"
     t = cfg.train
     checks = {
         "train.optimizer": (t.get("optimizer", "adamw") in ("adam", "adamw"), "adam or adamw"),
@@ -113,6 +122,19 @@ def parallel_unsupported(cfg: DictConfig) -> str | None:
     if int(t.max_epochs) < 1:
         return "train.max_epochs=-1 (unbounded) is not supported in parallel"
     return None
+
+
+def _teacher_cfg(cfg: DictConfig) -> DictConfig:
+    """The teacher's run config, built as ``obtain_teacher`` builds it."""
+    from omegaconf import OmegaConf
+
+    tcfg = to_container(cfg.method.teacher)
+    sub = OmegaConf.create(to_container(cfg))
+    sub.method = tcfg["method"]
+    sub.method_config = f"teacher-{tcfg['method']['name']}"
+    if tcfg.get("train"):
+        sub.train = OmegaConf.merge(sub.train, tcfg["train"])
+    return sub
 
 
 # -- per-member randomness ---------------------------------------------------------------------
@@ -182,7 +204,9 @@ class _Setup:
     test_outputs: list[Any] = field(default_factory=list)
 
 
-def _setup(member: Member) -> _Setup:
+def _setup(member: Member, teacher: tuple[MERModel, Tensor | None] | None = None) -> _Setup:
+    """Build the member as ``fit_fold`` does; ``teacher``: its model and the global random
+    state the sequential fit has after training it (``None`` for a loaded checkpoint)."""
     prep, fold = member.prep, member.fold
     cfg, ds, target = prep.cfg, prep.dataset, prep.target
     L.seed_everything(int(cfg.seed), workers=True, verbose=False)
@@ -195,6 +219,11 @@ def _setup(member: Member) -> _Setup:
     params = to_container(cfg.method)
     name = params.pop("name")
     params.setdefault("modalities", prep.modalities)
+    if params.get("teacher") is not None:
+        assert teacher is not None
+        params["teacher"] = teacher[0]
+        if teacher[1] is not None:
+            torch.set_rng_state(teacher[1])
     prepare_fold = getattr(METHODS.get(name), "prepare_fold", None)
     if prepare_fold is not None:
         params.update(prepare_fold(prep, fold, member.out, params))
@@ -324,11 +353,38 @@ def fit_members(
     list of FoldResult
         In the order of ``members``, as ``fit_fold`` would return them.
     """
+    return [r for r, _ in _fit(members, max_chunk=max_chunk, device=device)]
+
+
+def _fit(members: Sequence[Member], *, max_chunk: int | None,
+         device: str | torch.device | None) -> list[tuple[FoldResult, _Setup]]:
+    from emodistill.training.run import _load_teacher_checkpoint
+
     for m in members:
         why = parallel_unsupported(m.prep.cfg)
         if why is not None:
             raise ValueError(f"member {m.out}: {why}")
-    setups = [_setup(m) for m in members]
+    teachers: list[tuple[MERModel, Tensor | None] | None] = [None] * len(members)
+    need = [i for i, m in enumerate(members) if m.prep.cfg.method.get("teacher") is not None]
+    trained = [i for i in need if not members[i].prep.cfg.method.teacher.get("checkpoint")]
+    for i in need:
+        if i not in trained:
+            m = members[i]
+            teachers[i] = (_load_teacher_checkpoint(m.prep.cfg, m.prep.dataset,
+                                                     m.prep.target, m.fold), None)
+    if trained:  # each member's teacher, trained on its fold first (in parallel too)
+        tm = []
+        for i in trained:
+            m = members[i]
+            tprep = Prepared(_teacher_cfg(m.prep.cfg), m.prep.dataset, m.prep.target,
+                             m.prep.modalities, [m.fold])
+            tm.append(Member(tprep, m.fold, m.out / "teacher"))
+        for i, (res, ts) in zip(trained, _fit(tm, max_chunk=max_chunk, device=device),
+                                strict=True):
+            log.info("teacher %s on %s: test %s", ts.cfg.method_config, res.fold, res.test)
+            assert res.model is not None
+            teachers[i] = (res.model, ts.drop_gen.get_state())
+    setups = [_setup(m, t) for m, t in zip(members, teachers, strict=True)]
     groups: dict[tuple, list[int]] = {}
     for i, s in enumerate(setups):
         groups.setdefault(_signature(s), []).append(i)
@@ -344,7 +400,7 @@ def fit_members(
             _train_chunk(chunk, dev)
             for j, s in zip(idx[start:start + n], chunk, strict=True):
                 results[j] = _finish(s)
-    return [results[i] for i in range(len(members))]
+    return [(results[i], setups[i]) for i in range(len(members))]
 
 
 def _device(cfg: DictConfig, device: str | torch.device | None) -> torch.device:
@@ -400,6 +456,13 @@ def _train_chunk(setups: list[_Setup], dev: torch.device) -> None:
     buffers = {k: v.detach().clone() for k, v in buffers.items()}
     base = copy.deepcopy(s0.model)
     _swap_dropout(base)
+    # a teacher → student method: every member's own teacher, stacked the same way
+    teacher_base = base._teacher[0] if getattr(base, "_teacher", None) else None
+    tstate: dict[str, Tensor] = {}
+    if teacher_base is not None:
+        tp, tb = stack_module_state([s.model._teacher[0].to(dev) for s in setups])
+        tstate = {k: v.detach() for k, v in {**tp, **tb}.items()}
+    tstate_all = tstate
     data = {p: _stack_part(setups, p, target.name, dev) for p in _PARTS}
     n_rows = {p: len(s0.parts[p]) for p in _PARTS}
     opt = _StackedAdam(params, tcfg)
@@ -422,13 +485,16 @@ def _train_chunk(setups: list[_Setup], dev: torch.device) -> None:
     mask_cache: dict[int, list[tuple[float, torch.Size]]] = {}
 
     def call(p: dict[str, Tensor], b: dict[str, Tensor], batch: dict[str, Any],
-             masks: list[Tensor], want: str) -> Any:
+             masks: list[Tensor], want: str, t: dict[str, Tensor]) -> Any:
         def f(p: dict[str, Tensor], b: dict[str, Tensor], batch: dict[str, Any],
-              masks: list[Tensor]) -> Any:
+              masks: list[Tensor], t: dict[str, Tensor]) -> Any:
             _DRAWS.masks, _DRAWS.pos = masks, 0
             bt = Batch(**batch)
             state = dict(vars(base))
-            with _reparametrize_module(base, {**p, **b}):
+            with contextlib.ExitStack() as stack:
+                stack.enter_context(_reparametrize_module(base, {**p, **b}))
+                if teacher_base is not None:
+                    stack.enter_context(_reparametrize_module(teacher_base, t))
                 out = base(bt)
                 losses = base.loss(bt, out)
                 res: dict[str, Any] = {"losses": losses}
@@ -437,6 +503,9 @@ def _train_chunk(setups: list[_Setup], dev: torch.device) -> None:
                     res["values"] = base.predict_values(out)
                     res["aux"] = {k: v for k, v in out.aux.items()
                                   if k.startswith("sample_") or k == "gates"}
+                    tg = getattr(base, "_teacher_gates", None)
+                    if tg is not None:  # HintonKD: the teacher's gates on this batch
+                        res["aux"]["teacher_gates"] = tg[0] / tg[1]
             for k in ("_gate_sum", "_gate_n", "_teacher_gates"):  # eval-time side effects
                 if k in state:
                     setattr(base, k, state[k])
@@ -448,7 +517,7 @@ def _train_chunk(setups: list[_Setup], dev: torch.device) -> None:
             fast = torch.backends.mha.get_fastpath_enabled()
             torch.backends.mha.set_fastpath_enabled(False)
             try:
-                return vmap(f, randomness="different")(p, b, batch, masks)
+                return vmap(f, randomness="different")(p, b, batch, masks, t)
             finally:
                 torch.backends.mha.set_fastpath_enabled(fast)
 
@@ -498,7 +567,7 @@ def _train_chunk(setups: list[_Setup], dev: torch.device) -> None:
                     torch.empty(shape).bernoulli_(1 - p_drop, generator=setups[pos].drop_gen)
                     .div_(1 - p_drop) for pos in active]).to(dev))
             batch = _gather(stacked_train, rows)
-            res = call(params, buffers, batch, masks, "train")
+            res = call(params, buffers, batch, masks, "train", tstate)
             losses = res["losses"]
             total = losses["loss"].sum()
             for v in params.values():
@@ -514,18 +583,20 @@ def _train_chunk(setups: list[_Setup], dev: torch.device) -> None:
         for pos in active:
             _loader_iter_draw(setups[pos].drop_gen)
         vsums: dict[str, Tensor] = {}
-        vpreds, gates = [], []
+        vpreds, gates, tgates = [], [], []
         with torch.no_grad():
             for start in range(0, n_rows["valid"], bs):
                 rows = torch.arange(start, min(start + bs, n_rows["valid"]), device=dev)
                 rows = rows[None].expand(len(active), -1)
-                res = call(params, buffers, _gather(data["valid"], rows), [], "valid")
+                res = call(params, buffers, _gather(data["valid"], rows), [], "valid", tstate)
                 b = rows.shape[1]
                 for k, v in res["losses"].items():
                     vsums[k] = vsums.get(k, 0) + v.float() * b
                 vpreds.append(res["preds"])
                 if "gates" in res["aux"]:
                     gates.append(res["aux"]["gates"])
+                if "teacher_gates" in res["aux"]:
+                    tgates.append(res["aux"]["teacher_gates"] * b)
         val_logs = {k: (v / n_rows["valid"]).cpu() for k, v in vsums.items()}
         preds = torch.cat(vpreds, 1)
         vt = data["valid"]["target"]
@@ -543,6 +614,10 @@ def _train_chunk(setups: list[_Setup], dev: torch.device) -> None:
                 g = torch.cat([x[j] for x in gates]).mean(0).tolist()
                 row.update({f"model/gate_{m}": round(float(v), 6)
                             for m, v in zip(s.model.modalities, g, strict=True)})
+            if tgates and teacher_base is not None:
+                g = (sum(x[j] for x in tgates) / n_rows["valid"]).tolist()
+                row.update({f"model/teacher_gate_{m}": round(float(v), 6)
+                            for m, v in zip(teacher_base.modalities, g, strict=True)})
             row.update({f"train/{'task_loss' if k == 'task' else k}": round(float(v[j]), 6)
                         for k, v in train_logs.items()})
             row["lr"] = dummies[pos].param_groups[0]["lr"]
@@ -576,6 +651,7 @@ def _train_chunk(setups: list[_Setup], dev: torch.device) -> None:
                       for k, v in params.items()}
             buffers = {k: v[keep].clone() for k, v in buffers.items()}
             opt.keep(keep)
+            tstate = {k: v[keep] for k, v in tstate.items()}
             data = {p: _keep(d, keep) for p, d in data.items()}
     # -- test once, on the selected weights of every member
     base.eval()
@@ -589,7 +665,7 @@ def _train_chunk(setups: list[_Setup], dev: torch.device) -> None:
             rows = torch.arange(start, min(start + bs, n_rows["test"]), device=dev)
             rows = rows[None].expand(n, -1)
             batch = _gather(data_t, rows)
-            res = call(sel_p, sel_b, batch, [], "test")
+            res = call(sel_p, sel_b, batch, [], "test", tstate_all)
             outs.append({"rows": rows, "preds": res["preds"], "values": res["values"],
                          "target": batch["target"],
                          "aux": {k: v for k, v in res["aux"].items() if k.startswith("sample_")}})
