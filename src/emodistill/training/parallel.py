@@ -14,7 +14,9 @@ own batch. Each member keeps everything a sequential fit has:
 * its dropout: every ``nn.Dropout`` draws its mask from a per-member generator that
   continues the global random stream the sequential fit would use (its state right
   after the model is built; the one ``int64`` each DataLoader iterator draws is drawn
-  too). On CPU the masks are therefore the very masks of the sequential fit. Random
+  too). On CPU the masks are therefore the very masks of the sequential fit (on a GPU
+  they are drawn on the host from the same generators, while a sequential GPU fit draws
+  on the device: equal in distribution only). Random
   ops other than ``nn.Dropout`` (attention-weight dropout inside
   ``nn.MultiheadAttention``) draw independent per-member values under
   ``vmap(randomness="different")``, which are *not* the sequential draws: such a
@@ -397,7 +399,12 @@ def _fit(members: Sequence[Member], *, max_chunk: int | None,
             dev = _device(chunk[0].cfg, device)
             log.info("parallel: training %d member(s) of %s as one stacked model on %s",
                      len(chunk), chunk[0].cfg.method.name, dev)
-            _train_chunk(chunk, dev)
+            was = torch.are_deterministic_algorithms_enabled()
+            torch.use_deterministic_algorithms(bool(chunk[0].cfg.train.deterministic) or was)
+            try:
+                _train_chunk(chunk, dev)
+            finally:
+                torch.use_deterministic_algorithms(was)
             for j, s in zip(idx[start:start + n], chunk, strict=True):
                 results[j] = _finish(s)
     return [(results[i], setups[i]) for i in range(len(members))]
