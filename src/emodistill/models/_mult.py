@@ -284,8 +284,11 @@ def _signature(enc: MulTEncoder) -> tuple:
 
 
 def groupable(encoders: list[MulTEncoder]) -> bool:
-    """Tell whether ``encoders`` can run as one group (same shapes and settings but the
-    attention-dropout rate, which may differ per encoder; one rate per encoder)."""
+    """Tell whether ``encoders`` can run as one group.
+
+    They must share shapes and settings except the attention-dropout rate, which may
+    differ per encoder (one rate per encoder).
+    """
     sigs = {_signature(e) for e in encoders}
     return len(sigs) == 1 and next(iter(sigs))[4] == 1
 

@@ -616,8 +616,11 @@ class DMD(MERModel):
     def _encoders(self, encoders: list[MulTEncoder],
                   args: list[tuple[Tensor, Tensor, Tensor | None, Tensor | None]]
                   ) -> list[Tensor]:
-        """Run each encoder on its ``(x, mask, kv, mask_kv)``; as one group when enabled
-        and the encoders and input shapes allow it, else one after another."""
+        """Run each encoder on its ``(x, mask, kv, mask_kv)``.
+
+        As one group when enabled and the encoders and input shapes allow it, else
+        one after another.
+        """
         if self.grouped_transformers and len(encoders) > 1 and groupable(encoders):
             shapes = {tuple(tuple(a.shape) if a is not None else None for a in arg)
                       for arg in args}

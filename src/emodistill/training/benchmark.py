@@ -174,8 +174,10 @@ def run_benchmark(
     return BenchmarkResult(per_seed, summary, md, out, paired)
 
 
-def _run_parallel_entries(cfgs: dict[tuple[str, int], Any], finished: dict[tuple[str, int], Any],
-                          ds: Any, runs_dir: Path, parallel: str | int) -> dict[tuple[str, int], Any]:
+def _run_parallel_entries(
+    cfgs: dict[tuple[str, int], Any], finished: dict[tuple[str, int], Any], ds: Any,
+    runs_dir: Path, parallel: str | int,
+) -> dict[tuple[str, int], Any]:
     """Train every method that supports it on the parallel path; return its results by key."""
     from emodistill.training.parallel import parallel_unsupported, run_parallel
 

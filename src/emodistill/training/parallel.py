@@ -64,11 +64,10 @@ from emodistill.data.normalize import Standardizer
 from emodistill.data.protocols import Fold
 from emodistill.metrics import metric_collection
 from emodistill.models import METHODS, MERModel, build_method
-from emodistill.training.lit import uses_manual_optimization
 from emodistill.training.run import (
     FoldResult,
-    RunResult,
     Prepared,
+    RunResult,
     _write_predictions,
     fold_fingerprint,
 )
@@ -127,7 +126,7 @@ def parallel_unsupported(cfg: DictConfig) -> str | None:
 
 
 def _teacher_cfg(cfg: DictConfig) -> DictConfig:
-    """The teacher's run config, built as ``obtain_teacher`` builds it."""
+    """Build the teacher's run config as ``obtain_teacher`` builds it."""
     from omegaconf import OmegaConf
 
     tcfg = to_container(cfg.method.teacher)
@@ -182,7 +181,7 @@ def _swap_dropout(module: nn.Module) -> None:
 
 
 def _loader_iter_draw(g: torch.Generator) -> None:
-    """The one int64 a DataLoader iterator draws from the global stream (``_base_seed``)."""
+    """Draw the one int64 a DataLoader iterator draws from the global stream (``_base_seed``)."""
     torch.empty((), dtype=torch.int64).random_(generator=g)
 
 
@@ -207,8 +206,11 @@ class _Setup:
 
 
 def _setup(member: Member, teacher: tuple[MERModel, Tensor | None] | None = None) -> _Setup:
-    """Build the member as ``fit_fold`` does; ``teacher``: its model and the global random
-    state the sequential fit has after training it (``None`` for a loaded checkpoint)."""
+    """Build the member as ``fit_fold`` does.
+
+    ``teacher``: its model and the global random state the sequential fit has after
+    training it (``None`` for a loaded checkpoint).
+    """
     prep, fold = member.prep, member.fold
     cfg, ds, target = prep.cfg, prep.dataset, prep.target
     L.seed_everything(int(cfg.seed), workers=True, verbose=False)
