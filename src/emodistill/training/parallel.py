@@ -492,6 +492,7 @@ def _train_chunk(setups: list[_Setup], dev: torch.device) -> None:
     have_best = [False] * len(setups)
     active = list(range(len(setups)))  # positions (in setups) of the stacked rows
     mask_cache: dict[int, list[tuple[float, torch.Size]]] = {}
+    val_metrics = metric_collection(target, prefix="val/")  # reset before each member's use
 
     def call(p: dict[str, Tensor], b: dict[str, Tensor], batch: dict[str, Any],
              masks: list[Tensor], want: str, t: dict[str, Tensor]) -> Any:
@@ -612,7 +613,8 @@ def _train_chunk(setups: list[_Setup], dev: torch.device) -> None:
         finished = []
         for j, pos in enumerate(active):
             s = setups[pos]
-            mc = metric_collection(target, prefix="val/")
+            mc = val_metrics
+            mc.reset()
             mc.update(preds[j].detach().cpu(), vt[j].cpu())
             row: dict[str, float] = {"epoch": epoch}
             vals = {f"val/{'task_loss' if k == 'task' else k}": float(v[j])
