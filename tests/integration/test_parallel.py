@@ -110,3 +110,22 @@ def test_benchmark_refuses_a_bad_parallel_value(tmp_path):
         run_benchmark(dataset="synthetic", methods=["late_fusion"], seeds=[1],
                       overrides=["dataset.n=80", "train.max_epochs=1"],
                       output_dir=tmp_path, parallel="fast")
+
+
+def test_benchmark_parallel_and_sequential_give_the_same_table_and_say_which(tmp_path, caplog):
+    import logging
+
+    from emodistill.training.benchmark import run_benchmark
+
+    common = dict(dataset="synthetic", methods=["late_fusion"], seeds=[1, 2],
+                  overrides=["dataset.n=120", "train.max_epochs=2", "train.progress_bar=false",
+                             "method.hidden=8", "method.encoder_layers=1"], output_dir=tmp_path)
+    with caplog.at_level(logging.INFO, logger="emodistill"):
+        par = run_benchmark(**common, name="par", parallel="2")
+        seq = run_benchmark(**common, name="seq", parallel="off")
+    assert "late_fusion: 2 seed(s) x folds trained in parallel (chunk 2)" in caplog.text
+    assert "--parallel off: one fit per seed and fold" in caplog.text
+    cols = ["acc", "f1_macro", "f1_weighted"]
+    assert (par.per_seed[cols] - seq.per_seed[cols]).abs().max().max() < 1e-5
+    assert sorted(p.name for p in (par.path / "runs").iterdir()) == sorted(
+        p.name for p in (seq.path / "runs").iterdir())
