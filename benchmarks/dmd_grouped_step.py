@@ -10,7 +10,8 @@ modes (eval, same weights).
 
 Usage (from the repository root)::
 
-    OMP_NUM_THREADS=1 python benchmarks/dmd_grouped_step.py --reps 6 --out benchmarks/dmd_grouped_step.md
+    OMP_NUM_THREADS=1 python benchmarks/dmd_grouped_step.py --reps 6 \
+        --out benchmarks/dmd_grouped_step.md
     python benchmarks/dmd_grouped_step.py --device cuda --reps 50 --out ...
 """
 
