@@ -15,6 +15,10 @@ Variants (each in its own subprocess, so peak memory is per variant):
 * ``bf16``: eager under ``torch.autocast(bfloat16)``;
 * ``compile``: ``model.compile()`` (TorchInductor), fp32;
 * ``compile_bf16``: both;
+* ``grouped``: eager fp32 with ``grouped_transformers=true`` (the six cross-modal,
+  the three memory and the three self-attention transformers each run as one
+  batched module; same weights);
+* ``grouped_compile``: both;
 * ``eager_host_data`` (CUDA only): data kept on the host and copied per batch
   (every other variant keeps the whole dataset on the device).
 
@@ -53,7 +57,8 @@ from pathlib import Path
 
 import torch
 
-VARIANTS = ("eager_loop_margin", "eager", "bf16", "compile", "compile_bf16")
+VARIANTS = ("eager_loop_margin", "eager", "grouped", "bf16", "compile", "compile_bf16",
+            "grouped_compile")
 N_TRAIN, N_EVAL, BATCH, ACCUM, CLIP, LR = 1284, 256, 16, 10, 0.6, 1e-4
 SHAPES = {"text": (50, 768, 1.0), "audio": (50, 5, 0.3), "vision": (50, 20, 0.3)}
 
@@ -108,10 +113,11 @@ def worker(variant: str, device: str, batches: int, warmup: int, outdir: Path) -
     gc.collect()
     rss0 = _current_rss_mb()  # data (and the interpreter) already resident
     peak_reset = _reset_peak_rss()
-    params = {"margin_impl": "loop" if variant == "eager_loop_margin" else "vectorized"}
+    params = {"margin_impl": "loop" if variant == "eager_loop_margin" else "vectorized",
+              "grouped_transformers": variant.startswith("grouped")}
     model = build_method("dmd", spec=ds.spec, target=ds.spec.target("sentiment"),
                          params=params).to(dev)
-    if variant.startswith("compile"):
+    if "compile" in variant:
         model.compile()
     bf16 = variant.endswith("bf16")
     opt = torch.optim.Adam(model.parameters(), lr=LR)

@@ -81,6 +81,7 @@ def _cmd_benchmark(a: argparse.Namespace) -> int:
         dataset=a.dataset, methods=[m for m in a.methods.split(",") if m],
         seeds=parse_seeds(a.seeds), experiment=a.experiment, overrides=a.overrides,
         output_dir=a.output, name=a.name, resume=a.resume, reference=a.reference,
+        parallel=a.parallel,
     )
     print(res.markdown)
     extra = ", paired.csv" if res.paired is not None else ""
@@ -195,6 +196,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--reference", default=None, metavar="METHOD",
                    help="add each method's per-seed paired difference to METHOD "
                         "(and the count of seeds where it is better)")
+    b.add_argument("--parallel", default="auto", metavar="auto|off|N",
+                   help="train the seeds x folds of a method that supports it as one stacked "
+                        "model (N: at most N members at once; off: one fit after another)")
     b.add_argument("overrides", nargs="*")
     b.set_defaults(fn=_cmd_benchmark)
 

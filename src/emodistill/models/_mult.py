@@ -29,7 +29,19 @@ import math
 import torch
 from torch import Tensor, nn
 
-__all__ = ["sinusoidal_positions", "MulTLayer", "MulTEncoder", "last_real_step"]
+__all__ = ["sinusoidal_positions", "MulTLayer", "MulTEncoder", "last_real_step", "run_grouped",
+           "groupable"]
+
+
+class _Group:
+    """Set while :func:`run_grouped` runs a group of encoders as one vmapped module."""
+
+    active: bool = False
+    #: per-encoder attention-dropout rate (a batched 0-d tensor inside the vmap)
+    p: Tensor | None = None
+
+
+_GROUP = _Group()
 
 
 def sinusoidal_positions(mask: Tensor, dim: int) -> Tensor:
@@ -120,14 +132,17 @@ class _Attention(nn.Module):
         kk = kk.view(B, Tk, h, D // h).transpose(1, 2)
         vv = vv.view(B, Tk, h, D // h).transpose(1, 2)
         p = self.dropout if self.training else 0.0
-        manual = self.impl == "manual" or (self.impl == "auto" and p > 0
-                                           and q.device.type == "cpu")
+        gp = _GROUP.p if (_GROUP.active and self.training) else None
+        manual = _GROUP.active or self.impl == "manual" or (
+            self.impl == "auto" and p > 0 and q.device.type == "cpu")
         if manual:
             att = (qq @ kk.transpose(-1, -2)) * (D // h) ** -0.5
             if allowed is not None:
                 att = att.masked_fill(~allowed, float("-inf"))
             att = att.softmax(-1)
-            if p > 0:
+            if gp is not None:  # grouped: each encoder's own rate
+                att = att.masked_fill(torch.rand_like(att) < gp, 0.0) / (1.0 - gp)
+            elif p > 0:
                 att = att.masked_fill(torch.rand_like(att) < p, 0.0) * (1.0 / (1.0 - p))
             out = att @ vv
         else:
@@ -257,3 +272,70 @@ def last_real_step(x: Tensor, mask: Tensor) -> Tensor:
     idx = torch.where(mask, steps, -1).amax(1)
     idx = torch.where(idx < 0, T - 1, idx)
     return x[torch.arange(x.shape[0], device=x.device), idx]
+
+
+def _signature(enc: MulTEncoder) -> tuple:
+    """Everything but the weights and the attention-dropout rate that makes two encoders differ."""
+    rates = {float(layer.attn.dropout) for layer in enc.layers}
+    return (enc.dim, enc.causal, enc.key_padding_mask, len(enc.layers), len(rates),
+            float(enc.embed_dropout.p), enc.layers[0].attn.heads,
+            float(enc.layers[0].relu_dropout.p), float(enc.layers[0].res_dropout.p),
+            tuple((n, tuple(p.shape)) for n, p in enc.named_parameters()))
+
+
+def groupable(encoders: list[MulTEncoder]) -> bool:
+    """Tell whether ``encoders`` can run as one group.
+
+    They must share shapes and settings except the attention-dropout rate, which may
+    differ per encoder (one rate per encoder).
+    """
+    sigs = {_signature(e) for e in encoders}
+    return len(sigs) == 1 and next(iter(sigs))[4] == 1
+
+
+def run_grouped(encoders: list[MulTEncoder], x: Tensor, mask: Tensor, kv: Tensor | None = None,
+                mask_kv: Tensor | None = None) -> Tensor:
+    """Run ``G`` encoders of one shape as one batched module (one kernel per layer, not ``G``).
+
+    The weights are stacked on the fly (``torch.stack`` of the encoders' own parameters,
+    so gradients reach them and checkpoints keep their layout) and one
+    ``torch.func.vmap`` runs the encoder code over the group.
+
+    Parameters
+    ----------
+    encoders : list of MulTEncoder
+        ``G`` encoders with :func:`groupable` true.
+    x : Tensor
+        ``[G, B, T_q, D]`` queries (encoder ``g`` gets ``x[g]``).
+    mask : Tensor
+        ``[G, B, T_q]`` bool.
+    kv, mask_kv : Tensor, optional
+        ``[G, B, T_k, D]`` and ``[G, B, T_k]`` for cross-modal attention.
+
+    Returns
+    -------
+    Tensor
+        ``[G, B, T_q, D]``: equal to ``encoders[g](x[g], mask[g], kv[g], mask_kv[g])``
+        (to rounding; dropout masks are drawn differently).
+    """
+    from torch.func import functional_call, vmap
+
+    base = encoders[0]
+    named = [dict(e.named_parameters()) for e in encoders]
+    stacked = {n: torch.stack([d[n] for d in named]) for n in named[0]}
+    rates = torch.tensor([float(e.layers[0].attn.dropout) for e in encoders], dtype=x.dtype,
+                         device=x.device)
+
+    def one(params: dict[str, Tensor], x: Tensor, mask: Tensor, kv: Tensor | None,
+            mask_kv: Tensor | None, rate: Tensor) -> Tensor:
+        _GROUP.p = rate
+        return functional_call(base, params, (x, mask, kv, mask_kv))
+
+    _GROUP.active = True
+    try:
+        if kv is None:
+            return vmap(lambda p, a, m, r: one(p, a, m, None, None, r),
+                        randomness="different")(stacked, x, mask, rates)
+        return vmap(one, randomness="different")(stacked, x, mask, kv, mask_kv, rates)
+    finally:
+        _GROUP.active, _GROUP.p = False, None

@@ -121,6 +121,10 @@ class MERModel(nn.Module):
     min_modalities: int = 1
     #: True for teacher → student methods whose loss needs the ``teacher`` argument
     requires_teacher: bool = False
+    #: True when the method can train as one member of a stacked model
+    #: (``emodistill.training.parallel``): its forward and loss are pure tensor code
+    #: (no data-dependent Python control flow, no optimiser of its own)
+    parallel_ok: bool = False
 
     # Optional hooks the engine calls when a method defines them:
     #

@@ -64,6 +64,8 @@ class Unimodal(EncodersMixin):
         The modality to use (required unless the dataset has only one).
     """
 
+    parallel_ok = True
+
     def __init__(self, *, modality: str | None = None, **kw: Any) -> None:
         spec = kw["spec"]
         if modality is None:
@@ -86,6 +88,8 @@ class Unimodal(EncodersMixin):
 @METHODS.register("feature_fusion")
 class FeatureFusion(EncodersMixin):
     """Intermediate fusion: per-modality encoders, concatenated features, joint head."""
+
+    parallel_ok = True
 
     def __init__(self, **kw: Any) -> None:
         super().__init__(**kw)
@@ -112,6 +116,8 @@ class EarlyFusion(MERModel):
     ----------
     encoder, hidden, encoder_layers, dropout : see :class:`EncodersMixin`.
     """
+
+    parallel_ok = True
 
     def __init__(self, *, encoder: str = "auto", hidden: int = 128, encoder_layers: int = 2,
                  dropout: float = 0.1, **kw: Any) -> None:
@@ -155,6 +161,8 @@ class LateFusion(EncodersMixin):
     aux_weight : float
         Weight of the mean per-modality task loss added to the fused task loss.
     """
+
+    parallel_ok = True
 
     def __init__(self, *, aux_weight: float = 1.0, **kw: Any) -> None:
         super().__init__(**kw)

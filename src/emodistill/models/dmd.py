@@ -41,7 +41,7 @@ from torch import Tensor, nn
 from emodistill.data.batch import Batch
 from emodistill.distill.gd_unit import GDUnit
 from emodistill.errors import ConfigError
-from emodistill.models._mult import MulTEncoder, last_real_step
+from emodistill.models._mult import MulTEncoder, groupable, last_real_step, run_grouped
 from emodistill.models.base import METHODS, MERModel, ModelOutput
 
 __all__ = [
@@ -303,6 +303,13 @@ class DMD(MERModel):
         False for HomoGD — computed but unused — and True for HeteroGD).
     detach_edge_inputs : bool
         Stop gradients from the edge networks into the backbone (reference: False).
+    grouped_transformers : bool
+        Run the cross-modal transformers, the memory transformers and the
+        self-attention transformers each as one batched module (one kernel per layer
+        for the group; see :func:`~emodistill.models._mult.run_grouped`) when their
+        inputs share one length (aligned data). The weights and the checkpoint layout
+        are unchanged, so old checkpoints load either way; outputs equal the separate
+        modules' to rounding (dropout masks are drawn in another order).
     loss_weights : mapping, optional
         Overrides of :data:`DEFAULT_LOSS_WEIGHTS`; a zero weight skips the term.
     """
@@ -354,9 +361,11 @@ class DMD(MERModel):
         hetero_repr_in_loss: bool = True,
         detach_edge_inputs: bool = False,
         loss_weights: Mapping[str, float] | None = None,
+        grouped_transformers: bool = False,
         **base: Any,
     ) -> None:
         super().__init__(**base)
+        self.grouped_transformers = bool(grouped_transformers)
         mods = self.modalities
         M, d = len(mods), d_model
         if d % num_heads:
@@ -552,16 +561,25 @@ class DMD(MERModel):
                                    self.homo_out[m], self.homo_repr_post_relu)
             st[f"c_align/{m}"] = self.align_c[m](flat)
             st[f"homo_logit/{m}"], st[f"homo_repr/{m}"] = z, rep
-            c_last.append(last_real_step(self.self_attn_c[m](c, masks[m]), masks[m]))
+        sa = self._encoders([self.self_attn_c[m] for m in mods],
+                            [(st[f"c/{m}"], masks[m], None, None) for m in mods])
+        for m, h in zip(mods, sa, strict=True):
+            c_last.append(last_real_step(h, masks[m]))
         c_fusion = torch.cat(c_last, -1)
         st["logits_c"], _, _ = self._head(c_fusion, self.c_proj1, self.c_proj2, self.c_out)
 
         # heterogeneous branch
         h_last = {}
+        pairs = [(t, s) for t in mods for s in mods if s != t]
+        cross = dict(zip(pairs, self._encoders(
+            [self.cross[f"{t}<-{s}"] for t, s in pairs],
+            [(st[f"s/{t}"], masks[t], st[f"s/{s}"], masks[s]) for t, s in pairs]), strict=True))
+        mem = dict(zip(mods, self._encoders(
+            [self.memory[t] for t in mods],
+            [(torch.cat([cross[(t, s)] for s in mods if s != t], -1), masks[t], None, None)
+             for t in mods]), strict=True))
         for t in mods:
-            parts = [self.cross[f"{t}<-{s}"](st[f"s/{t}"], masks[t], st[f"s/{s}"], masks[s])
-                     for s in mods if s != t]
-            h = self.memory[t](torch.cat(parts, -1), masks[t])
+            h = mem[t]
             st[f"hetero_seq/{t}"] = h
             h_last[t] = last_real_step(h, masks[t])
             z, _, q = self._head(h_last[t], self.het_proj1[t], self.het_proj2[t],
@@ -594,6 +612,23 @@ class DMD(MERModel):
             fused=fused,
             aux=st,
         )
+
+    def _encoders(self, encoders: list[MulTEncoder],
+                  args: list[tuple[Tensor, Tensor, Tensor | None, Tensor | None]]
+                  ) -> list[Tensor]:
+        """Run each encoder on its ``(x, mask, kv, mask_kv)``.
+
+        As one group when enabled and the encoders and input shapes allow it, else
+        one after another.
+        """
+        if self.grouped_transformers and len(encoders) > 1 and groupable(encoders):
+            shapes = {tuple(tuple(a.shape) if a is not None else None for a in arg)
+                      for arg in args}
+            if len(shapes) == 1:
+                cols = list(zip(*args, strict=True))
+                x, mask, kv, mkv = (None if c[0] is None else torch.stack(c) for c in cols)
+                return list(run_grouped(encoders, x, mask, kv, mkv).unbind(0))
+        return [enc(*arg) for enc, arg in zip(encoders, args, strict=True)]
 
     @staticmethod
     def _as2d(z: Tensor) -> Tensor:

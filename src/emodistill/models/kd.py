@@ -104,6 +104,7 @@ class HintonKD(MERModel):
     """
 
     requires_teacher = True
+    parallel_ok = True
 
     def __init__(self, *, student: dict[str, Any] | None = None, modality: str | None = None,
                  teacher: MERModel | None = None, ce_weight: float = 1.0, kd_weight: float = 1.0,

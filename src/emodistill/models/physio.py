@@ -282,6 +282,8 @@ class PhysioStudent(MERModel):
         Classifier hidden width and dropout (EmotionKD: 128, 0.5).
     """
 
+    parallel_ok = True
+
     def __init__(self, *, modality: str | None = None, width: int = 64, depth: int = 3,
                  heads: int = 8, ff: int | None = None, dropout: float = 0.1,
                  tokenizer: TokenizerName = "auto", kernel_size: int = 32, stride: int = 8,
@@ -341,6 +343,8 @@ class PhysioTeacher(MERModel):
     fusion : {"concat", "sum"}
         How the gated modality features are combined.
     """
+
+    parallel_ok = True
 
     min_modalities = 1
 

@@ -112,6 +112,7 @@ def run_benchmark(
     name: str | None = None,
     resume: bool = False,
     reference: str | None = None,
+    parallel: str | int = "off",
 ) -> BenchmarkResult:
     """Run ``methods`` × ``seeds`` on ``dataset`` and write the tables.
 
@@ -123,6 +124,10 @@ def run_benchmark(
     With ``reference`` (a method entry or its label, e.g. ``logistic`` or
     ``unimodal(text)``), every other method's per-seed difference to it is
     added (``paired.csv`` and a second table in ``summary.md``).
+    With ``parallel`` (``"auto"`` or a chunk size N), the seeds × folds of a method
+    that supports it train as one stacked model (``emodistill.training.parallel``,
+    at most N members at once); other methods, and ``"off"``, fit one run after
+    another. Which path each method took is logged.
     """
     seeds = [check_seed(s, what="seeds") for s in seeds]  # before any folder exists
     base = compose(dataset=dataset, method=methods[0].partition(":")[0],
@@ -146,11 +151,17 @@ def run_benchmark(
         raise ConfigError(f"--resume: no benchmark folder {folder}; run it once without --resume")
     out = folder if resume else unique_dir(folder)
     rows = []
+    finished = {key: _finished_run(out / "runs" / cfg.run_name, cfg) if resume else None
+                for key, cfg in cfgs.items()}
+    in_parallel = _run_parallel_entries(cfgs, finished, ds, out / "runs", parallel)
     for (label, seed), cfg in cfgs.items():
-        done = _finished_run(out / "runs" / cfg.run_name, cfg) if resume else None
+        done = finished[(label, seed)]
         if done is not None:
             log.info("benchmark: %s seed %d read back from %s", label, seed, done[0])
             n_folds, mean = done[1], done[2]
+        elif (label, seed) in in_parallel:
+            res = in_parallel[(label, seed)]
+            n_folds, mean = len(res.folds), res.mean
         else:
             log.info("benchmark: %s seed %d", label, seed)
             res = run_experiment(cfg, dataset=ds, output_dir=out / "runs")
@@ -171,6 +182,39 @@ def run_benchmark(
     atomic_write(out / "summary.csv", lambda f: summary.to_csv(f))
     atomic_write(out / "summary.md", lambda f: f.write(md))
     return BenchmarkResult(per_seed, summary, md, out, paired)
+
+
+def _run_parallel_entries(
+    cfgs: dict[tuple[str, int], Any], finished: dict[tuple[str, int], Any], ds: Any,
+    runs_dir: Path, parallel: str | int,
+) -> dict[tuple[str, int], Any]:
+    """Train every method that supports it on the parallel path; return its results by key."""
+    from emodistill.training.parallel import parallel_unsupported, run_parallel
+
+    mode = str(parallel).strip().lower()
+    if mode in ("off", "0", "false", "no"):
+        log.info("benchmark: --parallel off: one fit per seed and fold")
+        return {}
+    if mode != "auto" and not (mode.isdigit() and int(mode) > 0):
+        raise ConfigError(f"--parallel {parallel!r}; use auto, off or a positive chunk size N")
+    max_chunk = None if mode == "auto" else int(mode)
+    todo: dict[str, list[tuple[str, int]]] = {}
+    for key in cfgs:
+        if finished[key] is None:
+            todo.setdefault(key[0], []).append(key)
+    out = {}
+    for label, keys in todo.items():
+        why = parallel_unsupported(cfgs[keys[0]])
+        if why is not None:
+            log.info("benchmark: %s: one fit per seed and fold (parallel path not used: %s)",
+                     label, why)
+            continue
+        log.info("benchmark: %s: %d seed(s) x folds trained in parallel (chunk %s)", label,
+                 len(keys), max_chunk or "auto")
+        results = run_parallel([cfgs[k] for k in keys], dataset=ds, output_dir=runs_dir,
+                               max_chunk=max_chunk)
+        out.update(zip(keys, results, strict=True))
+    return out
 
 
 def _reference_label(reference: str, entries: list[MethodEntry]) -> str:

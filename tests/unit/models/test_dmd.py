@@ -359,3 +359,45 @@ def test_attention_implementations_agree():
         outs = torch.stack([man(q, kv, None) for _ in range(400)])
     assert not torch.allclose(outs[0], ref)
     torch.testing.assert_close(outs.mean(0), ref, atol=0.1, rtol=0.1)
+
+
+def test_grouped_transformers_equal_the_separate_modules_and_share_the_checkpoint():
+    import copy
+
+    import emodistill.models.dmd as dmd_module
+
+    spec = _spec({"text": (6, 10), "audio": (6, 4), "vision": (6, 5)})  # aligned: one length
+    torch.manual_seed(0)
+    sep = _model(spec)
+    grp = copy.deepcopy(sep)
+    grp.grouped_transformers = True
+    b = _batch(spec, lengths={m: torch.tensor([6, 4, 6, 2, 6, 5]) for m in spec.modality_names})
+    groups: list[int] = []
+    real = dmd_module.run_grouped
+    dmd_module.run_grouped = lambda encs, *a: groups.append(len(encs)) or real(encs, *a)
+    try:
+        sep.eval(), grp.eval()
+        with torch.no_grad():
+            torch.testing.assert_close(grp(b).preds, sep(b).preds, atol=1e-5, rtol=1e-5)
+        assert groups == [3, 6, 3]  # self-attention, cross-modal, memory transformers
+        for m in (sep, grp):  # training without dropout: same loss and gradients
+            m.train()
+            for mod in m.modules():
+                if isinstance(mod, torch.nn.Dropout):
+                    mod.p = 0.0
+                if isinstance(getattr(mod, "dropout", None), float):
+                    mod.dropout = 0.0
+            m.loss(b, m(b))["loss"].backward()
+        for (n, p), q in zip(sep.named_parameters(), grp.parameters(), strict=True):
+            assert q.grad is not None, n
+            torch.testing.assert_close(q.grad, p.grad, atol=1e-5, rtol=1e-4, msg=n)
+    finally:
+        dmd_module.run_grouped = real
+    assert list(sep.state_dict()) == list(grp.state_dict())  # old checkpoints load either way
+    # with dropout on, grouped training runs and draws each encoder's own attention rate
+    g2 = _model(spec, grouped_transformers=True).train()
+    g2.loss(b, g2(b))["loss"].backward()
+    # unaligned inputs fall back to the separate modules
+    un = _model(_spec({"text": (6, 10), "audio": (4, 4)}), grouped_transformers=True).eval()
+    with torch.no_grad():
+        un(_batch(_spec({"text": (6, 10), "audio": (4, 4)})))

@@ -1,0 +1,782 @@
+"""Members in parallel: N independent fits of one small method trained as one batched model.
+
+A *member* is one fit of ``fit_fold`` (one seed on one fold). Members of the same
+method and part sizes are trained together: their parameters are stacked
+(``torch.func.stack_module_state``) and one ``torch.func.vmap`` over the member axis
+runs every member's own forward and ``loss`` (the method's code, unchanged) on its
+own batch. Each member keeps everything a sequential fit has:
+
+* its data parts and normalisation (fitted on its own training part);
+* its initialisation: the model is built exactly as ``fit_fold`` builds it (after
+  ``seed_everything(seed)``), so the initial weights are identical;
+* its shuffling: a ``torch.Generator`` seeded by the seed, drawn as the sequential
+  ``RandomSampler`` draws it;
+* its dropout: every ``nn.Dropout`` draws its mask from a per-member generator that
+  continues the global random stream the sequential fit would use (its state right
+  after the model is built; the one ``int64`` each DataLoader iterator draws is drawn
+  too). On CPU the masks are therefore the very masks of the sequential fit (on a GPU
+  they are drawn on the host from the same generators, while a sequential GPU fit draws
+  on the device: equal in distribution only). Random
+  ops other than ``nn.Dropout`` (attention-weight dropout inside
+  ``nn.MultiheadAttention``) draw independent per-member values under
+  ``vmap(randomness="different")``, which are *not* the sequential draws: such a
+  method matches the sequential path in distribution only (set its attention dropout
+  to 0 to compare draw for draw);
+* its optimiser (Adam / AdamW, elementwise, so stacking changes nothing), its own
+  ``ReduceLROnPlateau`` learning rate, early stopping and best-checkpoint selection on
+  its own validation part (Lightning's rules: strict improvement, first best epoch);
+* its single test evaluation on the selected weights, and its own fold folder with
+  the files ``fit_fold`` writes (``metrics.csv``, ``predictions.csv``,
+  ``test_metrics.json``, ``model.pt``).
+
+Members that stop early leave the stack (it is compacted), so they cost nothing
+afterwards. Members are trained in chunks whose size bounds memory.
+
+A method opts in with the class attribute ``parallel_ok = True``;
+:func:`parallel_unsupported` names the reason a config cannot use this path, and
+the benchmark then falls back to one fit per member.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import lightning as L
+import torch
+from omegaconf import DictConfig
+from torch import Tensor, nn
+
+from emodistill._fs import atomic_write
+from emodistill.checkpoint import save_checkpoint
+from emodistill.config import to_container
+from emodistill.data.batch import Batch
+from emodistill.data.dataset import MultimodalDataset
+from emodistill.data.normalize import Standardizer
+from emodistill.data.protocols import Fold
+from emodistill.metrics import metric_collection
+from emodistill.models import METHODS, MERModel, build_method
+from emodistill.training.run import (
+    FoldResult,
+    Prepared,
+    RunResult,
+    _write_predictions,
+    fold_fingerprint,
+)
+
+__all__ = ["Member", "parallel_unsupported", "fit_members", "run_parallel", "chunk_size"]
+
+log = logging.getLogger(__name__)
+
+_PARTS = ("train", "valid", "test")
+
+
+@dataclass
+class Member:
+    """One fit to run: ``fit_fold(prep, fold, out)`` done in parallel with others."""
+
+    prep: Prepared
+    fold: Fold
+    out: Path
+
+
+def parallel_unsupported(cfg: DictConfig) -> str | None:
+    """Return why ``cfg`` cannot train on the parallel path, or ``None`` if it can."""
+    name = str(cfg.method.name)
+    cls = METHODS.get(name)
+    if not getattr(cls, "parallel_ok", False):
+        return f"method {name!r} does not declare parallel_ok"
+    if callable(getattr(cls, "training_step", None)):
+        return f"method {name!r} runs its own optimisation steps"
+    teacher = cfg.method.get("teacher")
+    if teacher is not None:
+        if str(cfg.method.get("teacher_mode", "eval")) != "eval":
+            return "method.teacher_mode=train draws teacher dropout; only eval is supported"
+        if not teacher.get("checkpoint"):
+            if not teacher.get("method"):
+                return "method.teacher has neither checkpoint nor method"
+            why = parallel_unsupported(_teacher_cfg(cfg))
+            if why is not None:
+                return f"its teacher cannot train in parallel ({why})"
+    t = cfg.train
+    checks = {
+        "train.optimizer": (t.get("optimizer", "adamw") in ("adam", "adamw"), "adam or adamw"),
+        "train.scheduler": (t.get("scheduler", "none") in ("plateau", "none"), "plateau/none"),
+        "train.gradient_clip_val": (t.get("gradient_clip_val") is None, "null"),
+        "train.accumulate_grad_batches": (int(t.accumulate_grad_batches) == 1, "1"),
+        "train.precision": (str(t.precision) in ("32-true", "32"), "32-true"),
+        "train.compile": (not t.compile, "false"),
+        "train.strategy": (str(t.strategy) == "auto" and int(t.devices) == 1,
+                           "auto on one device"),
+    }
+    for key, (ok, want) in checks.items():
+        if not ok:
+            return f"{key} is not supported in parallel (needs {want})"
+    if int(t.max_epochs) < 1:
+        return "train.max_epochs=-1 (unbounded) is not supported in parallel"
+    return None
+
+
+def _teacher_cfg(cfg: DictConfig) -> DictConfig:
+    """Build the teacher's run config as ``obtain_teacher`` builds it."""
+    from omegaconf import OmegaConf
+
+    tcfg = to_container(cfg.method.teacher)
+    sub = OmegaConf.create(to_container(cfg))
+    sub.method = tcfg["method"]
+    sub.method_config = f"teacher-{tcfg['method']['name']}"
+    if tcfg.get("train"):
+        sub.train = OmegaConf.merge(sub.train, tcfg["train"])
+    return sub
+
+
+# -- per-member randomness ---------------------------------------------------------------------
+
+
+class _Draws:
+    """Dropout masks handed to the vmapped forward (set per step by the engine)."""
+
+    record: list[tuple[float, torch.Size]] | None = None
+    masks: list[Tensor] = []
+    pos: int = 0
+
+
+_DRAWS = _Draws()
+
+
+class _MemberDropout(nn.Module):
+    """``nn.Dropout`` whose mask comes from the member's own generator (see module doc)."""
+
+    def __init__(self, p: float) -> None:
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: Tensor) -> Tensor:  # noqa: D102
+        if not self.training or self.p == 0.0 or x.numel() == 0:
+            return x
+        if self.p == 1.0:
+            return x * torch.zeros((), dtype=x.dtype, device=x.device)
+        if _DRAWS.record is not None:  # shape probe (outside vmap)
+            _DRAWS.record.append((self.p, x.shape))
+            return x
+        mask = _DRAWS.masks[_DRAWS.pos]
+        _DRAWS.pos += 1
+        return x * mask
+
+
+def _swap_dropout(module: nn.Module) -> None:
+    for name, child in module.named_children():
+        if type(child) is nn.Dropout:
+            setattr(module, name, _MemberDropout(float(child.p)))
+        else:
+            _swap_dropout(child)
+
+
+def _loader_iter_draw(g: torch.Generator) -> None:
+    """Draw the one int64 a DataLoader iterator draws from the global stream (``_base_seed``)."""
+    torch.empty((), dtype=torch.int64).random_(generator=g)
+
+
+# -- setup of one member (the same steps as fit_fold) ------------------------------------------
+
+
+@dataclass
+class _Setup:
+    member: Member
+    cfg: DictConfig
+    parts: dict[str, MultimodalDataset]
+    std: Standardizer | None
+    model: MERModel
+    drop_gen: torch.Generator
+    shuffle_gen: torch.Generator
+    # filled while training
+    rows: list[dict[str, float]] = field(default_factory=list)
+    best_epoch: int = -1
+    best_val: float = float("nan")
+    test: dict[str, float] = field(default_factory=dict)
+    test_outputs: list[Any] = field(default_factory=list)
+
+
+def _setup(member: Member, teacher: tuple[MERModel, Tensor | None] | None = None) -> _Setup:
+    """Build the member as ``fit_fold`` does.
+
+    ``teacher``: its model and the global random state the sequential fit has after
+    training it (``None`` for a loaded checkpoint).
+    """
+    prep, fold = member.prep, member.fold
+    cfg, ds, target = prep.cfg, prep.dataset, prep.target
+    L.seed_everything(int(cfg.seed), workers=True, verbose=False)
+    parts = {k: ds.subset(getattr(fold, k)) for k in _PARTS}
+    if ds.post_split is not None:
+        parts = {k: ds.post_split(v) for k, v in parts.items()}
+    std = Standardizer.fit(parts["train"]) if cfg.dataset.normalize else None
+    if std is not None:
+        parts = {k: std.transform(v) for k, v in parts.items()}
+    params = to_container(cfg.method)
+    name = params.pop("name")
+    params.setdefault("modalities", prep.modalities)
+    if params.get("teacher") is not None:
+        assert teacher is not None
+        params["teacher"] = teacher[0]
+        if teacher[1] is not None:
+            torch.set_rng_state(teacher[1])
+    prepare_fold = getattr(METHODS.get(name), "prepare_fold", None)
+    if prepare_fold is not None:
+        params.update(prepare_fold(prep, fold, member.out, params))
+    model = build_method(name, spec=parts["train"].spec, target=target, params=params)
+    drop_gen = torch.Generator()
+    drop_gen.set_state(torch.get_rng_state())  # the global stream as the fit would continue it
+    shuffle_gen = torch.Generator().manual_seed(int(cfg.seed))
+    return _Setup(member, cfg, parts, std, model, drop_gen, shuffle_gen)
+
+
+def _signature(s: _Setup) -> tuple:
+    shapes = tuple((k, tuple(v.shape)) for k, v in s.model.state_dict().items())
+    sizes = tuple(len(s.parts[k]) for k in _PARTS)
+    t = s.cfg.train
+    train = (int(t.batch_size), int(t.max_epochs), str(t.monitor), str(t.mode),
+             str(t.get("scheduler", "none")), str(t.get("optimizer", "adamw")))
+    return (type(s.model).__name__, str(s.cfg.method), shapes, sizes, train)
+
+
+# -- the stacked optimiser (torch's single-tensor Adam/AdamW, per-member lr) -------------------
+
+
+class _StackedAdam:
+    """Adam/AdamW over stacked ``[N, ...]`` parameters; the learning rate is per member.
+
+    The update is torch's ``_single_tensor_adam`` elementwise, so member ``i`` gets
+    exactly the step its own optimiser would make (bit for bit while all members
+    share one learning rate; to rounding once ``ReduceLROnPlateau`` has split them).
+    """
+
+    def __init__(self, params: dict[str, Tensor], train_cfg: dict[str, Any]) -> None:
+        self.decoupled = train_cfg.get("optimizer", "adamw") == "adamw"
+        self.wd = float(train_cfg.get("weight_decay", 0.0))
+        self.beta1, self.beta2, self.eps = 0.9, 0.999, 1e-8
+        self.params = params
+        self.exp_avg = {k: torch.zeros_like(v) for k, v in params.items()}
+        self.exp_avg_sq = {k: torch.zeros_like(v) for k, v in params.items()}
+        self.step_count = 0
+
+    def keep(self, idx: Tensor) -> None:
+        self.exp_avg = {k: v[idx] for k, v in self.exp_avg.items()}
+        self.exp_avg_sq = {k: v[idx] for k, v in self.exp_avg_sq.items()}
+
+    @torch.no_grad()
+    def step(self, params: dict[str, Tensor], lrs: list[float]) -> None:
+        self.step_count += 1
+        step = self.step_count
+        same = all(lr == lrs[0] for lr in lrs)
+        bc1 = 1 - self.beta1**step
+        bc2_sqrt = (1 - self.beta2**step) ** 0.5
+        for k, p in params.items():
+            g = p.grad
+            if g is None:
+                continue
+            shape = (-1,) + (1,) * (p.ndim - 1)
+            if self.wd != 0:
+                if self.decoupled:
+                    if same:
+                        p.mul_(1 - lrs[0] * self.wd)
+                    else:
+                        p.mul_(torch.tensor([1 - lr * self.wd for lr in lrs],
+                                            dtype=p.dtype, device=p.device).view(shape))
+                else:
+                    g = g.add(p, alpha=self.wd)
+            m, v = self.exp_avg[k], self.exp_avg_sq[k]
+            m.lerp_(g, 1 - self.beta1)
+            v.mul_(self.beta2).addcmul_(g, g, value=1 - self.beta2)
+            denom = (v.sqrt() / bc2_sqrt).add_(self.eps)
+            if same:
+                p.addcdiv_(m, denom, value=-(lrs[0] / bc1))
+            else:
+                neg = torch.tensor([-(lr / bc1) for lr in lrs], dtype=p.dtype,
+                                   device=p.device).view(shape)
+                p.add_(neg * m / denom)
+
+
+# -- the engine --------------------------------------------------------------------------------
+
+
+def chunk_size(setups: Sequence[Any], budget_bytes: int | None = None) -> int:
+    """Members per chunk so that stacked state and data stay under ``budget_bytes``.
+
+    The estimate counts, per member, 4 copies of the parameters (weights, gradient,
+    two Adam moments, plus the best copy), the member's data parts, and 32 activations
+    of ``batch_size x widest layer`` per parameter tensor; the default budget is 4 GiB on
+    CPU and half the free memory of a GPU.
+    """
+    if budget_bytes is None:
+        if torch.cuda.is_available():
+            free, _ = torch.cuda.mem_get_info()
+            budget_bytes = free // 2
+        else:
+            budget_bytes = 4 << 30
+    s = setups[0]
+    n_params = sum(p.numel() for p in s.model.parameters())
+    data = sum(v.numel() * v.element_size() for part in s.parts.values()
+               for v in part.features.values())
+    widest = max((p.shape[0] for p in s.model.parameters() if p.ndim >= 1), default=1)
+    bs = int(s.cfg.train.batch_size)
+    acts = 32 * bs * widest * 4 * len(list(s.model.parameters()))
+    per = 5 * n_params * 4 + data + acts
+    return max(1, min(len(setups), budget_bytes // max(per, 1)))
+
+
+def fit_members(
+    members: Sequence[Member],
+    *,
+    max_chunk: int | None = None,
+    device: str | torch.device | None = None,
+) -> list[FoldResult]:
+    """Train ``members`` in parallel and write each one's fold folder.
+
+    Parameters
+    ----------
+    members : sequence of Member
+        Fits of one method (their configs may differ in seed; folds may differ).
+        Every config must pass :func:`parallel_unsupported`.
+    max_chunk : int, optional
+        At most this many members in one stacked model (default: as many as the
+        memory estimate of :func:`chunk_size` allows).
+    device : str or torch.device, optional
+        Where to train (default: ``cuda`` when available and the config's
+        ``train.accelerator`` is not ``cpu``, else ``cpu``).
+
+    Returns
+    -------
+    list of FoldResult
+        In the order of ``members``, as ``fit_fold`` would return them.
+    """
+    return [r for r, _ in _fit(members, max_chunk=max_chunk, device=device)]
+
+
+def _fit(members: Sequence[Member], *, max_chunk: int | None,
+         device: str | torch.device | None) -> list[tuple[FoldResult, _Setup]]:
+    from emodistill.training.run import _load_teacher_checkpoint
+
+    for m in members:
+        why = parallel_unsupported(m.prep.cfg)
+        if why is not None:
+            raise ValueError(f"member {m.out}: {why}")
+    teachers: list[tuple[MERModel, Tensor | None] | None] = [None] * len(members)
+    need = [i for i, m in enumerate(members) if m.prep.cfg.method.get("teacher") is not None]
+    trained = [i for i in need if not members[i].prep.cfg.method.teacher.get("checkpoint")]
+    for i in need:
+        if i not in trained:
+            m = members[i]
+            teachers[i] = (_load_teacher_checkpoint(m.prep.cfg, m.prep.dataset,
+                                                     m.prep.target, m.fold), None)
+    if trained:  # each member's teacher, trained on its fold first (in parallel too)
+        tm = []
+        for i in trained:
+            m = members[i]
+            tprep = Prepared(_teacher_cfg(m.prep.cfg), m.prep.dataset, m.prep.target,
+                             m.prep.modalities, [m.fold])
+            tm.append(Member(tprep, m.fold, m.out / "teacher"))
+        for i, (res, ts) in zip(trained, _fit(tm, max_chunk=max_chunk, device=device),
+                                strict=True):
+            log.info("teacher %s on %s: test %s", ts.cfg.method_config, res.fold, res.test)
+            assert res.model is not None
+            teachers[i] = (res.model, ts.drop_gen.get_state())
+    setups = [_setup(m, t) for m, t in zip(members, teachers, strict=True)]
+    groups: dict[tuple, list[int]] = {}
+    for i, s in enumerate(setups):
+        groups.setdefault(_signature(s), []).append(i)
+    results: dict[int, FoldResult] = {}
+    for idx in groups.values():
+        group = [setups[i] for i in idx]
+        n = chunk_size(group) if max_chunk is None else max(1, min(max_chunk, len(group)))
+        for start in range(0, len(group), n):
+            chunk = group[start:start + n]
+            dev = _device(chunk[0].cfg, device)
+            log.info("parallel: training %d member(s) of %s as one stacked model on %s",
+                     len(chunk), chunk[0].cfg.method.name, dev)
+            was = torch.are_deterministic_algorithms_enabled()
+            torch.use_deterministic_algorithms(bool(chunk[0].cfg.train.deterministic) or was)
+            try:
+                _train_chunk(chunk, dev)
+            finally:
+                torch.use_deterministic_algorithms(was)
+            for j, s in zip(idx[start:start + n], chunk, strict=True):
+                results[j] = _finish(s)
+    return [(results[i], setups[i]) for i in range(len(members))]
+
+
+def _device(cfg: DictConfig, device: str | torch.device | None) -> torch.device:
+    if device is not None:
+        return torch.device(device)
+    if torch.cuda.is_available() and str(cfg.train.accelerator) != "cpu":
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+def _stack_part(setups: list[_Setup], part: str, target: str, dev: torch.device
+                ) -> dict[str, Any]:
+    ds = [s.parts[part] for s in setups]
+    mods = list(ds[0].features)
+    return {
+        "inputs": {m: torch.stack([d.features[m] for d in ds]).to(dev) for m in mods},
+        "mask": {m: torch.stack([d.mask[m] for d in ds]).to(dev) for m in mods},
+        "present": {m: torch.stack([d.present[m] for d in ds]).to(dev) for m in mods},
+        "target": torch.stack([d.targets[target] for d in ds]).to(dev),
+    }
+
+
+def _gather(data: dict[str, Any], rows: Tensor) -> dict[str, Any]:
+    """Rows ``[N, B]`` of each member's stacked part → batch tensors ``[N, B, ...]``."""
+    ar = torch.arange(rows.shape[0], device=rows.device)[:, None]
+    out = {k: {m: v[ar, rows] for m, v in data[k].items()} for k in ("inputs", "mask", "present")}
+    out["target"] = data["target"][ar, rows]
+    out["index"] = rows
+    return out
+
+
+def _keep(d: Any, idx: Tensor) -> Any:
+    if isinstance(d, dict):
+        return {k: _keep(v, idx) for k, v in d.items()}
+    return d[idx]
+
+
+def _train_chunk(setups: list[_Setup], dev: torch.device) -> None:
+    from torch.func import stack_module_state, vmap
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    from torch.nn.utils.stateless import _reparametrize_module
+
+    s0 = setups[0]
+    cfg = s0.cfg
+    tcfg = to_container(cfg.train)
+    target = s0.member.prep.target
+    monitor, mode = str(cfg.train.monitor), str(cfg.train.mode)
+    bs, max_epochs, patience = int(tcfg["batch_size"]), int(tcfg["max_epochs"]), int(
+        tcfg["patience"])
+    models = [s.model.to(dev) for s in setups]
+    params, buffers = stack_module_state(models)  # type: ignore[arg-type]
+    params = {k: v.detach().clone().requires_grad_(True) for k, v in params.items()}
+    buffers = {k: v.detach().clone() for k, v in buffers.items()}
+    base = copy.deepcopy(s0.model)
+    _swap_dropout(base)
+    # a teacher → student method: every member's own teacher, stacked the same way
+    teacher_base = base._teacher[0] if getattr(base, "_teacher", None) else None
+    tstate: dict[str, Tensor] = {}
+    if teacher_base is not None:
+        tp, tb = stack_module_state([s.model._teacher[0].to(dev) for s in setups])
+        tstate = {k: v.detach() for k, v in {**tp, **tb}.items()}
+    tstate_all = tstate
+    data = {p: _stack_part(setups, p, target.name, dev) for p in _PARTS}
+    n_rows = {p: len(s0.parts[p]) for p in _PARTS}
+    opt = _StackedAdam(params, tcfg)
+    plateau = tcfg.get("scheduler", "none") == "plateau"
+    scheds, dummies = [], []
+    for _ in setups:
+        d = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=float(tcfg["lr"]))
+        dummies.append(d)
+        scheds.append(torch.optim.lr_scheduler.ReduceLROnPlateau(
+            d, mode=mode, factor=tcfg["scheduler_factor"], patience=tcfg["scheduler_patience"])
+            if plateau else None)
+    sign = 1.0 if mode == "min" else -1.0
+    best_score = [math.inf] * len(setups)  # in "min" orientation (sign * value)
+    es_best = [math.inf] * len(setups)
+    wait = [0] * len(setups)
+    best_state: dict[str, Tensor] = {k: v.detach().clone() for k, v in {**params,
+                                                                         **buffers}.items()}
+    have_best = [False] * len(setups)
+    active = list(range(len(setups)))  # positions (in setups) of the stacked rows
+    mask_cache: dict[int, list[tuple[float, torch.Size]]] = {}
+    val_metrics = metric_collection(target, prefix="val/")  # reset before each member's use
+
+    def call(p: dict[str, Tensor], b: dict[str, Tensor], batch: dict[str, Any],
+             masks: list[Tensor], want: str, t: dict[str, Tensor]) -> Any:
+        def f(p: dict[str, Tensor], b: dict[str, Tensor], batch: dict[str, Any],
+              masks: list[Tensor], t: dict[str, Tensor]) -> Any:
+            _DRAWS.masks, _DRAWS.pos = masks, 0
+            bt = Batch(**batch)
+            state = dict(vars(base))
+            with contextlib.ExitStack() as stack:
+                stack.enter_context(_reparametrize_module(base, {**p, **b}))
+                if teacher_base is not None:
+                    stack.enter_context(_reparametrize_module(teacher_base, t))
+                out = base(bt)
+                losses = base.loss(bt, out)
+                res: dict[str, Any] = {"losses": losses}
+                if want != "train":
+                    res["preds"] = out.preds
+                    res["values"] = base.predict_values(out)
+                    res["aux"] = {k: v for k, v in out.aux.items()
+                                  if k.startswith("sample_") or k == "gates"}
+                    tg = getattr(base, "_teacher_gates", None)
+                    if tg is not None:  # HintonKD: the teacher's gates on this batch
+                        res["aux"]["teacher_gates"] = tg[0] / tg[1]
+            for k in ("_gate_sum", "_gate_n", "_teacher_gates"):  # eval-time side effects
+                if k in state:
+                    setattr(base, k, state[k])
+            return res
+
+        # attention through the math kernel (batching rules for every op, no per-member
+        # fallback loop) and without the fused encoder-layer fast path
+        with sdpa_kernel([SDPBackend.MATH]):
+            fast = torch.backends.mha.get_fastpath_enabled()
+            torch.backends.mha.set_fastpath_enabled(False)
+            try:
+                return vmap(f, randomness="different")(p, b, batch, masks, t)
+            finally:
+                torch.backends.mha.set_fastpath_enabled(fast)
+
+    def probe(batch_rows: int) -> list[tuple[float, torch.Size]]:
+        """Shapes of the dropout calls of one training forward with ``batch_rows`` rows."""
+        if batch_rows in mask_cache:
+            return mask_cache[batch_rows]
+        one = {k: v[0].detach().clone() for k, v in {**params, **buffers}.items()}
+        d, r = data["train"], torch.arange(batch_rows, device=dev)
+        single = {k: {m: t[0, r] for m, t in d[k].items()} for k in ("inputs", "mask", "present")}
+        single["target"], single["index"] = d["target"][0, r], r
+        _DRAWS.record = []
+        try:
+            with torch.no_grad(), _reparametrize_module(base, one):
+                base.train()
+                base(Batch(**single))
+            shapes = list(_DRAWS.record)
+        finally:
+            _DRAWS.record = None
+        mask_cache[batch_rows] = shapes
+        return shapes
+
+    for epoch in range(max_epochs):
+        if not active:
+            break
+        stacked_train = data["train"]
+        # -- train epoch
+        base.train()
+        perms = []
+        for pos in active:
+            s = setups[pos]
+            _loader_iter_draw(s.drop_gen)
+            perms.append(torch.randperm(n_rows["train"], generator=s.shuffle_gen))
+            # RandomSampler draws a second (empty-sliced) permutation when it is exhausted
+            torch.randperm(n_rows["train"], generator=s.shuffle_gen)
+        perm = torch.stack(perms).to(dev)  # [N, n_train]
+        sums: dict[str, Tensor] = {}
+        seen = 0
+        lrs = [dummies[pos].param_groups[0]["lr"] for pos in active]
+        for start in range(0, n_rows["train"], bs):
+            rows = perm[:, start:start + bs]
+            b = rows.shape[1]
+            shapes = probe(b)
+            masks = []
+            for p_drop, shape in shapes:
+                masks.append(torch.stack([
+                    torch.empty(shape).bernoulli_(1 - p_drop, generator=setups[pos].drop_gen)
+                    .div_(1 - p_drop) for pos in active]).to(dev))
+            batch = _gather(stacked_train, rows)
+            res = call(params, buffers, batch, masks, "train", tstate)
+            losses = res["losses"]
+            total = losses["loss"].sum()
+            for v in params.values():
+                v.grad = None
+            total.backward()
+            opt.step(params, lrs)
+            for k, v in losses.items():
+                sums[k] = sums.get(k, 0) + v.detach().float() * b
+            seen += b
+        train_logs = {k: (v / seen).cpu() for k, v in sums.items()}
+        # -- validation
+        base.eval()
+        for pos in active:
+            _loader_iter_draw(setups[pos].drop_gen)
+        vsums: dict[str, Tensor] = {}
+        vpreds, gates, tgates = [], [], []
+        with torch.no_grad():
+            for start in range(0, n_rows["valid"], bs):
+                rows = torch.arange(start, min(start + bs, n_rows["valid"]), device=dev)
+                rows = rows[None].expand(len(active), -1)
+                res = call(params, buffers, _gather(data["valid"], rows), [], "valid", tstate)
+                b = rows.shape[1]
+                for k, v in res["losses"].items():
+                    vsums[k] = vsums.get(k, 0) + v.float() * b
+                vpreds.append(res["preds"])
+                if "gates" in res["aux"]:
+                    gates.append(res["aux"]["gates"])
+                if "teacher_gates" in res["aux"]:
+                    tgates.append(res["aux"]["teacher_gates"] * b)
+        val_logs = {k: (v / n_rows["valid"]).cpu() for k, v in vsums.items()}
+        preds = torch.cat(vpreds, 1)
+        vt = data["valid"]["target"]
+        finished = []
+        for j, pos in enumerate(active):
+            s = setups[pos]
+            mc = val_metrics
+            mc.reset()
+            mc.update(preds[j].detach().cpu(), vt[j].cpu())
+            row: dict[str, float] = {"epoch": epoch}
+            vals = {f"val/{'task_loss' if k == 'task' else k}": float(v[j])
+                    for k, v in val_logs.items()}
+            vals.update({k: float(v) for k, v in mc.compute().items()})
+            row.update({k: round(v, 6) for k, v in vals.items()})
+            if gates and hasattr(s.model, "_gate_sum"):
+                g = torch.cat([x[j] for x in gates]).mean(0).tolist()
+                row.update({f"model/gate_{m}": round(float(v), 6)
+                            for m, v in zip(s.model.modalities, g, strict=True)})
+            if tgates and teacher_base is not None:
+                g = (sum(x[j] for x in tgates) / n_rows["valid"]).tolist()
+                row.update({f"model/teacher_gate_{m}": round(float(v), 6)
+                            for m, v in zip(teacher_base.modalities, g, strict=True)})
+            row.update({f"train/{'task_loss' if k == 'task' else k}": round(float(v[j]), 6)
+                        for k, v in train_logs.items()})
+            row["lr"] = dummies[pos].param_groups[0]["lr"]
+            s.rows.append(row)
+            cur = vals[monitor]
+            oriented = sign * cur if math.isfinite(cur) else math.inf
+            # ModelCheckpoint: the first epoch always saves; later ones on strict improvement
+            if not have_best[pos] or oriented < best_score[pos]:
+                best_score[pos], have_best[pos] = oriented, True
+                s.best_epoch, s.best_val = epoch, cur
+                for k, v in {**params, **buffers}.items():
+                    best_state[k][pos] = v[j].detach()
+            # EarlyStopping (min_delta 0, check_finite)
+            stop = False
+            if not math.isfinite(cur):
+                stop = True
+            elif sign * cur < es_best[pos]:
+                es_best[pos], wait[pos] = sign * cur, 0
+            else:
+                wait[pos] += 1
+                stop = wait[pos] >= patience
+            if scheds[pos] is not None:
+                scheds[pos].step(cur)
+            if stop or epoch == max_epochs - 1:
+                finished.append(j)
+        if finished:
+            keep = torch.tensor([j for j in range(len(active)) if j not in finished],
+                                dtype=torch.long, device=dev)
+            active = [pos for j, pos in enumerate(active) if j not in finished]
+            params = {k: v.detach()[keep].clone().requires_grad_(True)
+                      for k, v in params.items()}
+            buffers = {k: v[keep].clone() for k, v in buffers.items()}
+            opt.keep(keep)
+            tstate = {k: v[keep] for k, v in tstate.items()}
+            data = {p: _keep(d, keep) for p, d in data.items()}
+    # -- test once, on the selected weights of every member
+    base.eval()
+    n = len(setups)
+    sel_p = {k: best_state[k] for k in params}
+    sel_b = {k: best_state[k] for k in buffers}
+    data_t = _stack_part(setups, "test", target.name, dev)
+    outs: list[dict[str, Any]] = []
+    with torch.no_grad():
+        for start in range(0, n_rows["test"], bs):
+            rows = torch.arange(start, min(start + bs, n_rows["test"]), device=dev)
+            rows = rows[None].expand(n, -1)
+            batch = _gather(data_t, rows)
+            res = call(sel_p, sel_b, batch, [], "test", tstate_all)
+            outs.append({"rows": rows, "preds": res["preds"], "values": res["values"],
+                         "target": batch["target"],
+                         "aux": {k: v for k, v in res["aux"].items() if k.startswith("sample_")}})
+    for j, s in enumerate(setups):
+        _loader_iter_draw(s.drop_gen)
+        mc = metric_collection(target, prefix="test/")
+        for o in outs:
+            mc.update(o["preds"][j].cpu(), o["target"][j].cpu())
+        s.test = {k[5:]: float(v) for k, v in mc.compute().items()}
+        s.test_outputs = [(o["rows"][j].cpu(), o["values"][j].cpu(), o["target"][j].cpu(),
+                            {k: v[j].cpu() for k, v in o["aux"].items()}) for o in outs]
+        s.model.load_state_dict({k: best_state[k][j].detach().clone()
+                                 for k in s.model.state_dict()})
+        s.model.cpu()
+
+
+def _finish(s: _Setup) -> FoldResult:
+    """Write the member's fold folder exactly as ``fit_fold`` does."""
+    out, cfg, prep, fold = s.member.out, s.cfg, s.member.prep, s.member.fold
+    out.mkdir(parents=True, exist_ok=True)
+    _write_rows(out / "metrics.csv", s.rows)
+    shim = SimpleNamespace(test_outputs=s.test_outputs)
+    _write_predictions(out / "predictions.csv", shim, s.parts["test"], prep.target)  # type: ignore[arg-type]
+    atomic_write(out / "test_metrics.json", lambda f: json.dump(s.test, f, indent=2))
+    sizes = {k: len(v) for k, v in s.parts.items()}
+    if cfg.train.save_checkpoint:
+        save_checkpoint(
+            out / "model.pt", s.model, config=to_container(cfg), standardizer=s.std,
+            meta={"fold": fold.name, "test_metrics": s.test, "best_epoch": s.best_epoch,
+                  "sizes": sizes, "data_fingerprint": prep.dataset.fingerprint(),
+                  "fold_fingerprint": fold_fingerprint(prep.dataset, fold)},
+        )
+    s.model.eval()
+    return FoldResult(fold.name, s.test, s.best_epoch, len(s.rows), sizes, out, s.model,
+                      s.best_val)
+
+
+def _write_rows(path: Path, rows: list[dict[str, float]]) -> None:
+    import csv
+
+    keys: list[str] = []
+    for r in rows:
+        keys += [k for k in r if k not in keys]
+
+    def write(f: Any) -> None:
+        w = csv.DictWriter(f, fieldnames=keys)
+        w.writeheader()
+        w.writerows(rows)
+
+    atomic_write(path, write)
+
+
+
+def run_parallel(
+    cfgs: Sequence[DictConfig],
+    *,
+    dataset: MultimodalDataset | None = None,
+    output_dir: str | Path | None = None,
+    max_chunk: int | None = None,
+    device: str | torch.device | None = None,
+) -> list[RunResult]:
+    """``run_experiment`` for several configs (seeds) of one method, all folds in parallel.
+
+    Each config gets its own run folder with the files ``run_experiment`` writes
+    (``config.yaml``, ``data.json``, ``results.json`` and one folder per fold).
+    The data is loaded once (pass ``dataset``, or it is built from the first config)
+    and shared by every member.
+    """
+    from omegaconf import OmegaConf
+
+    from emodistill._fs import unique_dir
+    from emodistill.data.registry import build_dataset
+    from emodistill.training.run import default_run_name, prepare
+
+    if dataset is None:
+        dataset = build_dataset(to_container(cfgs[0].dataset))
+    preps = [prepare(c, dataset) for c in cfgs]  # every config checked before any file
+    runs, members, owner = [], [], []
+    for i, (cfg, prep) in enumerate(zip(cfgs, preps, strict=True)):
+        parent = Path(output_dir or cfg.output_dir)
+        run_dir = unique_dir(parent / (cfg.run_name or default_run_name(cfg, prep.target)))
+        atomic_write(run_dir / "config.yaml",
+                     lambda f, c=cfg: f.write(OmegaConf.to_yaml(c, resolve=True)))
+        summary = prep.dataset.summary() | {"info": prep.dataset.info}
+        atomic_write(run_dir / "data.json",
+                     lambda f, s=summary: json.dump(s, f, indent=2, default=str))
+        runs.append(RunResult(run_dir))
+        for fold in prep.folds:
+            members.append(Member(prep, fold, run_dir / fold.name))
+            owner.append(i)
+    for i, res in zip(owner, fit_members(members, max_chunk=max_chunk, device=device),
+                      strict=True):
+        runs[i].folds.append(res)
+    for cfg, result in zip(cfgs, runs, strict=True):
+        payload = {
+            "folds": {f.fold: {"test": f.test, "best_epoch": f.best_epoch, "epochs": f.epochs,
+                               "best_val": f.best_val, "sizes": f.sizes} for f in result.folds},
+            "monitor": cfg.train.monitor,
+            "mean": result.mean,
+        }
+        atomic_write(result.path / "results.json",
+                     lambda f, p=payload: json.dump(p, f, indent=2))
+    return runs

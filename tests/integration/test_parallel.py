@@ -1,0 +1,131 @@
+"""Members in parallel (training/parallel.py) against one Lightning fit per member."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from emodistill.config import compose, to_container
+from emodistill.data.registry import build_dataset
+from emodistill.errors import ConfigError
+from emodistill.training.parallel import parallel_unsupported, run_parallel
+from emodistill.training.run import run_experiment
+
+SMALL = ["train.max_epochs=3", "train.patience=1", "train.progress_bar=false"]
+
+
+def _both(tmp_path, dataset, method, overrides, seeds):
+    cfgs = [compose(dataset=dataset, method=method, overrides=[*overrides, f"seed={s}"])
+            for s in seeds]
+    ds = build_dataset(to_container(cfgs[0].dataset))
+    seq = [run_experiment(c, dataset=ds, output_dir=tmp_path / "seq") for c in cfgs]
+    par = run_parallel(cfgs, dataset=ds, output_dir=tmp_path / "par")
+    return seq, par
+
+
+def _assert_same_run(a, b, *, tol):
+    assert sorted(p.name for p in a.path.iterdir()) == sorted(p.name for p in b.path.iterdir())
+    assert [f.fold for f in a.folds] == [f.fold for f in b.folds]
+    for fa, fb in zip(a.folds, b.folds, strict=True):
+        assert sorted(p.name for p in fa.path.iterdir()) == sorted(
+            p.name for p in fb.path.iterdir())
+        assert (fa.best_epoch, fa.epochs, fa.sizes) == (fb.best_epoch, fb.epochs, fb.sizes)
+        assert fb.test == pytest.approx(fa.test, abs=tol)
+        assert fb.best_val == pytest.approx(fa.best_val, abs=tol)
+        ma, mb = (pd.read_csv(f.path / "metrics.csv") for f in (fa, fb))
+        assert list(ma.columns) == list(mb.columns)
+        assert (ma - mb).abs().max().max() < 10 * tol
+        pa, pb = (pd.read_csv(f.path / "predictions.csv") for f in (fa, fb))
+        assert list(pa.columns) == list(pb.columns)
+        assert (pa["id"] == pb["id"]).all()
+        num = pa.select_dtypes("number").columns
+        assert (pa[num] - pb[num]).abs().max().max() < 10 * tol
+
+
+def test_late_fusion_with_dropout_matches_the_sequential_fits_draw_for_draw(tmp_path):
+    # dropout on: the per-member generators reproduce the sequential fit's masks
+    over = ["dataset.n=160", "method.hidden=8", "method.encoder_layers=1", *SMALL]
+    seq, par = _both(tmp_path, "synthetic", "late_fusion", over, seeds=(3, 4))
+    for a, b in zip(seq, par, strict=True):
+        _assert_same_run(a, b, tol=1e-5)
+        assert b.path.parent.name == "par" and b.path.name == a.path.name
+
+
+def test_physio_student_on_folds_matches_the_sequential_fits(tmp_path):
+    # folds x seed, BatchNorm in the tokeniser; attention dropout off (see module doc)
+    over = ["dataset.n_subjects=4", "dataset.n_trials=4", "+protocol.k=2",
+            "method.modality=eeg", "method.width=16", "method.depth=1", "method.heads=2",
+            "method.head_hidden=16", "method.dropout=0.0", "method.head_dropout=0.3",
+            "train.save_checkpoint=false", *SMALL]
+    seq, par = _both(tmp_path, "synthetic_physio", "physio_student", over, seeds=(5,))
+    assert len(par[0].folds) == 2
+    _assert_same_run(seq[0], par[0], tol=1e-3)
+
+
+def test_hinton_kd_teacher_then_student_per_fold_matches_the_sequential_fits(tmp_path):
+    # each member's teacher is trained on its fold first (in parallel), then the students
+    tiny = ["width=16", "heads=2", "depth=1", "head_hidden=16", "dropout=0.0"]
+    over = ["dataset.n_subjects=4", "dataset.n_trials=4", "+protocol.k=2",
+            "method.modality=eeg", "train.save_checkpoint=false", *SMALL,
+            *(f"method.student.{t}" for t in tiny), *(f"method.teacher.method.{t}" for t in tiny)]
+    seq, par = _both(tmp_path, "synthetic_physio", "hinton_kd", over, seeds=(6,))
+    _assert_same_run(seq[0], par[0], tol=1e-3)
+    for fa, fb in zip(seq[0].folds, par[0].folds, strict=True):
+        ta, tb = (pd.read_csv(f.path / "teacher" / "metrics.csv") for f in (fa, fb))
+        assert (ta - tb).abs().max().max() < 1e-2
+
+
+def test_parallel_runs_are_deterministic_and_chunking_changes_only_rounding(tmp_path):
+    over = ["dataset.n=120", "method.hidden=8", "method.encoder_layers=1", *SMALL]
+    cfgs = [compose(dataset="synthetic", method="feature_fusion", overrides=[*over, f"seed={s}"])
+            for s in (1, 2, 3)]
+    ds = build_dataset(to_container(cfgs[0].dataset))
+    runs = [run_parallel(cfgs, dataset=ds, output_dir=tmp_path / name, max_chunk=chunk)
+            for name, chunk in (("a", None), ("b", None), ("c", 2))]
+    for a, b, c in zip(*runs, strict=True):
+        assert a.mean == b.mean  # the same run twice: bit for bit
+        for fa, fb in zip(a.folds, b.folds, strict=True):
+            assert (fa.path / "metrics.csv").read_text() == (fb.path / "metrics.csv").read_text()
+        assert c.mean == pytest.approx(a.mean, abs=1e-5)  # other batched shapes: rounding
+
+
+@pytest.mark.parametrize(("method", "override", "reason"), [
+    ("hinton_kd", ["method.teacher_mode=train"], "teacher_mode"),
+    ("mkd", [], "own optimisation steps"),
+    ("dmd", [], "does not declare parallel_ok"),
+    ("late_fusion", ["train.optimizer=sgd"], "train.optimizer"),
+    ("late_fusion", ["train.gradient_clip_val=1.0"], "train.gradient_clip_val"),
+])
+def test_unsupported_configs_name_the_reason(method, override, reason):
+    cfg = compose(dataset="synthetic", method=method, overrides=override)
+    why = parallel_unsupported(cfg)
+    assert why is not None and reason in why
+    assert parallel_unsupported(compose(dataset="synthetic", method="late_fusion")) is None
+
+
+def test_benchmark_refuses_a_bad_parallel_value(tmp_path):
+    from emodistill.training.benchmark import run_benchmark
+
+    with pytest.raises(ConfigError, match="--parallel 'fast'"):
+        run_benchmark(dataset="synthetic", methods=["late_fusion"], seeds=[1],
+                      overrides=["dataset.n=80", "train.max_epochs=1"],
+                      output_dir=tmp_path, parallel="fast")
+
+
+def test_benchmark_parallel_and_sequential_give_the_same_table_and_say_which(tmp_path, caplog):
+    import logging
+
+    from emodistill.training.benchmark import run_benchmark
+
+    common = dict(dataset="synthetic", methods=["late_fusion"], seeds=[1, 2],
+                  overrides=["dataset.n=120", "train.max_epochs=2", "train.progress_bar=false",
+                             "method.hidden=8", "method.encoder_layers=1"], output_dir=tmp_path)
+    with caplog.at_level(logging.INFO, logger="emodistill"):
+        par = run_benchmark(**common, name="par", parallel="2")
+        seq = run_benchmark(**common, name="seq", parallel="off")
+    assert "late_fusion: 2 seed(s) x folds trained in parallel (chunk 2)" in caplog.text
+    assert "--parallel off: one fit per seed and fold" in caplog.text
+    cols = ["acc", "f1_macro", "f1_weighted"]
+    assert (par.per_seed[cols] - seq.per_seed[cols]).abs().max().max() < 1e-5
+    assert sorted(p.name for p in (par.path / "runs").iterdir()) == sorted(
+        p.name for p in (seq.path / "runs").iterdir())
