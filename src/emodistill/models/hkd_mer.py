@@ -353,6 +353,15 @@ class HKDMER(EncodersMixin):
         return logs
 
     @classmethod
+    def chooses_on_valid(cls, params: dict[str, Any]) -> list[tuple[str, str]]:
+        """What this config chooses on the validation part, and how to fix it instead."""
+        if params.get("dominant", "auto") == "auto":
+            return [("hkd_mer's dominant modality (method.dominant=auto)",
+                     "method.dominant=text, or another modality chosen without these "
+                     "validation numbers")]
+        return []
+
+    @classmethod
     def prepare_fold(cls, prep: Prepared, fold: Fold, out: Path,
                      params: dict[str, Any]) -> dict[str, Any]:
         """Resolve ``dominant="auto"`` on this fold's train/valid parts (never test).
