@@ -39,6 +39,7 @@ from emodistill.data.spec import TargetSpec
 from emodistill.errors import ConfigError, EmodistillError
 from emodistill.metrics import HIGHER_IS_BETTER, metric_collection
 from emodistill.models import METHODS, MERModel, build_method
+from emodistill.training.crossfit import check_crossfit, crossfit_summary, fit_crossfit_teacher
 from emodistill.training.history import EpochHistory
 from emodistill.training.lit import LitMER
 from emodistill.training.loaders import batch_loader
@@ -192,7 +193,13 @@ def prepare(cfg: DictConfig, dataset: MultimodalDataset | None = None) -> Prepar
         t_leaked = valid_leaks(ds, folds, [t_mod] if t_mod else mods, split=split)
         check_selection(to_container(t_train), t_leaked, dataset=ds.spec.name,
                         who="the teacher")
-    if isinstance(teacher, dict) and teacher.get("checkpoint"):
+    if isinstance(teacher, dict) and check_crossfit(teacher.get("crossfit"), method=name,
+                                                    params=params):
+        if teacher.get("checkpoint") or not teacher.get("method"):
+            raise ConfigError("method.teacher.crossfit trains its own member teachers: set "
+                              "method.teacher.method={name: ...} and method.teacher.checkpoint="
+                              "null")
+    elif isinstance(teacher, dict) and teacher.get("checkpoint"):
         for f in folds:  # a mismatched teacher checkpoint fails here, before any file is written
             _load_teacher_checkpoint(cfg, ds, target, f)
     spec = ds.spec if ds.post_split is None else ds.post_split(ds.subset(folds[0].train[:2])).spec
@@ -365,6 +372,11 @@ def obtain_teacher(prep: Prepared, fold: Fold, out: Path) -> MERModel:
     """
     cfg = prep.cfg
     tcfg = to_container(cfg.method.teacher)
+    k = check_crossfit(tcfg.get("crossfit"), method=str(cfg.method.name),
+                       params=to_container(cfg.method))
+    if k:  # soft targets of each training sample from a member that never saw it
+        return fit_crossfit_teacher(prep, fold, out, tcfg["method"], k,
+                                    train_overrides=tcfg.get("train") or None)
     if tcfg.get("checkpoint"):
         return _load_teacher_checkpoint(cfg, prep.dataset, prep.target, fold)
     if not tcfg.get("method"):
@@ -481,5 +493,8 @@ def run_experiment(
         | {"allow_leaky": prep.allow_leaky},
         "mean": result.mean,
     }
+    teacher_record = crossfit_summary(cfg, result.path, [f.fold for f in result.folds])
+    if teacher_record:
+        payload["teacher"] = teacher_record
     atomic_write(run_dir / "results.json", lambda f: json.dump(payload, f, indent=2))
     return result
