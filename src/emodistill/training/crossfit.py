@@ -32,6 +32,7 @@ step (no teacher exists before the student).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from pathlib import Path
@@ -133,16 +134,22 @@ class CrossFitTeacher(MERModel):
         student's training part (the loader's ``Batch.index``).
     member_train_ids : list of set of str
         Sample ids each member was trained on (for checks and tests).
+    rescale : list of dict, optional
+        Per member, modality → ``(scale, shift)`` ``[D]`` mapping the student's
+        standardised inputs to the member's own standardisation (each member was
+        standardised on its own training rows): ``x_j = x * scale + shift``.
     """
 
     def __init__(self, members: list[MERModel], train_assignment: Tensor,
-                 member_train_ids: list[set[str]] | None = None) -> None:
+                 member_train_ids: list[set[str]] | None = None,
+                 rescale: list[dict[str, tuple[Tensor, Tensor]]] | None = None) -> None:
         first = members[0]
         super().__init__(spec=first.spec, target=first.target, modalities=first.modalities,
                          regression_loss=first.regression_loss)
         self.members = nn.ModuleList(members)
         self.register_buffer("train_assignment", train_assignment.long(), persistent=False)
         self.member_train_ids = member_train_ids or []
+        self.rescale = rescale
         self.route_train = False
 
     @property
@@ -167,13 +174,26 @@ class CrossFitTeacher(MERModel):
             return a[idx]
         return idx % self.n_members
 
+    def member_batch(self, batch: Batch, j: int) -> Batch:
+        """``batch`` in member ``j``'s standardisation."""
+        if not self.rescale:
+            return batch
+        inputs = {}
+        for m, x in batch.inputs.items():
+            if m not in self.rescale[j]:
+                inputs[m] = x
+                continue
+            a, b = (t.to(x.device, x.dtype) for t in self.rescale[j][m])
+            inputs[m] = (x * a + b) * batch.mask[m][..., None].to(x.dtype)
+        return dataclasses.replace(batch, inputs=inputs)
+
     def forward(self, batch: Batch) -> ModelOutput:
         """Every member runs on the batch; each sample keeps its own member's outputs.
 
         ``aux["crossfit_member"]`` is the ``[B]`` member index.
         """
         member = self.member_of(batch)
-        outs = [m(batch) for m in self.members]
+        outs = [m(self.member_batch(batch, j)) for j, m in enumerate(self.members)]
         o0 = outs[0]
         B = member.shape[0]
 
@@ -267,9 +287,24 @@ def fit_crossfit_teacher(prep: Prepared, fold: Fold, out: Path, method_cfg: dict
         raise ConfigError(f"cross-fitting: training groups {missing[:3]} held out by no member")
     assignment = torch.as_tensor([owner[g] for g in part_groups.tolist()], dtype=torch.long)
     seen = [set(ds.ids[mf.train].tolist()) for mf in members_folds]
+    rescale = None
+    if cfg.dataset.normalize:  # as fit_fold: each member standardised on its own train rows
+        from emodistill.data.normalize import Standardizer
+
+        def train_part(rows: np.ndarray) -> MultimodalDataset:
+            p = ds.subset(rows)
+            return ds.post_split(p) if ds.post_split is not None else p
+
+        s_std = Standardizer.fit(part)
+        rescale = []
+        for mf in members_folds:
+            m_std = Standardizer.fit(train_part(mf.train))
+            rescale.append({k: (s_std.std[k] / m_std.std[k],
+                                (s_std.mean[k] - m_std.mean[k]) / m_std.std[k])
+                            for k in s_std.mean})
     out.mkdir(parents=True, exist_ok=True)
     atomic_write(out / "crossfit.json", lambda f: json.dump(record, f, indent=2, default=str))
-    return CrossFitTeacher(members, assignment, seen)
+    return CrossFitTeacher(members, assignment, seen, rescale)
 
 
 def crossfit_summary(cfg: Any, run_dir: Path, folds: list[str]) -> dict[str, Any] | None:
