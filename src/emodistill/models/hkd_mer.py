@@ -423,7 +423,7 @@ class HKDMER(EncodersMixin):
 
     @classmethod
     def chooses_on_valid(cls, params: dict[str, Any]) -> list[tuple[str, str]]:
-        """What this config chooses on the validation part, and how to fix it instead."""
+        """List what this config chooses on the validation part, and the fix for each."""
         if params.get("dominant", "auto") == "auto":
             return [("hkd_mer's dominant modality (method.dominant=auto)",
                      "method.dominant=text, or another modality chosen without these "

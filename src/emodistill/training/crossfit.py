@@ -308,7 +308,7 @@ def fit_crossfit_teacher(prep: Prepared, fold: Fold, out: Path, method_cfg: dict
 
 
 def crossfit_summary(cfg: Any, run_dir: Path, folds: list[str]) -> dict[str, Any] | None:
-    """The teacher record of ``results.json``: ``crossfit`` k and each fold's held-out metrics.
+    """Return the teacher record of ``results.json``: crossfit k, held-out metrics per fold.
 
     ``None`` when the method has no teacher section. ``heldout`` holds, per fold, the
     members' size-weighted mean metrics on their held-out training groups (the

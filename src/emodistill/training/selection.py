@@ -55,7 +55,7 @@ SELECTIONS: tuple[str, ...] = ("best", "last")
 
 
 def honest_ways_out(modalities: Sequence[str]) -> str:
-    """The sentence naming the two honest alternatives to selecting on leaked validation."""
+    """Return the sentence naming the two honest alternatives to leaked selection."""
     return (
         "Two honest ways out: (1) a fixed recipe, train.selection=last with a fixed "
         "train.max_epochs, train.scheduler=none and hyper-parameters taken from a leak-free "

@@ -80,7 +80,8 @@ def _check(dataset: str, method: str, experiment: str | None, overrides: Sequenc
                 overrides=[*overrides, f"{key}={probe}"])
     prep = prepare(base, ds)
     # a sweep's objective is the validation metric: never on a leaked validation part
-    require_clean_valid([] if prep.allow_leaky else prep.valid_leaked, what="a sweep's objective (the validation metric)",
+    require_clean_valid([] if prep.allow_leaky else prep.valid_leaked,
+                        what="a sweep's objective (the validation metric)",
                         fix="take the hyper-parameters from a sweep on a leak-free dataset and "
                         "run the fixed recipe, train.selection=last, train.recipe_from=...")
     return base, ds
