@@ -6,7 +6,8 @@ benchmark folder and prints, per method, the selected validation score (``best_v
 monitored metric) and, with ``--reference``, the per-seed paired difference to the reference
 method on validation and on one test metric, with the count of seeds where the method is
 better. For runs with a cross-fitted teacher it also prints the teacher's pooled held-out
-score (``results.json`` → ``teacher.heldout``) beside the student's test score.
+score (``results.json`` → ``teacher.heldout``) and, for a teacher trained on the whole
+training part, its test score (``<fold>/teacher/test_metrics.json``) beside the student's.
 
 Usage (from the repository root)::
 
@@ -37,12 +38,15 @@ def _rows(folder: Path) -> list[dict]:
         r = json.loads(res.read_text())
         cfg = yaml.safe_load((run / "config.yaml").read_text())
         held = (r.get("teacher") or {}).get("heldout") or {}
+        t_test = [json.loads(t.read_text()) for t in run.glob("*/teacher/test_metrics.json")]
         rows.append({"label": m.group(1), "seed": int(m.group(2)),
                      "best_val": float(np.mean([f["best_val"] for f in r["folds"].values()])),
                      "test": r["mean"], "mode": cfg["train"]["mode"],
                      "monitor": cfg["train"]["monitor"],
                      "teacher_heldout": ({k: float(np.mean([h[k] for h in held.values()]))
-                                          for k in next(iter(held.values()))} if held else None)})
+                                          for k in next(iter(held.values()))} if held else None),
+                     "teacher_test": ({k: float(np.mean([t[k] for t in t_test])) for k in t_test[0]}
+                                      if t_test else None)})
     return rows
 
 
@@ -64,14 +68,18 @@ def main() -> None:  # noqa: D103
     mon, mode = rows[0]["monitor"], rows[0]["mode"]
     print(f"### validation ({mon}, {'lower' if mode == 'min' else 'higher'} is better) and "
           f"test {a.metric}\n")
-    print(f"| method | valid {mon} | test {a.metric} | teacher held-out {a.metric} | seeds |")
-    print("|---|---|---|---|---|")
+    print(f"| method | valid {mon} | test {a.metric} | teacher held-out {a.metric} "
+          f"(cross-fitted: its held-out training groups) | teacher test {a.metric} | seeds |")
+    print("|---|---|---|---|---|---|")
     for lab in labels:
         rs = [r for r in rows if r["label"] == lab]
         th = [r["teacher_heldout"][a.metric] for r in rs
               if r["teacher_heldout"] and a.metric in r["teacher_heldout"]]
+        tt = [r["teacher_test"][a.metric] for r in rs
+              if r["teacher_test"] and a.metric in r["teacher_test"]]
         print(f"| {lab} | {_ms([r['best_val'] for r in rs])} | "
-              f"{_ms([r['test'][a.metric] for r in rs])} | {_ms(th) if th else '-'} | {len(rs)} |")
+              f"{_ms([r['test'][a.metric] for r in rs])} | {_ms(th) if th else '-'} | "
+              f"{_ms(tt) if tt else '-'} | {len(rs)} |")
     if not a.reference:
         return
     ref = {r["seed"]: r for r in rows if r["label"] == a.reference}
