@@ -11,7 +11,11 @@ Layout of ``root`` (files as published in the ``declare-lab`` repository)::
 Leakage: the text-CNN and 3D-CNN features were trained with labels on the
 Poria train split, so only the ``poria`` split is honest for them. The
 ``standard`` (MMSA) split is recorded as leaky for ``text`` and ``vision``;
-the engine refuses it for those modalities unless explicitly allowed.
+the engine refuses it for those modalities unless explicitly allowed. The rows
+of the Poria train part are recorded as label-seen for ``text`` and ``vision``,
+so a validation part carved from them is leaked: selecting on it (early
+stopping, checkpoints, sweeps...) is refused; use the fixed recipe
+(``train.selection=last``, see :mod:`emodistill.training.selection`).
 """
 
 from __future__ import annotations
@@ -207,7 +211,11 @@ def load_mosi_utterance(root: str | Path | None, *, target: str = "polarity") ->
     targets: dict[str, np.ndarray] = {"polarity": polarity}
     keep = np.ones(len(ids), dtype=bool)
     info: dict = {"source": str(base), "nonfinite_repaired": repaired,
-                  "leaky_splits": {"standard": ["text", "vision"]}}
+                  # standard: its test part holds Poria-train rows (refused); poria/train:
+                  # the rows the text-CNN and 3D-CNN were trained on with their labels, so
+                  # a validation part carved from them is leaked too (training/selection.py)
+                  "leaky_splits": {"standard": ["text", "vision"],
+                                   "poria": {"train": ["text", "vision"]}}}
     lab_path = base / "mosi_standard_labels.csv"
     if lab_path.is_file():
         lab = pd.read_csv(lab_path, dtype={"id": str})

@@ -51,11 +51,15 @@ class DHMD(DMD):
     dictionary : bool
         Build and use the dictionaries (False = "no dictionary" ablation, the
         model is then DMD's architecture).
-    dict_input : {"sequence", "node"}
+    dict_input : {"sequence", "node", "gd"}
         What each modality matches against the dictionary: its sequence in the
         space (homogeneous ``C_m``; heterogeneous memory-transformer output,
-        token-level matching as in FDT) or its GD node representation
-        (``r_m`` / ``q_m``, one vector).
+        token-level matching as in FDT), its GD node representation
+        (``r_m`` / ``q_m``, one vector), or ``gd``: the GD-Unit's output, the
+        node representation plus its teachers' detached representations weighted
+        by the sample's GD distillation weights,
+        ``x̂_m = r_m + Σ_{i≠m} π_{m←i} sg(r_i)`` (the figure's ``X̂_m``, after the
+        GD-Unit; with the unit ablated, ``r_m``).
     dict_size : int
         Atoms ``K`` per dictionary.
     dict_dim : int, optional
@@ -89,7 +93,7 @@ class DHMD(DMD):
         self,
         *,
         dictionary: bool = True,
-        dict_input: Literal["sequence", "node"] = "sequence",
+        dict_input: Literal["sequence", "node", "gd"] = "sequence",
         dict_size: int = 64,
         dict_dim: int | None = None,
         dict_temperature: float = 1.0,
@@ -103,8 +107,8 @@ class DHMD(DMD):
         loss_weights: Mapping[str, float] | None = None,
         **kw: Any,
     ) -> None:
-        if dict_input not in ("sequence", "node"):
-            raise ConfigError(f"method.dict_input={dict_input!r}; use 'sequence' or 'node'")
+        if dict_input not in ("sequence", "node", "gd"):
+            raise ConfigError(f"method.dict_input={dict_input!r}; use 'sequence', 'node' or 'gd'")
         if ctr_mode not in ("features", "activations"):
             raise ConfigError(f"method.ctr_mode={ctr_mode!r}; use 'features' or 'activations'")
         unknown = set(loss_weights or {}) - set(DHMD_LOSS_WEIGHTS)
@@ -156,7 +160,9 @@ class DHMD(DMD):
                 seqs = {m: state[f"{key}/{m}"] for m in self.modalities}
                 mk = masks
             else:
-                seqs = {m: state[f"{space}_repr/{m}"][:, None] for m in self.modalities}
+                nodes = (self._gd_weighted(space, state, present) if self.dict_input == "gd"
+                         else {m: state[f"{space}_repr/{m}"] for m in self.modalities})
+                seqs = {m: v[:, None] for m, v in nodes.items()}
                 mk = {m: torch.ones_like(masks[m][:, :1]) for m in self.modalities}
             matched, acts = dm(seqs, mk)
             for m in self.modalities:
@@ -164,6 +170,31 @@ class DHMD(DMD):
                 state[f"dict_{space}_act/{m}"] = acts[m]
                 pieces.append(matched[m] * present[m][:, None].to(matched[m].dtype))
         return pieces
+
+    def _gd_weighted(self, space: str, state: dict[str, Tensor],
+                     present: dict[str, Tensor]) -> dict[str, Tensor]:
+        """GD-Unit output per modality: ``r_m + Σ_i π_{m←i} sg(r_i)``  ``[B, d_s]``.
+
+        ``π`` are the sample's distillation weights of the unit (learned edges plus
+        the prior when the unit adds it); teachers absent for a sample contribute 0.
+        Stored as ``state["gd_out_<space>/<m>"]``.
+        """
+        mods = self.modalities
+        reprs = {m: state[f"{space}_repr/{m}"] for m in mods}
+        if space not in self.gd:  # "no GD" ablation: nothing weights the nodes
+            return reprs
+        gd = self.gd[space]
+        w = state[f"sample_gd_{space}_edges"]
+        if gd.add_prior:
+            w = w + gd.prior.to(w.dtype)
+        out = dict(reprs)
+        for e, (j, i) in enumerate(gd.pairs):
+            t = mods[i]
+            keep = present[t].to(w.dtype)[:, None]
+            out[mods[j]] = out[mods[j]] + (w[:, e:e + 1] * keep) * reprs[t].detach()
+        for m in mods:
+            state[f"gd_out_{space}/{m}"] = out[m]
+        return out
 
     # ------------------------------------------------------------------ losses
     def _extra_losses(self, batch: Batch, out: ModelOutput) -> dict[str, Tensor]:

@@ -72,6 +72,7 @@ _FEATURE_KD = ("contrastive", "mse", "cosine", "l1")
 _ADAPTERS = ("none", "linear", "mlp")
 _FUSIONS = ("attention", "concat")
 _PROBES = ("linear", "unimodal")
+_TEACHERS = ("joint", "pretrained", "frozen")
 
 
 def hkd_feature_loss(student: Tensor, teacher: Tensor, *, kind: FeatureKD = "contrastive",
@@ -209,6 +210,28 @@ class HKDMER(EncodersMixin):
         Attentive fusion, or plain concatenation (ablation).
     attention_hidden : int
         Width of the attention scoring layer.
+    dominant_teacher : {"joint", "pretrained", "frozen"}
+        ``joint`` (the original reconstruction): the dominant branch is trained
+        from scratch in the same steps as the students it teaches. ``pretrained``:
+        :meth:`prepare_fold` first trains the ``unimodal`` network of the dominant
+        modality on the fold's training part and the dominant encoder and head
+        start from it (then keep training). ``frozen``: the same, and the dominant
+        encoder and head stay fixed (eval mode, no gradient): the weak heads learn
+        from a teacher that knows the task and does not move.
+    dominant_teacher_epochs : int, optional
+        ``max_epochs`` of that pre-training (default ``train.max_epochs``);
+        selected like any model (``train.selection``).
+    dominant_crossfit : int
+        ``k >= 2``: label-level KD targets for the training samples come from
+        ``k`` cross-fitted dominant teachers (:mod:`emodistill.training.crossfit`),
+        each training sample from the one that did not train on it; needs
+        ``dominant_teacher`` ``pretrained`` or ``frozen``. Feature-level KD and
+        the fusion keep the model's own dominant branch. 0 = off.
+    dominant_init : dict, optional
+        Set by :meth:`prepare_fold`: the pre-trained dominant ``encoder.*`` and
+        ``head.*`` weights.
+    label_teacher : MERModel, optional
+        Set by :meth:`prepare_fold`: the cross-fitted dominant teacher.
     **kw
         Encoder arguments of :class:`~emodistill.models.baselines.EncodersMixin`
         and the data signature.
@@ -232,9 +255,24 @@ class HKDMER(EncodersMixin):
         unimodal_weight: float = 1.0,
         fusion: str = "attention",
         attention_hidden: int = 64,
+        dominant_teacher: str = "joint",
+        dominant_teacher_epochs: int | None = None,
+        dominant_crossfit: int = 0,
+        dominant_init: dict[str, Tensor] | None = None,
+        label_teacher: nn.Module | None = None,
         **kw: Any,
     ) -> None:
         super().__init__(**kw)
+        if dominant_teacher not in _TEACHERS:
+            raise ConfigError(f"hkd_mer: dominant_teacher={dominant_teacher!r}; use one of "
+                              f"{list(_TEACHERS)}")
+        if dominant_crossfit and dominant_teacher == "joint":
+            raise ConfigError("hkd_mer: dominant_crossfit needs a teacher trained before the "
+                              "students: set method.dominant_teacher=pretrained or frozen")
+        self.dominant_teacher = dominant_teacher
+        self.dominant_crossfit = int(dominant_crossfit or 0)
+        # a plain list keeps the cross-fitted teacher out of submodules (not saved/optimised)
+        self._label_teacher: list[nn.Module] = [label_teacher] if label_teacher is not None else []
         for name, value, valid in (("feature_kd", feature_kd, _FEATURE_KD),
                                    ("kd_adapter", kd_adapter, _ADAPTERS),
                                    ("fusion", fusion, _FUSIONS),
@@ -278,6 +316,27 @@ class HKDMER(EncodersMixin):
                                     dropout=self.dropout)
         self._att_sum = np.zeros(len(self.modalities))
         self._att_n = 0
+        if dominant_init is not None:
+            d = self.dominant
+            self.encoders[d].load_state_dict({k[len("encoder."):]: v for k, v in
+                                              dominant_init.items() if k.startswith("encoder.")})
+            self.heads[d].load_state_dict({k[len("head."):]: v for k, v in
+                                           dominant_init.items() if k.startswith("head.")})
+        if dominant_teacher == "frozen":
+            for p in self._dominant_modules():
+                p.requires_grad_(False)
+
+    def _dominant_modules(self) -> list[nn.Parameter]:
+        d = self.dominant
+        return [*self.encoders[d].parameters(), *self.heads[d].parameters()]
+
+    def train(self, mode: bool = True) -> HKDMER:
+        """As ``nn.Module.train``; a frozen dominant branch stays in eval mode."""
+        super().train(mode)
+        if self.dominant_teacher == "frozen":
+            self.encoders[self.dominant].eval()
+            self.heads[self.dominant].eval()
+        return self
 
     @property
     def dominant(self) -> str:
@@ -320,6 +379,16 @@ class HKDMER(EncodersMixin):
             if keep.any():
                 uni = uni + self.task(out.logits[m][keep], batch.target[keep])
         t = self.dominant
+        label_target = out.logits[t]
+        if self._label_teacher:  # cross-fitted: each training sample's own held-out teacher
+            teacher = self._label_teacher[0]
+            p = next(teacher.parameters(), None)
+            if p is not None and p.device != out.preds.device:
+                teacher.to(out.preds.device)
+            teacher.eval()
+            teacher.set_routing(train=self.training)  # type: ignore[operator]
+            with torch.no_grad():
+                label_target = teacher(batch).preds
         for n in self.weak:
             keep = batch.present[n] & batch.present[t]
             if int(keep.sum()) < 2:
@@ -331,7 +400,7 @@ class HKDMER(EncodersMixin):
                                                kind=self.feature_kd,  # type: ignore[arg-type]
                                                temperature=self.feature_temperature)
             with torch.set_grad_enabled(torch.is_grad_enabled() and self.label_weight > 0):
-                label = label + hkd_label_loss(out.logits[n][keep], out.logits[t][keep],
+                label = label + hkd_label_loss(out.logits[n][keep], label_target[keep],
                                                temperature=self.label_temperature,
                                                regression=self.label_kd_regression)  # type: ignore[arg-type]
         total = task + self.unimodal_weight * uni
@@ -353,6 +422,15 @@ class HKDMER(EncodersMixin):
         return logs
 
     @classmethod
+    def chooses_on_valid(cls, params: dict[str, Any]) -> list[tuple[str, str]]:
+        """List what this config chooses on the validation part, and the fix for each."""
+        if params.get("dominant", "auto") == "auto":
+            return [("hkd_mer's dominant modality (method.dominant=auto)",
+                     "method.dominant=text, or another modality chosen without these "
+                     "validation numbers")]
+        return []
+
+    @classmethod
     def prepare_fold(cls, prep: Prepared, fold: Fold, out: Path,
                      params: dict[str, Any]) -> dict[str, Any]:
         """Resolve ``dominant="auto"`` on this fold's train/valid parts (never test).
@@ -371,8 +449,57 @@ class HKDMER(EncodersMixin):
             dominant = record["dominant"]
             log.info("hkd_mer fold %s: dominant modality %s (valid %s by %s probe: %s)",
                      fold.name, dominant, record["metric"], probe, record["scores"])
-        (out / "dominant.json").write_text(json.dumps(record, indent=2))
-        return {"dominant": dominant}
+        extra: dict[str, Any] = {"dominant": dominant}
+        how = params.get("dominant_teacher", "joint")
+        if how != "joint":
+            extra |= _pretrain_dominant(prep, fold, out, params, dominant, record)
+        (out / "dominant.json").write_text(json.dumps(record, indent=2, default=str))
+        return extra
+
+
+# ----------------------------------------------------------------- dominant teacher
+def _pretrain_dominant(prep: Prepared, fold: Fold, out: Path, params: dict[str, Any],
+                       dominant: str, record: dict[str, Any]) -> dict[str, Any]:
+    """Train the dominant ``unimodal`` teacher on ``fold`` (and its cross-fitted members).
+
+    Returns the constructor parameters ``dominant_init`` (and ``label_teacher``);
+    adds what was trained to ``record`` (written to ``dominant.json``).
+    """
+    from omegaconf import OmegaConf
+
+    from emodistill.config import to_container
+    from emodistill.training.crossfit import fit_crossfit_teacher
+    from emodistill.training.run import Prepared as _Prepared
+    from emodistill.training.run import fit_fold
+
+    method = {"name": "unimodal", "modality": dominant,
+              **{k: params[k] for k in ("encoder", "hidden", "encoder_layers", "dropout",
+                                        "encoder_params") if k in params}}
+    epochs = params.get("dominant_teacher_epochs")
+    sub = OmegaConf.create(to_container(prep.cfg))
+    sub.method = method
+    sub.method_config = f"dominant-teacher-{dominant}"
+    if epochs:
+        sub.train.max_epochs = int(epochs)
+    sub.train.save_checkpoint = False
+    res = fit_fold(_Prepared(sub, prep.dataset, prep.target, [dominant], [fold],
+                             prep.valid_leaked, prep.allow_leaky), fold, out / "dominant_teacher")
+    assert res.model is not None
+    state = {k: v.detach().clone() for k, v in res.model.state_dict().items()}
+    init = {k.replace(f"encoders.{dominant}.", "encoder.", 1): v for k, v in state.items()
+            if k.startswith(f"encoders.{dominant}.")}
+    init |= {k: v for k, v in state.items() if k.startswith("head.")}
+    record["teacher"] = {"how": params.get("dominant_teacher"), "method": method,
+                         "epochs": res.epochs, "selected_epoch": res.best_epoch}
+    extra: dict[str, Any] = {"dominant_init": init}
+    k = int(params.get("dominant_crossfit") or 0)
+    if k:
+        teacher = fit_crossfit_teacher(prep, fold, out / "dominant_teacher_crossfit", method, k,
+                                       train_overrides={"max_epochs": int(epochs)} if epochs
+                                       else None, modalities=[dominant], label="dominant")
+        extra["label_teacher"] = teacher
+        record["teacher"]["crossfit"] = k
+    return extra
 
 
 # ----------------------------------------------------------------- dominant choice

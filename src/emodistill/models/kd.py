@@ -183,6 +183,9 @@ class HintonKD(MERModel):
         """Teacher outputs on ``batch`` for teaching (no gradient, ``teacher_mode``)."""
         t = self._sync_teacher(batch)
         t.train(self.teacher_mode == "train")
+        set_routing = getattr(t, "set_routing", None)
+        if set_routing is not None:  # a cross-fitted teacher: training rows to their member
+            set_routing(train=self.training)
         with torch.no_grad():
             return t(batch)
 
@@ -281,12 +284,18 @@ class FeatureKD(HintonKD):
             teacher_dim = found
         self.teacher_dim = teacher_dim
         self.projector: nn.Module | None = None
+        # a cross-fitted teacher has k members, each with its own feature space: one
+        # projection per member (training/crossfit.py); a plain teacher has one
+        n_members = int(getattr(t, "n_members", 1)) if t is not None else 1
         if teacher_dim is not None:
-            if projector == "linear":
-                self.projector = nn.Linear(self.student_dim, teacher_dim)
-            else:
-                self.projector = nn.Sequential(nn.Linear(self.student_dim, teacher_dim), nn.GELU(),
-                                               nn.Linear(teacher_dim, teacher_dim))
+            def make() -> nn.Module:
+                if projector == "linear":
+                    return nn.Linear(self.student_dim, teacher_dim)
+                return nn.Sequential(nn.Linear(self.student_dim, teacher_dim), nn.GELU(),
+                                     nn.Linear(teacher_dim, teacher_dim))
+
+            self.projector = make() if n_members == 1 else nn.ModuleList(
+                [make() for _ in range(n_members)])
         self.register_load_state_dict_pre_hook(self._drop_unbuilt_projector)
 
     def _drop_unbuilt_projector(self, module: nn.Module, state_dict: dict[str, Any], prefix: str,
@@ -295,14 +304,25 @@ class FeatureKD(HintonKD):
             for k in [k for k in state_dict if k.startswith(prefix + "projector.")]:
                 del state_dict[k]
 
-    def project(self, s_out: ModelOutput) -> Tensor:
-        """Project the student's feature to the teacher's width ``[B, F_T]``."""
+    def project(self, s_out: ModelOutput, member: Tensor | None = None) -> Tensor:
+        """Project the student's feature to the teacher's width ``[B, F_T]``.
+
+        With a cross-fitted teacher, ``member`` ``[B]`` picks each sample's projection
+        (the member that produced its teacher feature).
+        """
         if self.projector is None:
             raise ConfigError(
                 "kd_feature has no projection: it was built without a teacher and without "
                 "method.teacher_dim"
             )
-        return self.projector(output_feature(s_out, who=f"student {self.student_name!r}"))
+        z = output_feature(s_out, who=f"student {self.student_name!r}")
+        if isinstance(self.projector, nn.ModuleList):
+            if member is None:
+                raise ConfigError("kd_feature with a cross-fitted teacher: the teacher output "
+                                  "carries no aux['crossfit_member']")
+            proj = torch.stack([p(z) for p in self.projector])  # [k, B, F_T]
+            return proj[member, torch.arange(z.shape[0], device=z.device)]
+        return self.projector(z)
 
     def distill_terms(self, s_out: ModelOutput, t_out: ModelOutput, *,
                       detach_teacher: bool = True,
@@ -310,7 +330,8 @@ class FeatureKD(HintonKD):
         """Soft-label term ``kd`` and feature term ``feature`` (``projected`` may be given)."""
         terms = super().distill_terms(s_out, t_out, detach_teacher=detach_teacher)
         zt = output_feature(t_out, who="teacher")
-        zs = self.project(s_out) if projected is None else projected
+        zs = (self.project(s_out, t_out.aux.get("crossfit_member")) if projected is None
+              else projected)
         if zs.shape[-1] != zt.shape[-1]:
             raise ConfigError(
                 f"feature KD: the projected student feature has width {zs.shape[-1]} but the "

@@ -424,6 +424,9 @@ def _method_section(label: str, runs: list[RunEntry], data: _DataCache,
     parts = [f'<h2 id="{html.escape(re.sub(r"[^A-Za-z0-9]+", "-", label))}">'
              f"{html.escape(label)}</h2>"]
     first = runs[0]
+    sel = first.results.get("selection") or {}
+    if sel.get("summary"):
+        parts.append(_note(f"Model selection: {sel['summary']}."))
     curves, best = {}, {}
     for r in runs:
         for f in r.folds:
@@ -434,11 +437,15 @@ def _method_section(label: str, runs: list[RunEntry], data: _DataCache,
                 curves[key] = pd.read_csv(mcsv)
                 best[key] = int(r.results.get("folds", {}).get(f.name, {}).get("best_epoch", -1))
     if curves:
+        chosen = ("last epoch (fixed recipe)" if sel.get("selection") == "last"
+                  else "epoch selected on validation")
+        if sel.get("valid_leaked_for"):
+            chosen += "; the validation curve is LEAKED, a diagnostic only"
         fig = plots.learning_curves(curves, best_epoch=best)
         parts.append("<h3>Learning curves</h3>" + _img(
             plots.to_png_base64(fig),
             f"Per-epoch task loss (train dashed, validation solid) and a validation metric; "
-            f"dotted lines mark the epoch selected on validation ({len(curves)} run(s)).",
+            f"dotted lines mark the {chosen} ({len(curves)} run(s)).",
             f"learning curves of {label}"))
     else:
         parts.append(_note("no metrics.csv found: learning curves skipped"))

@@ -39,9 +39,17 @@ from emodistill.data.spec import TargetSpec
 from emodistill.errors import ConfigError, EmodistillError
 from emodistill.metrics import HIGHER_IS_BETTER, metric_collection
 from emodistill.models import METHODS, MERModel, build_method
+from emodistill.training.crossfit import check_crossfit, crossfit_summary, fit_crossfit_teacher
 from emodistill.training.history import EpochHistory
 from emodistill.training.lit import LitMER
 from emodistill.training.loaders import batch_loader
+from emodistill.training.selection import (
+    check_selection,
+    fold_leaks,
+    require_clean_valid,
+    selection_record,
+    valid_leaks,
+)
 
 __all__ = ["run_experiment", "RunResult", "FoldResult", "prepare", "Prepared", "fold_fingerprint"]
 
@@ -91,6 +99,10 @@ class Prepared:
     target: TargetSpec
     modalities: list[str]
     folds: list[Fold]
+    #: modalities leaked in the validation part (see emodistill.training.selection)
+    valid_leaked: list[str] = field(default_factory=list)
+    #: protocol.allow_leaky: a diagnostic run, selection on leaked validation allowed
+    allow_leaky: bool = False
 
 
 def _check_train_cfg(cfg: DictConfig) -> None:
@@ -107,7 +119,8 @@ def _check_train_cfg(cfg: DictConfig) -> None:
         want = "max" if HIGHER_IS_BETTER[name] else "min"
         raise ConfigError(f"train.monitor={t.monitor} needs train.mode={want}")
     # checked here so that a bad value fails before the run folder exists
-    choices = {"optimizer": ("adamw", "adam", "sgd"), "scheduler": ("plateau", "none")}
+    choices = {"optimizer": ("adamw", "adam", "sgd"), "scheduler": ("plateau", "none"),
+               "selection": ("best", "last")}
     for key, valid in choices.items():
         if t.get(key, valid[0]) not in valid:
             raise ConfigError(f"train.{key}={t.get(key)!r}; use one of {', '.join(valid)}")
@@ -151,25 +164,43 @@ def prepare(cfg: DictConfig, dataset: MultimodalDataset | None = None) -> Prepar
     fold_name = proto.pop("fold", None)
     allow_leaky = proto.pop("allow_leaky", False)
     used = [method_mod] if method_mod else mods
-    leaky = set(ds.info.get("leaky_splits", {}).get(proto.get("split", ""), [])) & set(used)
-    if pname == "split" and leaky and not allow_leaky:
-        raise ConfigError(
-            f"split {proto.get('split')!r} of {ds.spec.name!r} is leaky for {sorted(leaky)}: "
-            "those features were learned with labels on another split (see the data README). "
-            "Use the honest split (e.g. protocol.split=poria) or set protocol.allow_leaky=true "
-            "for a diagnostic run whose numbers must not be reported."
-        )
+    split = proto.get("split") if pname == "split" else None
     folds = make_folds(ds, pname, **proto)
     if fold_name is not None:
         names = [f.name for f in folds]
         if fold_name not in names:
             raise ConfigError(f"protocol.fold={fold_name!r}; valid folds: {names}")
         folds = [f for f in folds if f.name == fold_name]
+    leaky = sorted({m for f in folds for m in fold_leaks(ds, f, used, split=split)["test"]})
+    if leaky and not allow_leaky:
+        where = f"split {split!r}" if split else f"protocol {pname!r}"
+        raise ConfigError(
+            f"{where} of {ds.spec.name!r} is leaky for {leaky}: those features were learned "
+            "with labels on rows of its test part (see the data README). "
+            "Use the honest split (e.g. protocol.split=poria) or set protocol.allow_leaky=true "
+            "for a diagnostic run whose numbers must not be reported."
+        )
+    # the validation part: selecting on it when it is leaked is refused (training/selection.py)
+    valid_leaked = valid_leaks(ds, folds, used, split=split)
+    if not allow_leaky:
+        check_selection(to_container(cfg.train), valid_leaked, dataset=ds.spec.name)
     params = to_container(cfg.method)
     name = params.pop("name")
     params.setdefault("modalities", mods)
     teacher = params.pop("teacher", None)
-    if isinstance(teacher, dict) and teacher.get("checkpoint"):
+    if isinstance(teacher, dict) and teacher.get("method") and not allow_leaky:
+        t_train = OmegaConf.merge(cfg.train, teacher.get("train") or {})
+        t_mod = teacher["method"].get("modality")
+        t_leaked = valid_leaks(ds, folds, [t_mod] if t_mod else mods, split=split)
+        check_selection(to_container(t_train), t_leaked, dataset=ds.spec.name,
+                        who="the teacher")
+    if isinstance(teacher, dict) and check_crossfit(teacher.get("crossfit"), method=name,
+                                                    params=params):
+        if teacher.get("checkpoint") or not teacher.get("method"):
+            raise ConfigError("method.teacher.crossfit trains its own member teachers: set "
+                              "method.teacher.method={name: ...} and method.teacher.checkpoint="
+                              "null")
+    elif isinstance(teacher, dict) and teacher.get("checkpoint"):
         for f in folds:  # a mismatched teacher checkpoint fails here, before any file is written
             _load_teacher_checkpoint(cfg, ds, target, f)
     spec = ds.spec if ds.post_split is None else ds.post_split(ds.subset(folds[0].train[:2])).spec
@@ -182,7 +213,12 @@ def prepare(cfg: DictConfig, dataset: MultimodalDataset | None = None) -> Prepar
             f"method {name!r} cannot be built from its config ({type(e).__name__}: {e}); check "
             f"the method.* values: { {k: v for k, v in params.items() if k != 'modalities'} }"
         ) from None
-    return Prepared(cfg, ds, target, mods, folds)
+    # methods that choose something on the validation part (HKD-MER's dominant modality)
+    chooses = getattr(METHODS.get(name), "chooses_on_valid", None)
+    if chooses is not None and not allow_leaky:
+        for what, fix in chooses(params):
+            require_clean_valid(valid_leaked, what=what, fix=fix)
+    return Prepared(cfg, ds, target, mods, folds, valid_leaked, bool(allow_leaky))
 
 
 def _trainer(cfg: DictConfig, callbacks: list[L.Callback], root: Path) -> L.Trainer:
@@ -232,23 +268,29 @@ def fit_fold(prep: Prepared, fold: Fold, out: Path) -> FoldResult:
         model.compile()
     lit = LitMER(model, to_container(cfg.train))
     history = EpochHistory()
+    last = cfg.train.get("selection", "best") == "last"  # fixed recipe: no validation choice
     with tempfile.TemporaryDirectory(prefix="emodistill-ckpt-") as tmp:
         ckpt = L.pytorch.callbacks.ModelCheckpoint(
-            dirpath=tmp, filename="best", monitor=cfg.train.monitor, mode=cfg.train.mode,
+            dirpath=tmp, filename="last" if last else "best",
+            monitor=None if last else cfg.train.monitor, mode=cfg.train.mode,
             save_top_k=1, save_weights_only=True,
         )
         stop = L.pytorch.callbacks.EarlyStopping(
             monitor=cfg.train.monitor, mode=cfg.train.mode, patience=cfg.train.patience,
         )
-        trainer = _trainer(cfg, [ckpt, stop, history], out)
+        trainer = _trainer(cfg, [ckpt, history] if last else [ckpt, stop, history], out)
         bs, seed = int(cfg.train.batch_size), int(cfg.seed)
         trainer.fit(
             lit,
             batch_loader(parts["train"], target.name, batch_size=bs, shuffle=True, seed=seed),
             batch_loader(parts["valid"], target.name, batch_size=bs, shuffle=False),
         )
-        best_epoch = _best_epoch(history.rows, cfg.train.monitor, cfg.train.mode)
-        score = ckpt.best_model_score
+        if last:
+            best_epoch = int(history.rows[-1]["epoch"]) if history.rows else -1
+            score = history.rows[-1].get(cfg.train.monitor) if history.rows else None
+        else:
+            best_epoch = _best_epoch(history.rows, cfg.train.monitor, cfg.train.mode)
+            score = ckpt.best_model_score
         best_val = float(score) if score is not None else float("nan")
         # the test part is read exactly once, with the weights selected on validation
         test_loader = batch_loader(parts["test"], target.name, batch_size=bs, shuffle=False)
@@ -331,6 +373,11 @@ def obtain_teacher(prep: Prepared, fold: Fold, out: Path) -> MERModel:
     """
     cfg = prep.cfg
     tcfg = to_container(cfg.method.teacher)
+    k = check_crossfit(tcfg.get("crossfit"), method=str(cfg.method.name),
+                       params=to_container(cfg.method))
+    if k:  # soft targets of each training sample from a member that never saw it
+        return fit_crossfit_teacher(prep, fold, out, tcfg["method"], k,
+                                    train_overrides=tcfg.get("train") or None)
     if tcfg.get("checkpoint"):
         return _load_teacher_checkpoint(cfg, prep.dataset, prep.target, fold)
     if not tcfg.get("method"):
@@ -340,7 +387,11 @@ def obtain_teacher(prep: Prepared, fold: Fold, out: Path) -> MERModel:
     sub.method_config = f"teacher-{tcfg['method']['name']}"
     if tcfg.get("train"):
         sub.train = OmegaConf.merge(sub.train, tcfg["train"])
-    teacher_prep = Prepared(sub, prep.dataset, prep.target, prep.modalities, [fold])
+    t_mod = tcfg["method"].get("modality")
+    t_leaked = valid_leaks(prep.dataset, [fold], [t_mod] if t_mod else prep.modalities,
+                           split=prep.cfg.protocol.get("split"))
+    teacher_prep = Prepared(sub, prep.dataset, prep.target, prep.modalities, [fold],
+                            t_leaked, prep.allow_leaky)
     res = fit_fold(teacher_prep, fold, out)
     assert res.model is not None
     log.info("teacher %s on %s: test %s", sub.method_config, fold.name, res.test)
@@ -439,7 +490,12 @@ def run_experiment(
         "folds": {f.fold: {"test": f.test, "best_epoch": f.best_epoch, "epochs": f.epochs,
                            "best_val": f.best_val, "sizes": f.sizes} for f in result.folds},
         "monitor": cfg.train.monitor,
+        "selection": selection_record(to_container(cfg.train), prep.valid_leaked)
+        | {"allow_leaky": prep.allow_leaky},
         "mean": result.mean,
     }
+    teacher_record = crossfit_summary(cfg, result.path, [f.fold for f in result.folds])
+    if teacher_record:
+        payload["teacher"] = teacher_record
     atomic_write(run_dir / "results.json", lambda f: json.dump(payload, f, indent=2))
     return result

@@ -37,6 +37,7 @@ from emodistill.data.dataset import MultimodalDataset
 from emodistill.data.registry import build_dataset
 from emodistill.errors import ConfigError, UnknownNameError
 from emodistill.training.run import prepare, run_experiment
+from emodistill.training.selection import require_clean_valid
 
 __all__ = ["run_sweep", "run_ray_sweep", "load_space", "resolve_space"]
 
@@ -108,7 +109,12 @@ def _check(dataset: str, method: str, experiment: str | None, overrides: Sequenc
         probe = d["choices"][0] if d["type"] == "categorical" else d["low"]
         compose(dataset=dataset, method=method, experiment=experiment,
                 overrides=[*overrides, f"{key}={probe}"])
-    prepare(base, ds)
+    prep = prepare(base, ds)
+    # a sweep's objective is the validation metric: never on a leaked validation part
+    require_clean_valid([] if prep.allow_leaky else prep.valid_leaked,
+                        what="a sweep's objective (the validation metric)",
+                        fix="take the hyper-parameters from a sweep on a leak-free dataset and "
+                        "run the fixed recipe, train.selection=last, train.recipe_from=...")
     return base, ds
 
 

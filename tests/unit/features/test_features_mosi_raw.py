@@ -78,3 +78,7 @@ def test_loader_builds_embeddings_audio_and_standard_split(tmp_path):
                   overrides=[f"dataset.root={root}", f"dataset.cache_dir={cache}"])
     prep = prepare(cfg, ds)
     assert prep.folds[0].name == "standard"
+    assert prep.valid_leaked == []  # validation-based selection is allowed: nothing is leaked
+    prep = prepare(compose(dataset="mosi_raw_features", method="late_fusion",
+                           overrides=[f"dataset.root={root}", "protocol.split=poria"]), ds)
+    assert prep.folds[0].name == "poria" and prep.valid_leaked == []

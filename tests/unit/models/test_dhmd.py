@@ -68,6 +68,8 @@ def test_no_dictionary_is_dmd_architecture():
     {"ctr_edge_weighted": True, "homo_gd": False, "hetero_gd": False},
     {"dict_normalization": "softmax", "dict_pool": "mean", "dict_dim": 5},
     {"ctr_detach_teacher": True, "dict_l2_normalize": False},
+    {"dict_input": "gd", "ctr_edge_weighted": True, "ctr_detach_teacher": True},
+    {"dict_input": "gd", "homo_gd": False},
 ])
 def test_variants_run(kw):
     spec = _spec(SHAPES["unaligned"])
@@ -123,7 +125,7 @@ def test_yaml_defaults_are_the_constructor_defaults():
 
 
 @pytest.mark.parametrize("cfg", ["dhmd_no_dict", "dhmd_no_gd", "dhmd_no_prior",
-                                 "dhmd_no_decoupling"])
+                                 "dhmd_no_decoupling", "dhmd_hierarchical"])
 def test_ablation_configs_build(cfg, synthetic_small):
     c = compose(dataset="synthetic", method=cfg,
                 overrides=["method.d_model=8", "method.num_heads=2", "method.dict_size=4"])
@@ -131,3 +133,30 @@ def test_ablation_configs_build(cfg, synthetic_small):
     model = build_method(params.pop("name"), spec=synthetic_small.spec,
                          target=synthetic_small.spec.target("polarity"), params=params)
     assert isinstance(model, DHMD)
+
+
+def test_gd_dictionary_input_is_the_gd_unit_output():
+    """dict_input=gd: x̂_m = r_m + Σ_i π_{m←i} sg(r_i), the teachers detached."""
+    spec = _spec(SHAPES["utterance"])
+    torch.manual_seed(0)
+    model = _model(spec, dict_input="gd").eval()
+    b = _batch(spec)
+    st = model(b).aux
+    mods = spec.modality_names
+    for space, gd in model.gd.items():
+        w = st[f"sample_gd_{space}_edges"] + gd.prior
+        for j, m in enumerate(mods):
+            want = st[f"{space}_repr/{m}"].clone()
+            for e, (s_, t_) in enumerate(gd.pairs):
+                if s_ == j:
+                    want = want + w[:, e:e + 1] * st[f"{space}_repr/{mods[t_]}"]
+            torch.testing.assert_close(st[f"gd_out_{space}/{m}"], want)
+    # the teachers' representations get no gradient through the GD output (with the edge
+    # network's inputs detached too; otherwise the edges themselves carry a gradient)
+    torch.manual_seed(0)
+    model = _model(spec, dict_input="gd", detach_edge_inputs=True).eval()
+    st = model(b).aux
+    r_t = st["homo_repr/text"]
+    g = torch.autograd.grad(st["gd_out_homo/audio"].sum(), r_t, allow_unused=True,
+                            retain_graph=True)[0]
+    assert g is None or float(g.abs().sum()) == 0.0
