@@ -60,7 +60,8 @@ def save_checkpoint(
         "config": config,
         "method": method_cfg.pop("name"),
         "method_params": method_cfg,
-        "spec": model.spec.to_dict(),
+        # the input signature: token-id modalities stay tokens (the text encoder is inside)
+        "spec": getattr(model, "input_spec", model.spec).to_dict(),
         "target": {
             "name": model.target.name,
             "kind": model.target.kind,

@@ -57,7 +57,9 @@ class MultimodalDataset:
     spec : DatasetSpec
         The dataset's declared contract; arrays are checked against it.
     features : mapping of str to array
-        Modality → ``[N, T, D]`` float features (``[N, D]`` is accepted as ``T = 1``).
+        Modality → ``[N, T, D]`` float features (``[N, D]`` is accepted as ``T = 1``);
+        for a ``tokens`` modality (:attr:`ModalitySpec.kind`) ``[N, T]`` integer
+        token ids, kept as int64 (see :mod:`emodistill.data.tokens`).
     targets : mapping of str to array
         Target name → ``[N]`` values (float regression, int class indices).
     ids : sequence of str
@@ -101,6 +103,15 @@ class MultimodalDataset:
                     f"{spec.name}: modality {ms.name!r} declared in the spec but not given; "
                     f"given: {sorted(features)}"
                 )
+            if ms.is_tokens:  # int64 ids [N, T] with the attention mask as padding mask
+                from emodistill.data.tokens import check_token_modality
+
+                x, m, p = check_token_modality(
+                    spec.name, ms, features[ms.name], n,
+                    None if lengths is None else lengths.get(ms.name),
+                    None if present is None else present.get(ms.name))
+                self.features[ms.name], self.mask[ms.name], self.present[ms.name] = x, m, p
+                continue
             x = torch.as_tensor(np.asarray(features[ms.name], dtype=np.float32))
             if x.ndim == 2:
                 x = x[:, None, :]
@@ -249,7 +260,8 @@ class MultimodalDataset:
     def with_features(self, features: dict[str, Tensor]) -> MultimodalDataset:
         """Return a shallow copy whose features are replaced (masks unchanged)."""
         out = self.subset(np.arange(len(self)))
-        out.features = {k: features[k] * out.mask[k][..., None] for k in out.features}
+        out.features = {k: features[k] if not features[k].is_floating_point()  # token ids
+                        else features[k] * out.mask[k][..., None] for k in out.features}
         out._fingerprint = None
         return out
 

@@ -124,7 +124,32 @@ def _split_arrays(split: dict[str, Any], where: str, bounds: tuple[float, float]
         tb = np.asarray(split["text_bert"])
         if tb.ndim == 3 and tb.shape[0] == n and tb.shape[1] == 3:
             out["text_lengths"] = tb[:, 1, :].astype(np.float64).sum(1).astype(np.int64)
+            out["text_bert"] = tb
     return out
+
+
+def _text_bert_ids(splits: list[dict[str, np.ndarray]], name: str,
+                   p: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Token ids ``[N, L]`` and lengths from the ``text_bert`` arrays of every split."""
+    from emodistill.data.tokens import split_text_bert
+
+    if "sims" in name.lower():
+        raise ConfigError(
+            f"{name}: dataset.text_input=tokens reads text_bert as bert-base-uncased ids for "
+            "the English MiniLM text encoder; CH-SIMS text_bert holds bert-base-chinese ids. "
+            "Use dataset.text_input=features"
+        )
+    parts = []
+    for s, part in zip(splits, MMSA_SPLITS, strict=True):
+        if "text_bert" not in s:
+            raise DataFormatError(
+                f"{p}: split {part!r} has no text_bert [N, 3, L] array (token ids, mask, "
+                "segments); dataset.text_input=tokens needs it. Use text_input=features"
+            )
+        parts.append(split_text_bert(s["text_bert"], what=f"{p} {part}/text_bert"))
+    L = max(a.shape[1] for a, _ in parts)
+    ids = np.concatenate([np.pad(a, ((0, 0), (0, L - a.shape[1]))) for a, _ in parts])
+    return ids, np.concatenate([ln for _, ln in parts])
 
 
 def load_mmsa(
@@ -133,6 +158,7 @@ def load_mmsa(
     name: str = "mosi",
     label_range: tuple[float, float] | None = None,
     use_text_mask: bool = False,
+    text_input: str = "features",
 ) -> MultimodalDataset:
     """Load an MMSA feature pickle through the restricted unpickler.
 
@@ -148,6 +174,13 @@ def load_mmsa(
     use_text_mask : bool
         Derive text lengths from the BERT attention mask in ``text_bert``
         (default False: all text steps count, as MMSA/DMD models see them).
+    text_input : {"features", "tokens"}
+        ``features``: the pre-extracted ``text`` array. ``tokens``: the token
+        ids and attention mask of ``text_bert`` as a ``tokens`` modality
+        (checked to be bert-base-uncased WordPiece ids, the vocabulary of
+        all-MiniLM-L6-v2), for a text encoder fine-tuned inside the model, as
+        DMD's ``use_bert`` runs BERT on ``text_bert`` (segment ids are all 0
+        for single sentences and are not used).
 
     Returns
     -------
@@ -167,6 +200,8 @@ def load_mmsa(
         raise DataFormatError(
             f"{p}: expected a dict with keys train/valid/test (MMSA layout); found {keys}"
         )
+    if text_input not in ("features", "tokens"):
+        raise ConfigError(f"{name}: dataset.text_input={text_input!r}; use features or tokens")
     lo, hi = label_range or ((-1.0, 1.0) if "sims" in name.lower() else (-3.0, 3.0))
     splits = [_split_arrays(raw[s], f"{p}: split {s!r}", (lo, hi)) for s in MMSA_SPLITS]
     seq = {}
@@ -198,6 +233,13 @@ def load_mmsa(
         if all(lk in s for s in splits) and (k != "text" or use_text_mask):
             ln = np.concatenate([s[lk] for s in splits])
             lengths[k] = np.clip(ln, 0, T)
+    modalities = [ModalitySpec(k, D, T) for k, (T, D) in seq.items()]
+    if text_input == "tokens":
+        from emodistill.data.tokens import BERT_UNCASED
+
+        feats["text"], lengths["text"] = _text_bert_ids(splits, name, p)
+        modalities[0] = ModalitySpec("text", BERT_UNCASED["vocab_size"],
+                                     int(feats["text"].shape[1]), kind="tokens")
     y = np.concatenate([s["regression_labels"] for s in splits]).astype(np.float32)
     targets = {"sentiment": y, "polarity": (y >= 0).astype(np.int64)}
     extra_targets = []
@@ -214,7 +256,7 @@ def load_mmsa(
     part = np.concatenate([[s] * len(a["id"]) for s, a in zip(MMSA_SPLITS, splits, strict=True)])
     spec = DatasetSpec(
         name=name,
-        modalities=tuple(ModalitySpec(k, D, T) for k, (T, D) in seq.items()),
+        modalities=tuple(modalities),
         targets=(
             TargetSpec("sentiment", "regression", value_range=(lo, hi)),
             TargetSpec("polarity", "binary", class_names=("negative", "non-negative")),
@@ -234,5 +276,7 @@ def load_mmsa(
             "source": str(p),
             "aligned": not any(k in lengths for k in ("audio", "vision")),
             "nonfinite_repaired": repaired,
+            "text_input": ("text_bert token ids (bert-base-uncased WordPiece)"
+                           if text_input == "tokens" else "text features"),
         },
     )

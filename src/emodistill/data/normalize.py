@@ -20,6 +20,7 @@ class Standardizer:
 
     Statistics are computed over the real (unpadded, present) time steps of the
     training samples only; padding and absent modalities stay exactly zero.
+    Token-id modalities (int64) are left as they are.
 
     Attributes
     ----------
@@ -35,6 +36,8 @@ class Standardizer:
         """Fit on every sample of ``ds`` (pass the training subset)."""
         mean, std = {}, {}
         for name, x in ds.features.items():
+            if not x.is_floating_point():  # token ids are not standardised
+                continue
             m = ds.mask[name]
             rows = x[m]  # [n_steps, D]
             if rows.shape[0] == 0:
@@ -53,6 +56,9 @@ class Standardizer:
         """Standardise raw ``[B, T, D]`` inputs, keeping masked steps at zero."""
         out = {}
         for k, x in inputs.items():
+            if k not in self.mean or not x.is_floating_point():  # token ids pass through
+                out[k] = x
+                continue
             mu, sd = self.mean[k].to(x.device), self.std[k].to(x.device)
             out[k] = (x - mu) / sd * mask[k][..., None]
         return out

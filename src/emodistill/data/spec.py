@@ -13,9 +13,12 @@ from typing import Any, Literal
 
 from emodistill.errors import ConfigError
 
-__all__ = ["ModalitySpec", "TargetSpec", "DatasetSpec", "TaskKind"]
+__all__ = ["ModalitySpec", "TargetSpec", "DatasetSpec", "TaskKind", "InputKind"]
 
 TaskKind = Literal["regression", "binary", "multiclass"]
+#: ``features``: float ``[N, T, D]`` arrays; ``tokens``: int64 token ids ``[N, T]`` of a
+#: vocabulary of ``D`` entries (e.g. WordPiece ids for a text transformer)
+InputKind = Literal["features", "tokens"]
 
 
 @dataclass(frozen=True)
@@ -30,17 +33,32 @@ class ModalitySpec:
         Feature dimension ``D``.
     seq_len : int
         Maximum sequence length ``T`` (1 for utterance- or trial-level vectors).
+    kind : {"features", "tokens"}
+        ``features`` (default): float features ``[N, T, D]``. ``tokens``: int64
+        token ids ``[N, T]`` (``dim`` = the vocabulary size, padding id 0, the
+        padding mask = the attention mask); a model turns them into features
+        with a text encoder (:mod:`emodistill.models.text_encoder`).
     """
 
     name: str
     dim: int
     seq_len: int = 1
+    kind: InputKind = "features"
 
     def __post_init__(self) -> None:
         if self.dim < 1 or self.seq_len < 1:
             raise ConfigError(
                 f"modality {self.name!r}: dim={self.dim} and seq_len={self.seq_len} must be >= 1"
             )
+        if self.kind not in ("features", "tokens"):
+            raise ConfigError(
+                f"modality {self.name!r}: kind={self.kind!r}; use 'features' or 'tokens'"
+            )
+
+    @property
+    def is_tokens(self) -> bool:
+        """True for token-id inputs (``kind == "tokens"``)."""
+        return self.kind == "tokens"
 
 
 @dataclass(frozen=True)

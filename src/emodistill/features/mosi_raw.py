@@ -5,7 +5,8 @@ Dataset ``mosi_raw_features``: the second, non-leaky MOSI benchmark.
 * ``text``: the raw transcripts of ``mosi_standard_labels.csv`` (column
   ``text``) embedded by the frozen, locally installed all-MiniLM-L6-v2
   (:mod:`emodistill.features.text`): pooled ``[1 x 384]`` or token-level
-  ``[max_tokens x 384]``;
+  ``[max_tokens x 384]``; or (``text_level="ids"``) the WordPiece token ids
+  themselves, for fine-tuning the encoder inside a model;
 * ``audio``: the 73 openSMILE features of Poria et al. (``audio/audio_*0.csv``),
   hand-designed acoustic descriptors, not learned;
 * targets: continuous ``sentiment`` in [-3, 3] (MMSA labels) and the binary
@@ -115,6 +116,7 @@ def load_mosi_raw_features(
     *,
     text_level: str = "pooled",
     max_tokens: int = 50,
+    max_ids: int = 128,
     text_model: str | Path | None = None,
     cache_dir: str | Path | None = None,
     use_cache: bool = True,
@@ -126,10 +128,17 @@ def load_mosi_raw_features(
     root : path
         The MOSI utterance folder (``mosi_standard_labels.csv``,
         ``transcripts.csv``, ``audio/``, ``text_*.csv``, ``video/``).
-    text_level : {"pooled", "tokens"}
-        Sentence vectors ``[1 x 384]`` or token sequences ``[max_tokens x 384]``.
+    text_level : {"pooled", "tokens", "ids"}
+        Sentence vectors ``[1 x 384]``, token sequences ``[max_tokens x 384]``
+        (both from the frozen encoder, precomputed), or WordPiece token ids
+        ``[L]`` + attention mask (a ``tokens`` modality, :mod:`emodistill.data.tokens`)
+        for a text encoder trained inside the model (``method.text_encoder``);
+        ``L`` is the longest tokenised transcript (126 on MOSI), capped by ``max_ids``.
     max_tokens : int
         Steps of the token-level sequences (``[CLS]``/``[SEP]`` included).
+    max_ids : int
+        ``ids`` level: truncation length of the token ids (``[CLS]``/``[SEP]``
+        included). 128 keeps every MOSI transcript whole (the longest has 126).
     text_model : path, optional
         A local sentence-encoder folder instead of the packaged all-MiniLM-L6-v2.
     cache_dir : path, optional
@@ -144,8 +153,9 @@ def load_mosi_raw_features(
         ``sentiment`` (regression, [-3, 3]) and ``polarity``; group ``video``;
         splits ``standard`` and ``poria``.
     """
-    if text_level not in ("pooled", "tokens"):
-        raise ConfigError(f"{_NAME}: text_level={text_level!r}; use 'pooled' or 'tokens'")
+    if text_level not in ("pooled", "tokens", "ids"):
+        raise ConfigError(f"{_NAME}: text_level={text_level!r}; use 'pooled', 'tokens' or "
+                          "'ids'")
     base = require_dir(root, dataset=_NAME, layout=f"{_LABELS}, transcripts.csv, audio/, "
                                                    "text_{train,test}.csv, video/")
     lab_path = require_file(base / _LABELS, dataset=_NAME,
@@ -161,23 +171,32 @@ def load_mosi_raw_features(
     if missing:
         raise DataFormatError(f"{lab_path}: no transcript for ids {missing[:5]}")
     texts = [str(text_by_id[i]) for i in ids]
-    feats, lengths, manifest = cached_text_features(
-        ids, texts, level=text_level, max_tokens=max_tokens, text_model=text_model,
-        cache_dir=cache_dir, use_cache=use_cache,
-    )
-    T = 1 if text_level == "pooled" else feats.shape[1]
+    if text_level == "ids":
+        from emodistill.data.tokens import cached_token_ids
+
+        feats, lengths, manifest = cached_token_ids(
+            ids, texts, model_path=text_model, max_length=max_ids, cache_dir=cache_dir,
+            use_cache=use_cache)
+        text_spec = ModalitySpec("text", _vocab_size(text_model), int(feats.shape[1]),
+                                 kind="tokens")
+    else:
+        feats, lengths, manifest = cached_text_features(
+            ids, texts, level=text_level, max_tokens=max_tokens, text_model=text_model,
+            cache_dir=cache_dir, use_cache=use_cache,
+        )
+        T = 1 if text_level == "pooled" else feats.shape[1]
+        text_spec = ModalitySpec("text", int(feats.shape[-1]), T)
     audio = utt.features["audio"].numpy()
     spec = DatasetSpec(
         name=_NAME,
-        modalities=(ModalitySpec("text", int(feats.shape[-1]), T),
-                    ModalitySpec("audio", int(audio.shape[-1]), 1)),
+        modalities=(text_spec, ModalitySpec("audio", int(audio.shape[-1]), 1)),
         targets=(TargetSpec("sentiment", "regression", value_range=(-3.0, 3.0)),
                  TargetSpec("polarity", "binary", class_names=("negative", "positive"))),
         group_keys=("video",),
     )
     info = {
         "source": str(base),
-        "text": {"from": f"{_LABELS} column 'text'", **manifest},
+        "text": {"from": f"{_LABELS} column 'text'", "level": text_level, **manifest},
         "audio": "Poria et al. 2017 openSMILE features (73-d), audio/audio_{train,test}0.csv",
         "nonfinite_repaired": utt.info.get("nonfinite_repaired", {}),
         "dropped_ids": utt.info.get("dropped_ids", []),
@@ -189,7 +208,15 @@ def load_mosi_raw_features(
         targets={k: v.numpy() for k, v in utt.targets.items()},
         ids=ids,
         groups=utt.groups,
-        lengths={"text": lengths} if text_level == "tokens" else None,
+        lengths={"text": lengths} if text_level != "pooled" else None,
         splits=utt.splits,
         info=info,
     )
+
+
+def _vocab_size(text_model: str | Path | None) -> int:
+    """Vocabulary size of the local text model's tokenizer."""
+    from emodistill.data.tokens import load_tokenizer
+
+    return int(len(load_tokenizer(str(text_model) if text_model else None)))
+

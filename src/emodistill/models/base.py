@@ -188,11 +188,29 @@ def build_method(
     """Instantiate registered method ``name`` with hyper-parameters ``params``.
 
     Unknown parameters raise :class:`ConfigError` listing the valid ones.
+    ``params["text_encoder"]`` (every method) configures the text transformer
+    for token-id modalities: when ``spec`` has one, the method is built on the
+    embedded spec and the encoder is attached in front of it
+    (:mod:`emodistill.models.text_encoder`).
     """
     import inspect
 
     cls = METHODS.get(name)
     params = dict(params or {})
+    input_spec = spec
+    frontend = None
+    if "text_encoder" in params or any(m.is_tokens for m in spec.modalities):
+        from emodistill.models.text_encoder import resolve_text_encoder
+
+        mods = params.get("modalities")
+        used = spec.select(list(mods) if mods else None)
+        one = params.get("modality")  # single-modality methods: encode only that one
+        if isinstance(one, str) and one in used.modality_names:
+            keep = [m.name for m in used.modalities if not m.is_tokens or m.name == one]
+            used = used.select(keep)
+        spec, frontend = resolve_text_encoder(used, params.pop("text_encoder", None))
+        if frontend is not None:
+            input_spec = used
     valid: set[str] = set()
     for klass in cls.__mro__:
         if klass is object or "__init__" not in vars(klass):
@@ -207,4 +225,9 @@ def build_method(
             f"method {name!r} has no parameter(s) {unknown}; "
             f"valid: {sorted(valid - {'spec', 'target'})}"
         )
-    return cls(spec=spec, target=target, **params)
+    model = cls(spec=spec, target=target, **params)
+    if frontend is not None:
+        from emodistill.models.text_encoder import attach_text_encoder
+
+        attach_text_encoder(model, frontend, input_spec)
+    return model

@@ -47,7 +47,9 @@ __all__ = ["HintonKD", "FeatureKD", "probe_batch", "output_feature"]
 def probe_batch(spec: DatasetSpec, n: int = 2, device: torch.device | str = "cpu") -> Batch:
     """Make a batch of ``n`` zero samples with every modality of ``spec`` present (probes)."""
     return Batch(
-        inputs={m.name: torch.zeros(n, m.seq_len, m.dim, device=device) for m in spec.modalities},
+        inputs={m.name: (torch.full((n, m.seq_len), 101, dtype=torch.long, device=device)
+                         if m.is_tokens else torch.zeros(n, m.seq_len, m.dim, device=device))
+                for m in spec.modalities},
         mask={m.name: torch.ones(n, m.seq_len, dtype=torch.bool, device=device)
               for m in spec.modalities},
         present={m.name: torch.ones(n, dtype=torch.bool, device=device) for m in spec.modalities},

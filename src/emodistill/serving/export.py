@@ -4,6 +4,8 @@ The exported graph is :class:`ExportWrapper`: it takes plain tensors, three per
 modality the model was trained on, in the order of ``Predictor.modalities``::
 
     <m>          [B, T, D] float32   raw (un-normalised) features, right-padded to T
+                 [B, T]    int64     for a token modality (text encoder inside the model):
+                                     token ids, padding 0
     <m>_mask     [B, T]    bool      True on real steps
     <m>_present  [B]       bool      False where the modality is missing
 
@@ -69,7 +71,10 @@ class ExportWrapper(nn.Module):
         self.modalities = list(predictor.modalities)
         std = predictor.standardizer if include_normalizer else None
         self.normalize = std is not None
+        self.token_modalities = [m for m in self.modalities if predictor.spec.modality(m).is_tokens]
         for m in self.modalities:
+            if m in self.token_modalities:  # token ids: no normalisation
+                continue
             d = predictor.spec.modality(m).dim
             mean = std.mean[m].float() if std is not None else torch.zeros(d)
             sd = std.std[m].float() if std is not None else torch.ones(d)
@@ -82,6 +87,10 @@ class ExportWrapper(nn.Module):
         for i, m in enumerate(self.modalities):
             x, mk, p = tensors[3 * i], tensors[3 * i + 1], tensors[3 * i + 2]
             mk = mk & p[:, None]
+            if m in self.token_modalities:  # int64 ids, zero on padding
+                inputs[m] = x * mk.to(x.dtype)
+                mask[m], present[m] = mk, p
+                continue
             if self.normalize:
                 x = (x - getattr(self, f"mean_{m}")) / getattr(self, f"std_{m}")
             inputs[m] = x * mk[..., None].to(x.dtype)
@@ -89,7 +98,8 @@ class ExportWrapper(nn.Module):
         first = tensors[0]
         batch = Batch(inputs, mask, present,
                       target=first.new_zeros(first.shape[0]),
-                      index=torch.zeros_like(first[:, 0, 0], dtype=torch.long))
+                      index=torch.zeros_like(first[:, 0] if first.ndim == 2 else first[:, 0, 0],
+                                             dtype=torch.long))
         return self.model.predict_values(self.model(batch))
 
 
@@ -140,7 +150,9 @@ def example_inputs(predictor: Predictor, batch_size: int = 2, *,
     out: list[Tensor] = []
     for m in predictor.modalities:
         ms = predictor.spec.modality(m)
-        out += [torch.randn(batch_size, ms.seq_len, ms.dim, generator=g),
+        x = (torch.randint(1, ms.dim, (batch_size, ms.seq_len), generator=g) if ms.is_tokens
+             else torch.randn(batch_size, ms.seq_len, ms.dim, generator=g))
+        out += [x,
                 torch.ones(batch_size, ms.seq_len, dtype=torch.bool),
                 torch.ones(batch_size, dtype=torch.bool)]
     return tuple(out)
@@ -151,9 +163,13 @@ def _describe(predictor: Predictor, fmt: str, include_normalizer: bool) -> dict[
     inputs = []
     for m in predictor.modalities:
         ms = predictor.spec.modality(m)
+        first = ({"name": m, "shape": ["batch", ms.seq_len], "dtype": "int64",
+                  "meaning": f"token ids (vocabulary of {ms.dim}, padding 0), right-padded"}
+                 if ms.is_tokens else
+                 {"name": m, "shape": ["batch", ms.seq_len, ms.dim], "dtype": "float32",
+                  "meaning": "raw features" if include_normalizer else "normalised features"})
         inputs += [
-            {"name": m, "shape": ["batch", ms.seq_len, ms.dim], "dtype": "float32",
-             "meaning": "raw features" if include_normalizer else "normalised features"},
+            first,
             {"name": f"{m}_mask", "shape": ["batch", ms.seq_len], "dtype": "bool",
              "meaning": "True on real (unpadded) steps"},
             {"name": f"{m}_present", "shape": ["batch"], "dtype": "bool",

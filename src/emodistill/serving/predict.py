@@ -19,6 +19,11 @@ Features of modality ``m`` (``D`` features, trained maximum length ``T``):
 Shorter sequences are right-padded; ``lengths[m]`` (``[B]``) marks the real
 steps of already padded arrays.
 
+A model trained on token ids (``dataset.text_level=ids``: the text encoder is
+fine-tuned inside it) takes raw text for that modality: one string or a list
+of strings (tokenised with the model's local tokenizer), or token ids
+``[t]`` / ``[B, t]`` (padding id 0).
+
 Missing modalities
 ------------------
 Any subset of the modalities the model was trained on may be given. A
@@ -310,8 +315,12 @@ class Predictor:
 
     @property
     def spec(self) -> DatasetSpec:
-        """Input signature: each modality's feature dim and maximum length."""
-        return self.model.spec
+        """Input signature: each modality's feature dim and maximum length.
+
+        A token-id modality (a model with a text encoder inside) keeps
+        ``kind="tokens"``; :meth:`predict` takes raw text for it.
+        """
+        return getattr(self.model, "input_spec", self.model.spec)
 
     @property
     def target(self) -> TargetSpec:
@@ -399,9 +408,18 @@ class Predictor:
                 f"modalities {extra} are not inputs of this model ({self.method}); it was "
                 f"trained on {self.modalities} (any subset of them may be given)"
             )
+        lengths = dict(lengths)
         arrays, dead = {}, {}
         for m in used:
-            arrays[m], dead[m] = self._modality_array(self.spec.modality(m), given[m])
+            ms = self.spec.modality(m)
+            if ms.is_tokens:  # raw text or token ids (serving/text_inputs.py)
+                from emodistill.serving.text_inputs import token_inputs
+
+                arrays[m], tok_len = token_inputs(self.model, ms, given[m])
+                dead[m] = np.zeros(arrays[m].shape[:2], dtype=bool)
+                lengths.setdefault(m, tok_len)
+            else:
+                arrays[m], dead[m] = self._modality_array(ms, given[m])
         sizes = {m: a.shape[0] for m, a in arrays.items()}
         if len(set(sizes.values())) != 1:
             raise DataFormatError(
@@ -416,7 +434,8 @@ class Predictor:
             if m in arrays:
                 a = arrays[m]
                 t_given = a.shape[1]
-                x = torch.zeros(B, T, ms.dim)
+                x = (torch.zeros(B, T, dtype=torch.long) if ms.is_tokens else
+                     torch.zeros(B, T, ms.dim))
                 x[:, :t_given] = torch.from_numpy(a)
                 if m in lengths:
                     ln = torch.as_tensor(np.asarray(lengths[m]), dtype=torch.long).reshape(-1)
@@ -445,10 +464,11 @@ class Predictor:
                     p_t = p_t & ~all_nan
                 mk = (steps[None, :] < ln[:, None]) & p_t[:, None]
             else:
-                x = torch.zeros(B, T, ms.dim)
+                x = (torch.zeros(B, T, dtype=torch.long) if ms.is_tokens else
+                     torch.zeros(B, T, ms.dim))
                 mk = torch.zeros(B, T, dtype=torch.bool)
                 p_t = torch.zeros(B, dtype=torch.bool)
-            feats[m], masks[m], pres[m] = x * mk[..., None], mk, p_t
+            feats[m], masks[m], pres[m] = (x * mk if ms.is_tokens else x * mk[..., None]), mk, p_t
         if self.standardizer is not None:
             feats = self.standardizer.transform_inputs(feats, masks)
         return Batch(feats, masks, pres, target=torch.zeros(B), index=torch.arange(B))

@@ -28,7 +28,7 @@ from emodistill.errors import ConfigError
 from emodistill.metrics import metric_collection
 from emodistill.models.base import MERModel
 
-__all__ = ["LitMER", "make_optimizer", "uses_manual_optimization"]
+__all__ = ["LitMER", "make_optimizer", "uses_manual_optimization", "apply_warmup"]
 
 
 def make_optimizer(
@@ -49,13 +49,53 @@ def make_optimizer(
     lr = float(cfg["lr"] if lr is None else lr)
     wd = float(cfg.get("weight_decay", 0.0))
     name = cfg.get("optimizer", "adamw")
+    groups = _param_groups(params)
     if name == "adamw":
-        return torch.optim.AdamW(params, lr=lr, weight_decay=wd)
+        return torch.optim.AdamW(groups, lr=lr, weight_decay=wd)
     if name == "adam":
-        return torch.optim.Adam(params, lr=lr, weight_decay=wd)
+        return torch.optim.Adam(groups, lr=lr, weight_decay=wd)
     if name == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=wd)
+        return torch.optim.SGD(groups, lr=lr, momentum=0.9, weight_decay=wd)
     raise ConfigError(f"train.optimizer={name!r}; use adamw, adam or sgd")
+
+
+def _param_groups(params: list[torch.nn.Parameter]) -> list[dict[str, Any]]:
+    """Split parameters by the group tag of :mod:`emodistill.models.text_encoder`.
+
+    Untagged parameters form the default group (``train.lr``); tagged ones get
+    their own ``lr`` (at the start of a warm-up: ``lr / warmup_steps``) and
+    carry ``peak_lr`` and ``warmup_steps`` for :meth:`LitMER.on_train_batch_start`.
+    """
+    from emodistill.models.text_encoder import PARAM_GROUP_ATTR
+
+    plain: list[torch.nn.Parameter] = []
+    tagged: dict[int, dict[str, Any]] = {}
+    for p in params:
+        tag = getattr(p, PARAM_GROUP_ATTR, None)
+        if tag is None:
+            plain.append(p)
+            continue
+        g = tagged.setdefault(id(tag), {**tag, "params": []})
+        g["params"].append(p)
+    groups: list[dict[str, Any]] = [{"params": plain, "name": "default"}] if plain else []
+    for g in tagged.values():
+        warm = int(g.pop("warmup_steps", 0))
+        g["peak_lr"] = float(g["lr"])
+        g["warmup_steps"] = warm
+        if warm > 0:
+            g["lr"] = g["peak_lr"] / warm
+        groups.append(g)
+    return groups
+
+
+def apply_warmup(optimizer: torch.optim.Optimizer, step: int) -> None:
+    """Set the lr of warm-up groups for optimisation step ``step`` (0-based): linear to peak."""
+    for g in optimizer.param_groups:
+        warm = int(g.get("warmup_steps", 0) or 0)
+        if warm > 0 and step < warm:
+            g["lr"] = g["peak_lr"] * (step + 1) / warm
+        elif warm > 0 and step == warm:
+            g["lr"] = g["peak_lr"]
 
 
 def uses_manual_optimization(model: MERModel) -> bool:
@@ -83,6 +123,7 @@ class LitMER(L.LightningModule):
         self.test_metrics = metric_collection(model.target, prefix="test/")
         self.test_outputs: list[tuple[Tensor, Tensor, Tensor, dict[str, Tensor]]] = []
         self.manual = uses_manual_optimization(model)
+        self._warmup_step = 0
         if self.manual:
             self.automatic_optimization = False
             name = type(model).__name__
@@ -128,6 +169,13 @@ class LitMER(L.LightningModule):
             return None
         _, losses = self._step(batch, "train")
         return losses["loss"]
+
+    def on_train_batch_start(self, batch: Batch, batch_idx: int) -> None:  # noqa: D102
+        # linear warm-up of tagged parameter groups (the text encoder's own lr)
+        opts = self.optimizers()
+        for opt in opts if isinstance(opts, list | tuple) else [opts]:
+            apply_warmup(getattr(opt, "optimizer", opt), self._warmup_step)
+        self._warmup_step += 1
 
     def on_train_epoch_end(self) -> None:  # noqa: D102
         if not self.manual:
