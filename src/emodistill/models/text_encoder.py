@@ -198,6 +198,9 @@ class TextTransformerEncoder(SequenceEncoder):
         pretrained one (6 for MiniLM-L6) and its dropout (0.1) is the model's own.
     """
 
+    #: what the encoder reads: token ids ``[B, T]`` (int64), not float features
+    input_kind = "tokens"
+
     def __init__(self, dim: int, seq_len: int, *, mode: str = "finetune",
                  freeze_embeddings: bool = False, freeze_layers: int = 0,
                  pooling: str = "mean", padding: str = "longest", model: str | None = None,

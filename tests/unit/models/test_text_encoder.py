@@ -241,3 +241,22 @@ def test_mmsa_text_bert_that_is_not_bert_base_uncased_is_refused(tmp_path):
     p = _mmsa_pickle(tmp_path / "x.pkl", shifted)
     with pytest.raises(DataFormatError, match=r"\[CLS\]=101"):
         load_mmsa(p, name="mosi", text_input="tokens")
+
+
+def test_registry_encoder_ignores_padding_and_is_batch_independent():
+    from emodistill.models.encoders import ENCODERS, build_encoder
+
+    assert ENCODERS.get("minilm").input_kind == "tokens"
+    ids, ln = tokenize_texts(TEXTS[:4], pad_to=20)
+    x = torch.from_numpy(ids)
+    mask = torch.arange(20)[None] < torch.from_numpy(ln)[:, None]
+    torch.manual_seed(0)
+    enc = build_encoder("minilm", 30522, 20, hidden=8).eval()
+    assert enc.out_dim == 8
+    garbage = torch.where(mask, x, torch.randint(1000, 2000, x.shape))
+    with torch.no_grad():
+        full = enc(x, mask)
+        torch.testing.assert_close(enc(garbage, mask), full, rtol=1e-4, atol=1e-5)
+        for i in range(4):  # alone, the batch is trimmed to this utterance's own length
+            torch.testing.assert_close(enc(x[i:i + 1], mask[i:i + 1]), full[i:i + 1],
+                                       rtol=1e-4, atol=1e-5)
