@@ -142,8 +142,8 @@ def load_tokenizer(model_path: str | None = None) -> Any:
 
     Cached per folder. Needs the ``text`` extra (``transformers``).
     """
-    from emodistill.features.text import _INSTALL, _offline, default_text_model_path
     from emodistill.errors import DataNotFoundError
+    from emodistill.features.text import _INSTALL, _offline, default_text_model_path
 
     try:
         from transformers import AutoTokenizer

@@ -327,7 +327,7 @@ class TextFrontEnd(nn.Module):
                 setattr(p, PARAM_GROUP_ATTR, group)
 
     def embedded_spec(self, spec: DatasetSpec) -> DatasetSpec:
-        """The spec the method is built on: token modalities become float modalities."""
+        """Return the spec the method is built on (token modalities become float ones)."""
         out = []
         for m in spec.modalities:
             if m.is_tokens:
@@ -385,7 +385,7 @@ def attach_text_encoder(model: nn.Module, frontend: TextFrontEnd, input_spec: Da
 
 
 def text_frontend(model: nn.Module) -> TextFrontEnd | None:
-    """The model's text front end, or ``None``."""
+    """Return the text front end of ``model``, or ``None``."""
     fe = getattr(model, "text_frontend", None)
     return fe if isinstance(fe, TextFrontEnd) else None
 

