@@ -1,7 +1,8 @@
 """Training throughput of the fine-tuned text path (samples/s, CPU): dynamic vs fixed padding.
 
 One process, the same model and optimiser settings, the MOSI standard-split training
-transcripts tokenised once; for each padding mode, ``--batches`` training steps of
+transcripts tokenised once; for each padding mode (fixed 50, dynamic, dynamic with
+length buckets), ``--batches`` training steps of
 late fusion (MiniLM fine-tuned, forward + backward + AdamW step, batch 32) after one
 warm-up step. The two modes are interleaved round by round so that a change in the
 machine's load hits both. Writes one JSON line per round and a summary.
@@ -23,6 +24,7 @@ from emodistill.data.protocols import make_folds
 from emodistill.features.mosi_raw import load_mosi_raw_features
 from emodistill.models import build_method
 from emodistill.training.lit import make_optimizer
+from emodistill.training.loaders import BucketBatchSampler
 
 
 def main() -> None:
@@ -39,6 +41,8 @@ def main() -> None:
         "fixed50": (50, "max_length"),
         # dynamic: ids up to 128, each batch cut to its longest utterance
         "dynamic": (128, "longest"),
+        # dynamic + length buckets (train.length_buckets=20): batches of similar lengths
+        "dynamic_bucketed": (128, "longest"),
     }
     setups = {}
     for name, (max_ids, padding) in modes.items():
@@ -60,6 +64,10 @@ def main() -> None:
         for name, (train, model, opt) in setups.items():
             rows = [order[i * args.batch_size:(i + 1) * args.batch_size]
                     for i in range(args.batches + 1)]
+            if name == "dynamic_bucketed":  # the training loader's bucketed batches
+                sampler = BucketBatchSampler(train.mask["text"].sum(1), args.batch_size, 20,
+                                             torch.Generator().manual_seed(args.seed + r))
+                rows = [np.asarray(b) for b in sampler][: args.batches + 1]
             for i, idx in enumerate(rows):
                 batch = train.batch(idx, "sentiment")
                 t0 = time.perf_counter()
@@ -71,8 +79,8 @@ def main() -> None:
                     continue  # warm-up step
                 times[name].append(dt)
                 counts[name] += len(idx)
-                width = (int(batch.mask["text"].sum(1).max()) if name == "dynamic"
-                         else batch.mask["text"].shape[1])
+                width = (batch.mask["text"].shape[1] if name == "fixed50"
+                         else int(batch.mask["text"].sum(1).max()))
                 tokens[name].append(width)
             print(json.dumps({"round": r, "mode": name,
                               "samples_per_s": round(counts[name] / sum(times[name]), 2)}))
@@ -83,8 +91,9 @@ def main() -> None:
         **{f"{k}_samples_per_s": round(counts[k] / sum(times[k]), 2) for k in modes},
         **{f"{k}_mean_width": round(float(np.mean(tokens[k])), 1) for k in modes},
     }
-    summary["speedup_dynamic_over_fixed50"] = round(
-        summary["dynamic_samples_per_s"] / summary["fixed50_samples_per_s"], 2)
+    for k in ("dynamic", "dynamic_bucketed"):
+        summary[f"speedup_{k}_over_fixed50"] = round(
+            summary[f"{k}_samples_per_s"] / summary["fixed50_samples_per_s"], 2)
     print(json.dumps(summary))
 
 

@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import torch
-from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
+from torch import Tensor
+from torch.utils.data import (
+    BatchSampler,
+    DataLoader,
+    Dataset,
+    RandomSampler,
+    Sampler,
+    SequentialSampler,
+)
 
 from emodistill.data.batch import Batch
 from emodistill.data.dataset import MultimodalDataset
 
-__all__ = ["batch_loader"]
+__all__ = ["batch_loader", "BucketBatchSampler"]
 
 
 class _BatchView(Dataset):
@@ -29,8 +39,52 @@ def _identity(b: Batch) -> Batch:
     return b
 
 
+class BucketBatchSampler(Sampler[list[int]]):
+    """Shuffled batches of similar length (for dynamically padded token inputs).
+
+    Each epoch: a seeded permutation of the rows is cut into chunks of
+    ``batch_size * bucket_batches`` rows, each chunk is sorted by length and cut
+    into batches, and the batches are shuffled. Every row is used once per epoch;
+    a batch's longest utterance is then close to its shortest, so padding to the
+    longest in the batch wastes little.
+
+    Parameters
+    ----------
+    lengths : Tensor
+        ``[N]`` real tokens per row.
+    batch_size : int
+        Rows per batch.
+    bucket_batches : int
+        Batches per sorted chunk (larger = tighter lengths, less randomness).
+    generator : torch.Generator
+        Seeded generator (advances every epoch).
+    """
+
+    def __init__(self, lengths: Tensor, batch_size: int, bucket_batches: int,
+                 generator: torch.Generator) -> None:
+        self.lengths = torch.as_tensor(lengths).cpu()
+        self.batch_size, self.chunk = batch_size, batch_size * max(1, bucket_batches)
+        self.generator = generator
+
+    def __len__(self) -> int:
+        n, bs, c = len(self.lengths), self.batch_size, self.chunk
+        return (n // c) * (-(-c // bs)) + (-(-(n % c) // bs))
+
+    def __iter__(self) -> Iterator[list[int]]:
+        perm = torch.randperm(len(self.lengths), generator=self.generator)
+        batches: list[list[int]] = []
+        for s in range(0, len(perm), self.chunk):
+            idx = perm[s:s + self.chunk]
+            idx = idx[torch.argsort(self.lengths[idx], stable=True)]
+            batches += [idx[i:i + self.batch_size].tolist()
+                        for i in range(0, len(idx), self.batch_size)]
+        for i in torch.randperm(len(batches), generator=self.generator).tolist():
+            yield batches[i]
+
+
 def batch_loader(
-    ds: MultimodalDataset, target: str, *, batch_size: int, shuffle: bool, seed: int = 0
+    ds: MultimodalDataset, target: str, *, batch_size: int, shuffle: bool, seed: int = 0,
+    bucket_batches: int = 0,
 ) -> DataLoader:
     """Build a loader yielding :class:`Batch` objects of ``batch_size`` rows of ``ds``.
 
@@ -44,16 +98,27 @@ def batch_loader(
         Rows per batch; the last batch may be smaller.
     shuffle : bool
         Shuffle rows each epoch with a generator seeded by ``seed``.
+    bucket_batches : int
+        With ``shuffle`` and a token-id modality: group rows of similar token
+        length (:class:`BucketBatchSampler`, chunks of ``bucket_batches``
+        batches); 0 = plain shuffling.
     """
     rows = range(len(ds))
-    sampler = (
-        RandomSampler(rows, generator=torch.Generator().manual_seed(seed))
-        if shuffle
-        else SequentialSampler(rows)
-    )
+    tokens = [m.name for m in ds.spec.modalities if m.is_tokens]
+    if shuffle and bucket_batches > 0 and tokens:
+        batches: Sampler = BucketBatchSampler(
+            ds.mask[tokens[0]].sum(1), batch_size, bucket_batches,
+            torch.Generator().manual_seed(seed))
+    else:
+        sampler = (
+            RandomSampler(rows, generator=torch.Generator().manual_seed(seed))
+            if shuffle
+            else SequentialSampler(rows)
+        )
+        batches = BatchSampler(sampler, batch_size=batch_size, drop_last=False)
     return DataLoader(
         _BatchView(ds, target),
-        sampler=BatchSampler(sampler, batch_size=batch_size, drop_last=False),
+        sampler=batches,
         batch_size=None,
         collate_fn=_identity,
     )

@@ -139,6 +139,7 @@ def _check_train_cfg(cfg: DictConfig) -> None:
     number("batch_size", 1, integer=True)
     number("patience", 0, integer=True)
     number("accumulate_grad_batches", 1, integer=True)
+    number("length_buckets", 0, integer=True)
     number("lr", 1e-12)
     number("weight_decay", 0)
 
@@ -282,7 +283,8 @@ def fit_fold(prep: Prepared, fold: Fold, out: Path) -> FoldResult:
         bs, seed = int(cfg.train.batch_size), int(cfg.seed)
         trainer.fit(
             lit,
-            batch_loader(parts["train"], target.name, batch_size=bs, shuffle=True, seed=seed),
+            batch_loader(parts["train"], target.name, batch_size=bs, shuffle=True, seed=seed,
+                         bucket_batches=int(cfg.train.get("length_buckets", 0) or 0)),
             batch_loader(parts["valid"], target.name, batch_size=bs, shuffle=False),
         )
         if last:

@@ -267,3 +267,19 @@ def test_registry_encoder_ignores_padding_and_is_batch_independent():
         for i in range(4):  # alone, the batch is trimmed to this utterance's own length
             torch.testing.assert_close(enc(x[i:i + 1], mask[i:i + 1]), full[i:i + 1],
                                        rtol=1e-4, atol=1e-5)
+
+
+def test_length_buckets_use_every_row_once_and_group_similar_lengths():
+    from emodistill.training.loaders import BucketBatchSampler
+
+    lengths = torch.from_numpy(np.random.default_rng(0).integers(3, 120, 203))
+    sampler = BucketBatchSampler(lengths, 8, 5, torch.Generator().manual_seed(1))
+    epochs = [list(sampler), list(sampler)]
+    for batches in epochs:
+        assert len(batches) == len(sampler)
+        assert sorted(i for b in batches for i in b) == list(range(203))
+    assert epochs[0] != epochs[1]  # reshuffled each epoch
+    spread = np.mean([int(lengths[b].max() - lengths[b].min()) for b in epochs[0]])
+    plain = np.mean([int(lengths[i:i + 8].max() - lengths[i:i + 8].min())
+                     for i in range(0, 203, 8)])
+    assert spread < plain / 3
