@@ -51,6 +51,8 @@ def token_inputs(model: nn.Module, ms: ModalitySpec, x: Any) -> tuple[np.ndarray
 
     if isinstance(x, str):
         x = [x]
+    if isinstance(x, np.ndarray) and x.dtype.kind in "US":  # e.g. a string array from an npz
+        x = [str(t) for t in x.reshape(-1)]
     if isinstance(x, (list, tuple)) and x and all(isinstance(t, str) for t in x):
         ids, lengths = tokenize_texts(list(x), model_path=_model_folder(model, ms.name),
                                       max_length=ms.seq_len)

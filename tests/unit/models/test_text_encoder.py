@@ -178,6 +178,8 @@ def test_engine_checkpoint_and_predict_on_raw_text(tmp_path):
     with torch.no_grad():
         want = fold.model(batch).preds.numpy()
     assert np.allclose(p.values, want, atol=1e-5)
+    same = pred.predict(text=np.array(texts), audio=audio)  # a string array (npz files)
+    assert np.allclose(same.values, p.values, atol=1e-6)
     with pytest.raises(DataFormatError, match="raw text"):
         pred.predict(text=np.zeros((2, 384), dtype=np.float32), audio=audio)
     # export carries the fine-tuned encoder: token ids in, the same predictions out
