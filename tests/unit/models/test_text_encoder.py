@@ -157,14 +157,17 @@ def test_engine_checkpoint_and_predict_on_raw_text(tmp_path):
         "dataset.target=sentiment", "train.max_epochs=1", "train.batch_size=4",
         "train.progress_bar=false", "method.hidden=16", "method.text_encoder.warmup_steps=2",
         "method.text_encoder.lr=1e-3", "train.accelerator=cpu"])
-    before = {k: v.clone() for k, v in build_method(
-        "late_fusion", spec=ds.spec, target=ds.spec.targets[0],
-        params={"hidden": 16}).text_frontend.state_dict().items()}
+    from safetensors import safe_open
+
+    from emodistill.features.text import default_text_model_path
+
+    with safe_open(str(default_text_model_path() / "model.safetensors"), "pt") as f:
+        pretrained = f.get_tensor("encoder.layer.5.output.dense.weight")
     res = run_experiment(cfg, dataset=ds, output_dir=tmp_path)
     fold = res.folds[0]
     trained = fold.model.text_frontend.state_dict()
     key = "encoders.text.bert.encoder.layer.5.output.dense.weight"
-    assert not torch.equal(before[key], trained[key])  # fine-tuned in the engine
+    assert not torch.equal(pretrained, trained[key])  # fine-tuned in the engine
     pred = load(fold.path / "model.pt")
     assert pred.spec.modality("text").is_tokens
     assert torch.equal(pred.model.text_frontend.state_dict()[key], trained[key])
