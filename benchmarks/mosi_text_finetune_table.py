@@ -23,11 +23,16 @@ LOWER_IS_BETTER = {"mae"}
 
 
 def main(folders: list[str]) -> None:
-    rows = pd.concat([pd.read_csv(Path(f) / "per_seed.csv") for f in folders
-                      if (Path(f) / "per_seed.csv").is_file()], ignore_index=True)
-    rows["base"] = rows["method"].str.partition("(")[0]
-    rows["text"] = rows["method"].str.contains("finetune").map({True: "fine-tuned",
-                                                               False: "frozen"})
+    parts = []
+    for f in folders:
+        if (Path(f) / "per_seed.csv").is_file():
+            df = pd.read_csv(Path(f) / "per_seed.csv")
+            # fine-tuned runs: "finetune" in the method label or in the folder name
+            df["finetuned"] = df["method"].str.contains("finetune") | ("finetune" in Path(f).name)
+            parts.append(df)
+    rows = pd.concat(parts, ignore_index=True)
+    rows["base"] = rows["method"].str.replace("(text_encoder.mode=finetune)", "", regex=False)
+    rows["text"] = rows["finetuned"].map({True: "fine-tuned", False: "frozen"})
     rows["label"] = rows["base"] + " / " + rows["text"]
     rows = rows.sort_values(["base", "text", "seed"])
     print(to_markdown(aggregate(rows, METRICS, by="label"), METRICS))
@@ -46,8 +51,8 @@ def main(folders: list[str]) -> None:
             d = ft.loc[seeds, m] - fr.loc[seeds, m]
             scale = 100.0 if m in PERCENT_METRICS else 1.0
             better = int(((d < 0) if m in LOWER_IS_BETTER else (d > 0)).sum())
-            sd = f" ± {d.std(ddof=1) * scale:.2f}" if len(d) > 1 else ""
             fmt = ".2f" if scale == 100.0 else ".4f"
+            sd = f" ± {d.std(ddof=1) * scale:{fmt}}" if len(d) > 1 else ""
             cells.append(f"{d.mean() * scale:+{fmt}}{sd} ({better}/{len(d)})")
         print(f"| {base} | {','.join(map(str, seeds))} | " + " | ".join(cells) + " |")
 
