@@ -106,6 +106,10 @@ def parallel_unsupported(cfg: DictConfig) -> str | None:
             why = parallel_unsupported(_teacher_cfg(cfg))
             if why is not None:
                 return f"its teacher cannot train in parallel ({why})"
+    ds = cfg.get("dataset", {})
+    if ds.get("text_level") == "ids" or ds.get("text_input") == "tokens":
+        # the text transformer trains with its own lr group, warm-up and dynamic padding
+        return "token-id text inputs (a text encoder trained inside the model)"
     t = cfg.train
     checks = {
         "train.optimizer": (t.get("optimizer", "adamw") in ("adam", "adamw"), "adam or adamw"),

@@ -241,7 +241,7 @@ def test_mmsa_text_bert_runs_the_finetuned_encoder(tmp_path):
     assert bert(m).encoder.layer[5].output.dense.weight.grad is not None
     assert load_mmsa(p, name="mosi").spec.modality("text").dim == 768  # default unchanged
     with pytest.raises(ConfigError, match="bert-base-chinese"):
-        load_mmsa(p, name="sims", text_input="tokens")
+        load_mmsa(p, name="sims", text_input="tokens", label_range=(-3.0, 3.0))
 
 
 def test_mmsa_text_bert_that_is_not_bert_base_uncased_is_refused(tmp_path):
