@@ -19,11 +19,18 @@ def atomic_write(path: str | Path, write: Callable[[IO[Any]], None], *, mode: st
     try:
         with os.fdopen(fd, mode) as f:
             write(f)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600: give what open() would
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
     return path
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)  # read it (the only portable way), then put it back
+    os.umask(mask)
+    return mask
 
 
 def unique_dir(path: str | Path) -> Path:

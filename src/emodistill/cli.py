@@ -3,6 +3,7 @@
 Sub-commands::
 
     emodistill train [-e EXP] [-d DATASET] [-m METHOD] [--config FILE] [key=value ...]
+    emodistill train --resume RUN_DIR
     emodistill evaluate CHECKPOINT [--split test] [key=value ...]
     emodistill benchmark -d DATASET -m M1,M2 [--seeds 1111-1115] [--reference M1]
                          [key=value ...]
@@ -14,6 +15,7 @@ Sub-commands::
     emodistill export CHECKPOINT --format onnx|torchscript [--output FILE]
     emodistill report RUN_OR_BENCHMARK_DIR [--embedding pca|tsne|none] [key=value ...]
     emodistill features text|audio --input ... --output FILE.npz
+    emodistill cache ls|prune [--older-than DAYS] [--max-size SIZE] [--all]
 """
 
 from __future__ import annotations
@@ -44,15 +46,29 @@ def _setup_logging(verbose: bool) -> None:
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
     warnings.filterwarnings("ignore", message=".*number of training batches.*")
     warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+    # a resumed run continues in its own checkpoints folder
+    warnings.filterwarnings("ignore", message=".*Checkpoint directory .* exists and is not empty")
 
 
 def _cmd_train(a: argparse.Namespace) -> int:
     from emodistill.config import compose
     from emodistill.training.run import run_experiment
 
-    cfg = compose(dataset=a.dataset, method=a.method, experiment=a.experiment,
-                  config_file=a.config, overrides=a.overrides)
-    res = run_experiment(cfg)
+    if a.resume is not None:
+        from emodistill.training.checkpointing import load_run_config
+
+        given = [f for f, v in (("-e", a.experiment), ("-d", a.dataset), ("-m", a.method),
+                                ("--config", a.config)) if v] + list(a.overrides)
+        if given:
+            raise ConfigError(f"--resume continues a run with its own config.yaml; drop "
+                              f"{', '.join(given)}")
+        cfg = load_run_config(a.resume)
+        print(f"run folder: {a.resume} (continuing)", flush=True)
+        res = run_experiment(cfg, resume=a.resume)
+    else:
+        cfg = compose(dataset=a.dataset, method=a.method, experiment=a.experiment,
+                      config_file=a.config, overrides=a.overrides)
+        res = run_experiment(cfg)
     from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
     if rank_zero_only.rank != 0:  # a DDP worker: rank 0 reports
@@ -105,7 +121,9 @@ def _cmd_sweep(a: argparse.Namespace) -> int:
             raise ConfigError(f"{given} belong to --backend ray; "
                               "Optuna shares a study through --storage instead")
         study = run_sweep(**common, storage=a.storage)
-        print(f"best validation value {study.best_value:.6f} with {study.best_params}")
+        print(f"study {study.study_name}: best validation value {study.best_value:.6f} with "
+              f"{study.best_params}")
+        print(f"best parameters written to {a.output}/{study.study_name}-best.json")
         return 0
     if a.storage:
         raise ConfigError("--storage belongs to --backend optuna; Ray Tune records trials "
@@ -116,7 +134,7 @@ def _cmd_sweep(a: argparse.Namespace) -> int:
                               f"the first: {grid.errors[0]!r}")
     best = grid.get_best_result()
     print(f"best validation value {best.metrics['best_val']:.6f} with {best.config} "
-          f"(run folder {best.metrics['run_dir']})")
+          f"(run folder {best.metrics['run_dir']}); written to {a.output}/*-best.json")
     return 0
 
 
@@ -165,7 +183,10 @@ def _cmd_list(a: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """Build the argument parser (exposed for docs and tests)."""
+    from emodistill import __version__
+
     p = argparse.ArgumentParser(prog="emodistill", description=__doc__.split("\n")[0])
+    p.add_argument("--version", action="version", version=f"emodistill {__version__}")
     p.add_argument("-v", "--verbose", action="store_true", help="show Lightning's logs")
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -174,6 +195,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("-d", "--dataset", default=None, help="dataset config name")
     t.add_argument("-m", "--method", default=None, help="method config name")
     t.add_argument("--config", default=None, help="a YAML file merged after the named configs")
+    t.add_argument("--resume", default=None, metavar="RUN_DIR",
+                   help="continue an interrupted run folder from its last checkpoint")
     t.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.lr=1e-3")
     t.set_defaults(fn=_cmd_train)
 
@@ -192,7 +215,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--output", default="runs/benchmarks")
     b.add_argument("--name", default=None, help="benchmark folder name")
     b.add_argument("--resume", action="store_true",
-                   help="reuse finished runs in the folder --name (same config); train the rest")
+                   help="reuse finished runs in the folder --name (default: the one "
+                        "unfinished folder of the default name); continue interrupted runs "
+                        "from their last checkpoint")
     b.add_argument("--reference", default=None, metavar="METHOD",
                    help="add each method's per-seed paired difference to METHOD "
                         "(and the count of seeds where it is better)")
@@ -224,7 +249,9 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--address", default=None,
                     help="ray: a running cluster ('auto', 'ray://host:10001'); "
                          "default: start a local one")
-    sw.add_argument("--study", default="emodistill")
+    sw.add_argument("--study", default=None,
+                    help="study name (default: <dataset>-<method>-<hash of what is swept>); "
+                         "a study in --storage that sweeps something else is refused")
     sw.add_argument("--output", default="runs/sweeps")
     sw.add_argument("overrides", nargs="*")
     sw.set_defaults(fn=_cmd_sweep)
@@ -244,6 +271,9 @@ def build_parser() -> argparse.ArgumentParser:
     from emodistill._cli_serving import add_commands as _add_serving_commands
 
     _add_serving_commands(sub)  # predict, export, report, features
+    from emodistill._cli_cache import add_commands as _add_cache_commands
+
+    _add_cache_commands(sub)  # cache ls|prune
     return p
 
 
@@ -256,6 +286,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except EmodistillError as e:
         print(f"emodistill: error: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `emodistill predict ... | head`: the reader has gone
+        import os
+
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # no second error when Python flushes stdout
+        return 141  # 128 + SIGPIPE, as a shell tool killed by the closed pipe
 
 
 if __name__ == "__main__":  # pragma: no cover

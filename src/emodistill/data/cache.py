@@ -15,8 +15,14 @@ Each entry is two files in the cache folder::
                  description
 
 On a read the manifest is checked against the recipe, the versions and the
-input hashes again; any mismatch or unreadable file counts as a miss and the
-entry is recomputed and rewritten. Files are written atomically.
+input hashes again; any mismatch counts as a miss and the entry is recomputed
+and rewritten. An unreadable entry (a truncated or corrupt ``.npz``, a broken
+manifest) is a miss too: a warning names it, its files are deleted and it is
+recomputed. Files are written atomically.
+
+Old entries are never removed by a run: ``emodistill cache ls`` lists them
+(size, age, description) and ``emodistill cache prune --older-than DAYS |
+--max-size SIZE | --all`` removes them (:meth:`FeatureCache.prune`).
 
 The default folder is ``$EMODISTILL_CACHE_DIR``, else
 ``$XDG_CACHE_HOME/emodistill``, else ``~/.cache/emodistill`` (nothing is
@@ -29,6 +35,9 @@ import hashlib
 import json
 import logging
 import os
+import time
+import zipfile
+import zlib
 from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
@@ -136,8 +145,11 @@ class FeatureCache:
                 log.warning("cache entry %s: outputs differ from its manifest; recomputing", key)
                 return None
             return out
-        except (OSError, ValueError, KeyError) as e:
-            log.warning("cache entry %s unreadable (%s); recomputing", key, e)
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error) as e:
+            log.warning("cache entry %s unreadable (%s: %s); deleting and recomputing it",
+                        data_path, type(e).__name__, e)
+            for path in (data_path, man_path):
+                path.unlink(missing_ok=True)
             return None
 
     def get_or_compute(
@@ -207,3 +219,72 @@ class FeatureCache:
             except (OSError, ValueError):
                 continue
         return sorted(out, key=lambda m: m.get("created", ""))
+
+    def entries(self) -> list[dict[str, Any]]:
+        """Every entry, oldest first: ``key``, ``bytes``, ``created`` (epoch s), ``description``.
+
+        Files of an entry whose manifest is missing or unreadable are listed
+        with ``description="(no readable manifest)"`` so that prune removes them too.
+        """
+        if not self.dir.is_dir():
+            return []
+        keys = {p.name.split(".", 1)[0] for p in self.dir.iterdir()
+                if p.is_file() and not p.name.startswith(".")}
+        out = []
+        for key in sorted(keys):
+            files = [p for p in self.paths(key) if p.is_file()]
+            try:
+                manifest = json.loads(self.paths(key)[1].read_text())
+                desc = str(manifest.get("description", ""))
+            except (OSError, ValueError):
+                desc = "(no readable manifest)"
+            out.append({"key": key, "bytes": sum(p.stat().st_size for p in files),
+                        "created": min(p.stat().st_mtime for p in files),
+                        "description": desc})
+        return sorted(out, key=lambda e: e["created"])
+
+    def prune(
+        self,
+        *,
+        older_than_days: float | None = None,
+        max_bytes: int | None = None,
+        everything: bool = False,
+    ) -> list[dict[str, Any]]:
+        """Delete entries; return those deleted (as :meth:`entries` lists them).
+
+        Parameters
+        ----------
+        older_than_days : float, optional
+            Delete entries written more than this many days ago.
+        max_bytes : int, optional
+            Then delete the oldest entries until the rest take at most this many bytes.
+        everything : bool
+            Delete every entry.
+        """
+        if older_than_days is None and max_bytes is None and not everything:
+            raise ConfigError("cache prune: say what to delete (older_than_days, max_bytes or "
+                              "everything)")
+        entries = self.entries()
+        doomed: list[dict[str, Any]] = []
+        if everything:
+            doomed = list(entries)
+        else:
+            if older_than_days is not None:
+                cutoff = time.time() - float(older_than_days) * 86400.0
+                doomed = [e for e in entries if e["created"] < cutoff]
+            if max_bytes is not None:
+                kept = [e for e in entries if e not in doomed]
+                total = sum(e["bytes"] for e in kept)
+                for e in kept:  # oldest first
+                    if total <= max_bytes:
+                        break
+                    doomed.append(e)
+                    total -= e["bytes"]
+        for e in doomed:
+            for path in self.paths(e["key"]):
+                path.unlink(missing_ok=True)
+        if self.dir.is_dir():  # temporary files of writes killed half-way
+            for tmp in self.dir.glob(".*.tmp"):
+                if tmp.stat().st_mtime < time.time() - 3600:
+                    tmp.unlink(missing_ok=True)
+        return doomed

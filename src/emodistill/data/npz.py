@@ -23,8 +23,6 @@ array                      shape / dtype     meaning
 
 from __future__ import annotations
 
-import os
-import tempfile
 import zipfile
 from pathlib import Path
 
@@ -175,13 +173,6 @@ def save_npz(ds: MultimodalDataset, path: str | Path) -> Path:
     for k, v in ds.splits.items():
         arrays[f"split_{k}"] = v.astype(str)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz.tmp")
-    os.close(fd)
-    try:
-        with open(tmp, "wb") as f:
-            np.savez(f, **arrays)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return path
+    from emodistill._fs import atomic_write
+
+    return atomic_write(path, lambda f: np.savez(f, **arrays), mode="wb")

@@ -14,7 +14,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.model_selection import GroupKFold, GroupShuffleSplit, LeaveOneGroupOut
 
 from emodistill._registry import Registry
 from emodistill.data.dataset import MultimodalDataset
@@ -96,6 +95,8 @@ def _carve_valid(
         raise EmptySplitError(
             f"cannot carve a validation set out of train: it holds a single group {str(g[0])!r}"
         )
+    from sklearn.model_selection import GroupShuffleSplit  # lazy: `emodistill list` stays fast
+
     gss = GroupShuffleSplit(n_splits=1, test_size=fraction, random_state=seed)
     tr, va = next(gss.split(train, groups=g))
     return np.sort(train[tr]), np.sort(train[va])
@@ -154,6 +155,8 @@ def group_kfold(
     n_groups = len(np.unique(groups))
     if not 2 <= k <= n_groups:
         raise ConfigError(f"protocol.k={k}; use 2 <= k <= {n_groups} (number of {group}s)")
+    from sklearn.model_selection import GroupKFold
+
     splitter = GroupKFold(n_splits=k, shuffle=True, random_state=seed)
     folds = []
     for i, (tr, te) in enumerate(splitter.split(np.arange(len(ds)), groups=groups)):
@@ -232,6 +235,8 @@ def leave_one_subject_out(
     """Leave-one-subject-out; validation subjects are carved out of the training subjects."""
     groups = _groups(ds, subject)
     folds = []
+    from sklearn.model_selection import LeaveOneGroupOut
+
     for tr, te in LeaveOneGroupOut().split(np.arange(len(ds)), groups=groups):
         tr, va = _carve_valid(tr, groups, valid_fraction, seed)
         folds.append(Fold(f"{subject}{groups[te[0]]}", tr, va, np.sort(te), subject))

@@ -134,6 +134,9 @@ class MERModel(nn.Module):
     # ``prepare_fold(cls, prep, fold, out, params) -> dict`` (classmethod): called once
     #     per fold before the model is built, with the fold's data available; returns
     #     extra constructor parameters (e.g. a dominant modality chosen on validation).
+    # ``train_state(self) -> dict`` / ``load_train_state(self, state)``: Python-side
+    #     training state outside ``state_dict`` (e.g. step counters), saved in the
+    #     training checkpoints so that ``train --resume`` repeats an uninterrupted fit.
     # ``ModelOutput.aux`` entries whose key starts with ``sample_`` (``[B]`` or
     #     ``[B, K]``) are written to predictions.csv for every test sample.
 

@@ -25,6 +25,7 @@ before distillation stays in ``<fold>/teacher/model.pt`` when the run trained it
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Literal
 
 import torch
@@ -161,6 +162,30 @@ class MKD(FeatureKD):
         if self.feedback_data == "previous":
             self._prev = batch
         return logs
+
+    def train_state(self) -> dict[str, Any]:
+        """Step counters, the previous batch and the teacher's weights a resumed fit needs.
+
+        Saved in the engine's training checkpoints (not in ``model.pt``), so a
+        fit continued after an interruption runs its feedback steps on the same
+        schedule as an uninterrupted one.
+        """
+        prev = None
+        if self._prev is not None:
+            prev = {f.name: getattr(self._prev, f.name) for f in dataclasses.fields(self._prev)}
+        state: dict[str, Any] = {"steps": self._steps, "feedback_steps": self._feedback_steps,
+                                 "prev": prev}
+        if self.teacher is not None:  # updated by the feedback steps, outside state_dict()
+            state["teacher"] = self.teacher.state_dict()
+        return state
+
+    def load_train_state(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`train_state` returned."""
+        self._steps = int(state["steps"])
+        self._feedback_steps = int(state["feedback_steps"])
+        self._prev = Batch(**state["prev"]) if state.get("prev") is not None else None
+        if state.get("teacher") is not None:
+            self._need_teacher().load_state_dict(state["teacher"])
 
     def _feedback_due(self) -> bool:
         return (self.feedback_every > 0 and self._steps > self.feedback_start

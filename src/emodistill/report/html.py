@@ -419,6 +419,42 @@ def _target(fold_dir: Path) -> Any:
                       class_names=tuple(t["class_names"]) if t["class_names"] else None)
 
 
+def _teacher_student_section(runs: list[RunEntry]) -> list[str]:
+    """Put the test metrics of each fold's teacher beside the student's (KD runs).
+
+    The teacher trained on a fold lives in ``<fold>/teacher/``; other runs give nothing.
+    """
+    rows = []
+    for r in runs:
+        for f in r.folds:
+            t_file, s_res = f / "teacher" / "test_metrics.json", r.results.get("folds", {})
+            if not t_file.is_file() or f.name not in s_res:
+                continue
+            key = (f"seed {r.seed}" if r.seed is not None else r.path.name) + f" / {f.name}"
+            rows.append((key, json.loads(t_file.read_text()), s_res[f.name]["test"]))
+    if not rows:
+        return []
+    metrics = [m for m in rows[0][2] if m in rows[0][1]]
+    head = "".join(f"<th>{html.escape(m)} teacher</th><th>{html.escape(m)} student</th>"
+                   f"<th>Δ</th>" for m in metrics)
+    body = []
+    for key, t, st in rows:
+        cells = "".join(f"<td>{float(t[m]):.4f}</td><td>{float(st[m]):.4f}</td>"
+                        f"<td>{float(st[m]) - float(t[m]):+.4f}</td>" for m in metrics)
+        body.append(f"<tr><td>{html.escape(key)}</td>{cells}</tr>")
+    if len(rows) > 1:
+        cells = "".join(
+            f"<td>{np.mean([float(t[m]) for _, t, _ in rows]):.4f}</td>"
+            f"<td>{np.mean([float(st[m]) for _, _, st in rows]):.4f}</td>"
+            f"<td>{np.mean([float(st[m]) - float(t[m]) for _, t, st in rows]):+.4f}</td>"
+            for m in metrics)
+        body.append(f"<tr><td>mean over {len(rows)}</td>{cells}</tr>")
+    return ["<h3>Teacher vs student</h3><p>Test metrics of the teacher trained on the same "
+            "fold (its <code>teacher/</code> folder) and of the student distilled from it; "
+            "Δ = student − teacher. The teacher sees more modalities than the student.</p>"
+            f"<table><tr><th>run / fold</th>{head}</tr>{''.join(body)}</table>"]
+
+
 def _method_section(label: str, runs: list[RunEntry], data: _DataCache,
                     embedding: EmbeddingMethod, max_points: int) -> str:
     parts = [f'<h2 id="{html.escape(re.sub(r"[^A-Za-z0-9]+", "-", label))}">'
@@ -450,6 +486,7 @@ def _method_section(label: str, runs: list[RunEntry], data: _DataCache,
     else:
         parts.append(_note("no metrics.csv found: learning curves skipped"))
     seed_txt = f"seed {first.seed}" if first.seed is not None else first.path.name
+    parts.extend(_teacher_student_section(runs))
     preds = [pd.read_csv(f / "predictions.csv") for f in first.folds
              if (f / "predictions.csv").is_file()]
     target = _target(first.folds[0]) if first.folds else None
@@ -531,9 +568,20 @@ def build_report(
         The written report.
     """
     folder = Path(path).expanduser()
+    if (folder / "runs").is_dir() and not (folder / "per_seed.csv").is_file():
+        raise DataNotFoundError(
+            f"report: the benchmark {str(folder)!r} did not finish (no per_seed.csv; killed?). "
+            f"Finish it with `emodistill benchmark ... --resume --name {folder.name}`, then "
+            "report it")
     kind, runs = find_runs(folder)
     if not runs:
         raise DataNotFoundError(f"report: no run folders found under {str(folder)!r}")
+    unfinished = [r.path for r in runs if not r.results]
+    if unfinished:
+        raise DataNotFoundError(
+            f"report: the run {str(unfinished[0])!r} did not finish (no results.json; killed?): "
+            f"there is nothing to report yet. Continue it with `emodistill train --resume "
+            f"{unfinished[0]}`, then report it")
     first = runs[0].config
     dataset = first.get("dataset", {}).get("name", "?")
     target = first.get("dataset", {}).get("target") or "?"

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 __all__ = [
     "to_png_base64",
@@ -42,6 +43,10 @@ def _pick_metric(columns: Sequence[str]) -> str | None:
             return m
     others = [c for c in columns if c.startswith("val/") and c != "val/task_loss"]
     return others[0] if others else None
+
+
+#: metrics that are fractions in [0, 1] (their axis is capped at 1)
+_BOUNDED = ("acc", "f1", "precision", "recall", "auc", "balanced_acc")
 
 
 def learning_curves(runs: Mapping[str, pd.DataFrame], *, title: str = "",
@@ -80,6 +85,10 @@ def learning_curves(runs: Mapping[str, pd.DataFrame], *, title: str = "",
     ax_m.set_ylabel(metric or "(no validation metric)")
     for ax in (ax_l, ax_m):
         ax.grid(alpha=0.3)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole
+    if metric and metric.split("/")[-1].startswith(_BOUNDED):
+        lo, hi = ax_m.get_ylim()
+        ax_m.set_ylim(max(lo, 0.0), min(hi, 1.0))  # a fraction: never past 1
     if len(runs) <= 8:
         ax_m.legend(fontsize=7, loc="best")
     if title:

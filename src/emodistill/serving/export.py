@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 import warnings
 from pathlib import Path
 from typing import Any, Literal
@@ -243,6 +244,10 @@ def export_model(
     fastpath = mha.get_fastpath_enabled() if mha is not None else None
     if mha is not None:
         mha.set_fastpath_enabled(False)
+    log.info("exporting %s to %s as %s%s: tracing the graph, this can take a few minutes "
+             "for the larger methods (DMD, DHMD)", pred.method, out, format,
+             f" (opset {opset})" if format == "onnx" else "")
+    start = time.perf_counter()
     try:
         _export(wrapper, args, out, names, format=format, opset=opset, dynamo=dynamo)
     finally:
@@ -251,7 +256,7 @@ def export_model(
     desc = _describe(pred, format, include_normalizer)
     desc["input_names"] = names
     atomic_write(out.with_name(out.name + ".json"), lambda f: json.dump(desc, f, indent=2))
-    log.info("exported %s to %s", pred.method, out)
+    log.info("exported %s to %s in %.1f s", pred.method, out, time.perf_counter() - start)
     return out
 
 

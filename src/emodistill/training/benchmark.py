@@ -120,7 +120,9 @@ def run_benchmark(
     folder under ``output_dir``; the runs themselves go in its ``runs/``.
     With ``resume``, the folder ``output_dir/name`` is reused: a run whose
     ``results.json`` exists and whose saved config equals the composed one is
-    read back instead of trained; an unfinished run folder is replaced.
+    read back instead of trained; an unfinished run continues from its last
+    checkpoint. Without ``name`` the one unfinished folder of the default name
+    (``<dataset>-<target>`` or ``<dataset>-<target>-N``) is resumed.
     With ``reference`` (a method entry or its label, e.g. ``logistic`` or
     ``unimodal(text)``), every other method's per-seed difference to it is
     added (``paired.csv`` and a second table in ``summary.md``).
@@ -147,15 +149,21 @@ def run_benchmark(
             prepare(cfg, ds)
             cfgs[(entry.label, seed)] = cfg
     folder = Path(output_dir) / (name or f"{dataset}-{target.name}")
-    if resume and not folder.is_dir():
-        raise ConfigError(f"--resume: no benchmark folder {folder}; run it once without --resume")
-    out = folder if resume else unique_dir(folder)
+    if resume:
+        out = folder if name else _unfinished_folder(folder)
+        if not out.is_dir():
+            raise ConfigError(f"--resume: no benchmark folder {out}; run it once without "
+                              "--resume")
+    else:
+        out = unique_dir(folder)
+    log.info("benchmark folder: %s%s", out, " (resumed)" if resume else "")
     rows = []
     finished = {key: _finished_run(out / "runs" / cfg.run_name, cfg) if resume else None
                 for key, cfg in cfgs.items()}
     in_parallel = _run_parallel_entries(cfgs, finished, ds, out / "runs", parallel)
     for (label, seed), cfg in cfgs.items():
         done = finished[(label, seed)]
+        run_dir = out / "runs" / cfg.run_name
         if done is not None:
             log.info("benchmark: %s seed %d read back from %s", label, seed, done[0])
             n_folds, mean = done[1], done[2]
@@ -163,8 +171,12 @@ def run_benchmark(
             res = in_parallel[(label, seed)]
             n_folds, mean = len(res.folds), res.mean
         else:
-            log.info("benchmark: %s seed %d", label, seed)
-            res = run_experiment(cfg, dataset=ds, output_dir=out / "runs")
+            if resume and run_dir.is_dir():  # interrupted: continue from its checkpoints
+                log.info("benchmark: %s seed %d continues %s", label, seed, run_dir)
+                res = run_experiment(cfg, dataset=ds, resume=run_dir)
+            else:
+                log.info("benchmark: %s seed %d", label, seed)
+                res = run_experiment(cfg, dataset=ds, output_dir=out / "runs")
             n_folds, mean = len(res.folds), res.mean
         rows.append({"method": label, "seed": seed, "n_folds": n_folds, **mean})
     per_seed = pd.DataFrame(rows)
@@ -200,7 +212,8 @@ def _run_parallel_entries(
     max_chunk = None if mode == "auto" else int(mode)
     todo: dict[str, list[tuple[str, int]]] = {}
     for key in cfgs:
-        if finished[key] is None:
+        # an interrupted run folder continues on its own (from its checkpoints, if any)
+        if finished[key] is None and not (runs_dir / cfgs[key].run_name).is_dir():
             todo.setdefault(key[0], []).append(key)
     out = {}
     for label, keys in todo.items():
@@ -232,16 +245,41 @@ def _reference_label(reference: str, entries: list[MethodEntry]) -> str:
                       f"{labels}; add it to -m or name one of these")
 
 
-def _finished_run(run_dir: Path, cfg: Any) -> tuple[Path, int, dict[str, float]] | None:
-    """Read a finished run of ``cfg`` back; remove an unfinished one; None if absent.
+def _unfinished_folder(folder: Path) -> Path:
+    """Return the one unfinished folder among ``folder`` and ``folder-N`` (no ``--name``).
 
+    A benchmark folder is finished once it holds ``summary.md``. Raises ConfigError
+    when none or several are unfinished, naming them.
+    """
+    pattern = re.compile(re.escape(folder.name) + r"(-\d+)?")
+    found = sorted((p for p in folder.parent.glob(f"{folder.name}*")
+                    if p.is_dir() and pattern.fullmatch(p.name)),
+                   key=lambda p: (len(p.name), p.name))
+    unfinished = [p for p in found if not (p / "summary.md").is_file()]
+    if len(unfinished) == 1:
+        return unfinished[0]
+    if not found:
+        return folder  # the caller says there is nothing to resume
+    if not unfinished:
+        raise ConfigError(f"--resume: every benchmark folder of this name finished "
+                          f"({', '.join(p.name for p in found)}); nothing to resume. Pass "
+                          "--name NAME to re-read one")
+    raise ConfigError(f"--resume: {len(unfinished)} unfinished benchmark folders could be "
+                      f"meant ({', '.join(p.name for p in unfinished)}); choose one with "
+                      "--name NAME")
+
+
+def _finished_run(run_dir: Path, cfg: Any) -> tuple[Path, int, dict[str, float]] | None:
+    """Read a finished run of ``cfg`` back; None if absent or unfinished.
+
+    An unfinished run folder stays (the caller continues it from its checkpoints)
+    unless it holds no config yet (killed at its start), which is removed.
     Raises ConfigError when the folder holds a run of a different config.
     """
     if not run_dir.is_dir():
         return None
     results = run_dir / "results.json"
-    if not results.is_file():  # interrupted: partial folder, train it again
-        log.warning("benchmark: %s is unfinished (no results.json); training it again", run_dir)
+    if not (run_dir / "config.yaml").is_file():  # killed before it wrote anything useful
         shutil.rmtree(run_dir)
         return None
     saved = (run_dir / "config.yaml").read_text()
@@ -254,5 +292,8 @@ def _finished_run(run_dir: Path, cfg: Any) -> tuple[Path, int, dict[str, float]]
             f"--resume: {run_dir} was trained with a different config than the one composed "
             f"now ({'; '.join(diff[:6])}); pass the same overrides, or use a new --name "
             "instead of --resume")
+    if not results.is_file():  # interrupted: continued by the caller
+        log.warning("benchmark: %s is unfinished (no results.json); continuing it", run_dir)
+        return None
     payload = json.loads(results.read_text())
     return run_dir, len(payload["folds"]), {k: float(v) for k, v in payload["mean"].items()}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 
@@ -29,6 +30,13 @@ class EpochHistory(L.Callback):
         if opt is not None:
             row["lr"] = opt.param_groups[0]["lr"]
         self.rows.append(row)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Return the rows so far (saved in checkpoints, so a resumed fit keeps its history)."""
+        return {"rows": [dict(r) for r in self.rows]}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:  # noqa: D102
+        self.rows = [dict(r) for r in state_dict.get("rows", [])]
 
     def write(self, path: Path) -> None:
         """Write the rows as CSV (columns = union of keys)."""

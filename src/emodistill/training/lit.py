@@ -177,9 +177,15 @@ class LitMER(L.LightningModule):
             apply_warmup(getattr(opt, "optimizer", opt), self._warmup_step)
         self._warmup_step += 1
 
+    def lr_scheduler_step(self, scheduler: Any, metric: Any) -> None:
+        """Do nothing: schedulers are stepped in :meth:`on_train_epoch_end`.
+
+        Lightning would step them after the epoch's checkpoint callbacks, so a
+        checkpoint would hold the scheduler one step behind; here they are
+        stepped before, on both training paths.
+        """
+
     def on_train_epoch_end(self) -> None:  # noqa: D102
-        if not self.manual:
-            return  # Lightning steps the schedulers of the automatic path itself
         scheds = self.lr_schedulers()
         if scheds is None:
             return
@@ -213,6 +219,19 @@ class LitMER(L.LightningModule):
     def on_test_epoch_end(self) -> None:  # noqa: D102
         self.log_dict(self.test_metrics.compute())
         self.test_metrics.reset()
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Add the model's own training state (e.g. MKD's step counters), if it has one."""
+        train_state = getattr(self.model, "train_state", None)
+        if callable(train_state):
+            checkpoint["emodistill_model_train_state"] = train_state()
+        checkpoint["emodistill_warmup_step"] = self._warmup_step
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:  # noqa: D102
+        self._warmup_step = int(checkpoint.get("emodistill_warmup_step", self._warmup_step))
+        state = checkpoint.get("emodistill_model_train_state")
+        if state is not None and callable(getattr(self.model, "load_train_state", None)):
+            self.model.load_train_state(state)  # type: ignore[operator]
 
     def configure_optimizers(self) -> Any:  # noqa: D102
         c = self.cfg

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import json
 import logging
-import tempfile
-from dataclasses import dataclass, field
+import shutil
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -39,10 +39,18 @@ from emodistill.data.spec import TargetSpec
 from emodistill.errors import ConfigError, EmodistillError
 from emodistill.metrics import HIGHER_IS_BETTER, metric_collection
 from emodistill.models import METHODS, MERModel, build_method
+from emodistill.training.checkpointing import (
+    CKPT_DIR,
+    AtomicModelCheckpoint,
+    ResumeCheckpoint,
+    check_resumable,
+    remove_checkpoints,
+)
 from emodistill.training.crossfit import check_crossfit, crossfit_summary, fit_crossfit_teacher
 from emodistill.training.history import EpochHistory
 from emodistill.training.lit import LitMER
 from emodistill.training.loaders import batch_loader
+from emodistill.training.loggers import build_trackers, check_trackers, progress_callbacks
 from emodistill.training.selection import (
     check_selection,
     fold_leaks,
@@ -103,10 +111,19 @@ class Prepared:
     valid_leaked: list[str] = field(default_factory=list)
     #: protocol.allow_leaky: a diagnostic run, selection on leaked validation allowed
     allow_leaky: bool = False
+    #: continue an interrupted run: read finished folds back, the others from checkpoints/
+    resume: bool = False
 
 
 def _check_train_cfg(cfg: DictConfig) -> None:
     t = cfg.train
+    if "resume" in t:
+        raise ConfigError("train.resume is not a config key: continue an interrupted run with "
+                          "`emodistill train --resume RUN_DIR` (benchmarks: --resume --name NAME)")
+    unknown = sorted(set(t) - _known_train_keys())
+    if unknown:  # e.g. added with +train.x=...: nothing would read it
+        raise ConfigError(f"train.{unknown[0]}: no such train setting, nothing would read it; "
+                          f"valid: {sorted(_known_train_keys())}")
     if not str(t.monitor).startswith("val/"):
         raise ConfigError(
             f"train.monitor={t.monitor!r}: model selection must use a validation metric "
@@ -135,6 +152,7 @@ def _check_train_cfg(cfg: DictConfig) -> None:
             extra = "".join(f" (or {a})" for a in allow)
             raise ConfigError(f"train.{key}={v!r}; use {kind} >= {low}{extra}")
 
+    check_trackers(cfg)
     number("max_epochs", 1, integer=True, allow=(-1,))
     number("batch_size", 1, integer=True)
     number("patience", 0, integer=True)
@@ -142,6 +160,13 @@ def _check_train_cfg(cfg: DictConfig) -> None:
     number("length_buckets", 0, integer=True)
     number("lr", 1e-12)
     number("weight_decay", 0)
+
+
+def _known_train_keys() -> set[str]:
+    """Return the train settings of ``base.yaml`` (every one the engine reads)."""
+    from emodistill.config import compose
+
+    return set(compose().train)
 
 
 def prepare(cfg: DictConfig, dataset: MultimodalDataset | None = None) -> Prepared:
@@ -224,6 +249,10 @@ def prepare(cfg: DictConfig, dataset: MultimodalDataset | None = None) -> Prepar
 
 def _trainer(cfg: DictConfig, callbacks: list[L.Callback], root: Path) -> L.Trainer:
     t = cfg.train
+    shown, bar = progress_callbacks(cfg, label="/".join(Path(root).parts[-2:]) + ": ")
+    trackers = build_trackers(cfg, Path(root))
+    if trackers:
+        shown.append(L.pytorch.callbacks.LearningRateMonitor(logging_interval="epoch"))
     return L.Trainer(
         max_epochs=t.max_epochs,
         accelerator=t.accelerator,
@@ -234,9 +263,9 @@ def _trainer(cfg: DictConfig, callbacks: list[L.Callback], root: Path) -> L.Trai
         accumulate_grad_batches=t.accumulate_grad_batches,
         gradient_clip_val=t.gradient_clip_val,
         gradient_clip_algorithm=t.gradient_clip_algorithm,
-        callbacks=callbacks,
-        logger=False,
-        enable_progress_bar=t.progress_bar,
+        callbacks=[*callbacks, *shown],
+        logger=trackers or False,
+        enable_progress_bar=bar,
         enable_model_summary=False,
         num_sanity_val_steps=0,
         default_root_dir=str(root),
@@ -246,6 +275,9 @@ def _trainer(cfg: DictConfig, callbacks: list[L.Callback], root: Path) -> L.Trai
 def fit_fold(prep: Prepared, fold: Fold, out: Path) -> FoldResult:
     """Train on ``fold.train``, select on ``fold.valid``, test once on ``fold.test``."""
     cfg, ds, target = prep.cfg, prep.dataset, prep.target
+    if prep.resume and (done := _read_fold_result(out)) is not None:
+        log.info("%s finished before the interruption: read back", out)
+        return done
     L.seed_everything(int(cfg.seed), workers=True, verbose=False)
     parts = {k: ds.subset(getattr(fold, k)) for k in ("train", "valid", "test")}
     if ds.post_split is not None:  # e.g. windowing: only after the split
@@ -269,44 +301,57 @@ def fit_fold(prep: Prepared, fold: Fold, out: Path) -> FoldResult:
         model.compile()
     lit = LitMER(model, to_container(cfg.train))
     history = EpochHistory()
-    last = cfg.train.get("selection", "best") == "last"  # fixed recipe: no validation choice
-    with tempfile.TemporaryDirectory(prefix="emodistill-ckpt-") as tmp:
-        ckpt = L.pytorch.callbacks.ModelCheckpoint(
-            dirpath=tmp, filename="last" if last else "best",
-            monitor=None if last else cfg.train.monitor, mode=cfg.train.mode,
-            save_top_k=1, save_weights_only=True,
-        )
-        stop = L.pytorch.callbacks.EarlyStopping(
-            monitor=cfg.train.monitor, mode=cfg.train.mode, patience=cfg.train.patience,
-        )
-        trainer = _trainer(cfg, [ckpt, history] if last else [ckpt, stop, history], out)
-        bs, seed = int(cfg.train.batch_size), int(cfg.seed)
-        trainer.fit(
-            lit,
-            batch_loader(parts["train"], target.name, batch_size=bs, shuffle=True, seed=seed,
-                         bucket_batches=int(cfg.train.get("length_buckets", 0) or 0)),
-            batch_loader(parts["valid"], target.name, batch_size=bs, shuffle=False),
-        )
-        if last:
-            best_epoch = int(history.rows[-1]["epoch"]) if history.rows else -1
-            score = history.rows[-1].get(cfg.train.monitor) if history.rows else None
-        else:
-            best_epoch = _best_epoch(history.rows, cfg.train.monitor, cfg.train.mode)
-            score = ckpt.best_model_score
-        best_val = float(score) if score is not None else float("nan")
-        # the test part is read exactly once, with the weights selected on validation
-        test_loader = batch_loader(parts["test"], target.name, batch_size=bs, shuffle=False)
-        if trainer.world_size == 1:
-            trainer.test(lit, test_loader, ckpt_path=ckpt.best_model_path or None, verbose=False)
-            test = {k[5:]: float(v) for k, v in trainer.callback_metrics.items()
-                    if k.startswith("test/")}
-        else:  # under DDP the test part would be sharded and padded: rank 0 tests it whole
-            trainer.strategy.barrier()
-            if not trainer.is_global_zero:
-                return FoldResult(fold.name, {}, best_epoch, len(history.rows), {}, out)
-            state = torch.load(ckpt.best_model_path, map_location=lit.device, weights_only=True)
-            lit.load_state_dict(state["state_dict"])
-            test = _test_in_process(lit, test_loader)
+    last_only = cfg.train.get("selection", "best") == "last"  # fixed recipe: no valid choice
+    ckdir = out / CKPT_DIR  # inside the run folder: `train --resume` continues from it
+    ckpt = AtomicModelCheckpoint(
+        dirpath=ckdir, filename="final" if last_only else "best",
+        monitor=None if last_only else cfg.train.monitor, mode=cfg.train.mode,
+        save_top_k=1, enable_version_counter=False,
+    )
+    stop = L.pytorch.callbacks.EarlyStopping(
+        monitor=cfg.train.monitor, mode=cfg.train.mode, patience=cfg.train.patience,
+    )
+    bs, seed = int(cfg.train.batch_size), int(cfg.seed)
+    train_loader = batch_loader(
+        parts["train"], target.name, batch_size=bs, shuffle=True, seed=seed,
+        bucket_batches=int(cfg.train.get("length_buckets", 0) or 0))
+    batches = train_loader.sampler  # BatchSampler(RandomSampler) or BucketBatchSampler
+    order = getattr(getattr(batches, "sampler", batches), "generator", None)
+    last = ResumeCheckpoint(ckdir, order)
+    resume_from = last.last_path if prep.resume and last.last_path.is_file() else None
+    if prep.resume and resume_from is None:  # killed in its first epoch: start the fold again
+        remove_checkpoints(out)
+    callbacks = [last, ckpt, history] if last_only else [last, ckpt, stop, history]
+    trainer = _trainer(cfg, callbacks, out)
+    if resume_from is not None:
+        log.info("continuing %s from %s", out, resume_from)
+    trainer.fit(
+        lit, train_loader,
+        batch_loader(parts["valid"], target.name, batch_size=bs, shuffle=False),
+        ckpt_path=resume_from, weights_only=True,
+    )
+    if last_only:
+        best_epoch = int(history.rows[-1]["epoch"]) if history.rows else -1
+        score = history.rows[-1].get(cfg.train.monitor) if history.rows else None
+    else:
+        best_epoch = _best_epoch(history.rows, cfg.train.monitor, cfg.train.mode)
+        score = ckpt.best_model_score
+    best_val = float(score) if score is not None else float("nan")
+    # the test part is read exactly once, with the weights selected on validation
+    test_loader = batch_loader(parts["test"], target.name, batch_size=bs, shuffle=False)
+    if ckpt.best_model_path and trainer.is_global_zero:
+        # the weights only: Lightning's ckpt_path= would also restore the callbacks' states
+        state = torch.load(ckpt.best_model_path, map_location=lit.device, weights_only=True)
+        lit.load_state_dict(state["state_dict"])
+    if trainer.world_size == 1:
+        trainer.test(lit, test_loader, verbose=False)
+        test = {k[5:]: float(v) for k, v in trainer.callback_metrics.items()
+                if k.startswith("test/")}
+    else:  # under DDP the test part would be sharded and padded: rank 0 tests it whole
+        trainer.strategy.barrier()
+        if not trainer.is_global_zero:
+            return FoldResult(fold.name, {}, best_epoch, len(history.rows), {}, out)
+        test = _test_in_process(lit, test_loader)
     out.mkdir(parents=True, exist_ok=True)
     history.write(out / "metrics.csv")
     _write_predictions(out / "predictions.csv", lit, parts["test"], target)
@@ -319,8 +364,28 @@ def fit_fold(prep: Prepared, fold: Fold, out: Path) -> FoldResult:
                   "sizes": sizes, "data_fingerprint": ds.fingerprint(),
                   "fold_fingerprint": fold_fingerprint(ds, fold)},
         )
-    return FoldResult(fold.name, test, best_epoch, len(history.rows), sizes, out, lit.model,
-                      best_val)
+    result = FoldResult(fold.name, test, best_epoch, len(history.rows), sizes, out, lit.model,
+                        best_val)
+    _write_fold_result(result)  # last: marks the fold finished for a resume
+    remove_checkpoints(out)
+    return result
+
+
+def _write_fold_result(res: FoldResult) -> None:
+    payload = {"fold": res.fold, "test": res.test, "best_epoch": res.best_epoch,
+               "epochs": res.epochs, "sizes": res.sizes, "best_val": res.best_val}
+    atomic_write(res.path / "fold_result.json", lambda f: json.dump(payload, f, indent=2))
+
+
+def _read_fold_result(out: Path) -> FoldResult | None:
+    """Return a finished fold of an interrupted run (``fold_result.json``), else None."""
+    path = out / "fold_result.json"
+    if not path.is_file():
+        return None
+    d = json.loads(path.read_text())
+    model = load_checkpoint(out / "model.pt").model if (out / "model.pt").is_file() else None
+    return FoldResult(d["fold"], d["test"], d["best_epoch"], d["epochs"], d["sizes"], out,
+                      model, float(d["best_val"]))
 
 
 def fold_fingerprint(ds: MultimodalDataset, fold: Fold) -> str:
@@ -393,8 +458,11 @@ def obtain_teacher(prep: Prepared, fold: Fold, out: Path) -> MERModel:
     t_leaked = valid_leaks(prep.dataset, [fold], [t_mod] if t_mod else prep.modalities,
                            split=prep.cfg.protocol.get("split"))
     teacher_prep = Prepared(sub, prep.dataset, prep.target, prep.modalities, [fold],
-                            t_leaked, prep.allow_leaky)
+                            t_leaked, prep.allow_leaky, prep.resume)
     res = fit_fold(teacher_prep, fold, out)
+    if res.model is None:  # read back from a resumed run that saved no model.pt: train again
+        shutil.rmtree(out)
+        res = fit_fold(replace(teacher_prep, resume=False), fold, out)
     assert res.model is not None
     log.info("teacher %s on %s: test %s", sub.method_config, fold.name, res.test)
     return res.model
@@ -460,6 +528,7 @@ def run_experiment(
     *,
     dataset: MultimodalDataset | None = None,
     output_dir: str | Path | None = None,
+    resume: str | Path | None = None,
 ) -> RunResult:
     """Run every selected fold of ``cfg`` and write the run folder.
 
@@ -471,8 +540,16 @@ def run_experiment(
         Reuse an already loaded dataset (the benchmark loads data once).
     output_dir : path, optional
         Parent folder of the run folder (default ``cfg.output_dir``).
+    resume : path, optional
+        An interrupted run folder of ``cfg`` to continue in place: finished folds
+        are read back, the others continue from their last checkpoint (see
+        :mod:`emodistill.training.checkpointing`).
     """
     prep = prepare(cfg, dataset)
+    if resume is not None and rank_zero_only.rank == 0:
+        run_dir = Path(resume)
+        check_resumable(run_dir, cfg, prep.dataset.fingerprint())
+        return _run_folds(replace(prep, resume=True), run_dir)
     parent = Path(output_dir or cfg.output_dir)
     name = cfg.run_name or default_run_name(cfg, prep.target)
     if rank_zero_only.rank != 0:  # DDP worker: trains, never writes (rank 0 does)
@@ -485,6 +562,11 @@ def run_experiment(
     summary = prep.dataset.summary() | {"info": prep.dataset.info}
     atomic_write(run_dir / "data.json", lambda f: json.dump(summary, f, indent=2, default=str))
     log.info("run %s: %d fold(s), data %s", run_dir, len(prep.folds), summary["fingerprint"])
+    return _run_folds(prep, run_dir)
+
+
+def _run_folds(prep: Prepared, run_dir: Path) -> RunResult:
+    cfg = prep.cfg
     result = RunResult(run_dir)
     for fold in prep.folds:
         result.folds.append(fit_fold(prep, fold, run_dir / fold.name))

@@ -12,6 +12,12 @@ returns the monitored **validation** metric of the selected checkpoints
 (averaged over folds); test metrics are recorded as trial attributes for
 later reading but never drive the search. With ``storage="sqlite:///file.db"``
 several processes (or machines sharing the file system) can work on one study.
+A study records what it sweeps (dataset, method, experiment, overrides, space,
+monitor); a sweep whose description differs is refused instead of joining it,
+and the default study name is derived from that description
+(``<dataset>-<method>-<8 hex digits>``), so two different sweeps sharing one
+``--storage`` never mix. The best parameters are written to
+``<output_dir>/<study>-best.json`` as well as returned.
 
 :func:`run_ray_sweep` runs the same search (the same space, Optuna's TPE sampler
 through ``ray.tune.search.optuna.OptunaSearch``) as Ray Tune trials, several at
@@ -24,6 +30,9 @@ paths in overrides (``dataset.root=...``) must be valid on every node.
 from __future__ import annotations
 
 import difflib
+import hashlib
+import json
+import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -32,6 +41,7 @@ from typing import Any
 import yaml
 from omegaconf import DictConfig
 
+from emodistill._fs import atomic_write
 from emodistill.config import _config_dir, compose, list_configs, to_container
 from emodistill.data.dataset import MultimodalDataset
 from emodistill.data.registry import build_dataset
@@ -39,7 +49,10 @@ from emodistill.errors import ConfigError, UnknownNameError
 from emodistill.training.run import prepare, run_experiment
 from emodistill.training.selection import require_clean_valid
 
-__all__ = ["run_sweep", "run_ray_sweep", "load_space", "resolve_space"]
+__all__ = ["run_sweep", "run_ray_sweep", "load_space", "resolve_space", "describe_sweep",
+           "default_study_name", "write_best"]
+
+log = logging.getLogger(__name__)
 
 _KINDS = ("float", "int", "categorical")
 
@@ -125,6 +138,49 @@ def _trial_config(dataset: str, method: str, experiment: str | None, overrides: 
                               f"run_name={run_name}"])
 
 
+def describe_sweep(dataset: str, method: str, experiment: str | None,
+                   overrides: Sequence[str], space: dict[str, dict[str, Any]],
+                   base: DictConfig) -> dict[str, Any]:
+    """Describe what a sweep searches: the identity a study sharing a storage must match."""
+    return {"dataset": dataset, "method": method, "experiment": experiment,
+            "overrides": [str(o) for o in overrides], "space": space,
+            "monitor": str(base.train.monitor), "mode": str(base.train.mode)}
+
+
+def default_study_name(what: dict[str, Any]) -> str:
+    """``<dataset>-<method>-<8 hex digits of the whole description>``."""
+    digest = hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode())
+    return f"{what['dataset']}-{what['method']}-{digest.hexdigest()[:8]}"
+
+
+def _claim_study(study: Any, what: dict[str, Any], storage: str | None) -> None:
+    """Record ``what`` in a new study; refuse a study that sweeps something else."""
+    key = "emodistill_sweep"
+    had = study.user_attrs.get(key)
+    mine = json.loads(json.dumps(what, default=str))
+    if had is None and study.trials:
+        raise ConfigError(
+            f"study {study.study_name!r} in {storage} holds {len(study.trials)} trial(s) of "
+            "an unknown sweep; give this sweep its own --study NAME")
+    if had is not None and had != mine:
+        diff = [f"{k}: {had.get(k)!r} there, {mine.get(k)!r} here"
+                for k in sorted(set(had) | set(mine)) if had.get(k) != mine.get(k)]
+        raise ConfigError(
+            f"study {study.study_name!r} in {storage} sweeps something else ({'; '.join(diff)}); "
+            "its best value would not be this sweep's. Use another --study NAME (or none: "
+            "the default name is derived from what is swept)")
+    if had is None:
+        study.set_user_attr(key, mine)
+
+
+def write_best(output_dir: str | Path, study_name: str, payload: dict[str, Any]) -> Path:
+    """Write ``<output_dir>/<study_name>-best.json`` (the winner, for later reading)."""
+    path = Path(output_dir) / f"{study_name}-best.json"
+    atomic_write(path, lambda f: json.dump(payload, f, indent=2, default=str))
+    log.info("sweep: best parameters written to %s", path)
+    return path
+
+
 class _DefineByRun:
     """The space as an Optuna define-by-run function (a class: Tune pickles its searcher)."""
 
@@ -145,21 +201,29 @@ def run_sweep(
     experiment: str | None = None,
     overrides: Sequence[str] = (),
     storage: str | None = None,
-    study_name: str = "emodistill",
+    study_name: str | None = None,
     output_dir: str | Path = "runs/sweeps",
     sampler_seed: int = 0,
 ) -> Any:
-    """Run an Optuna study and return it (``study.best_params`` holds the winner)."""
+    """Run an Optuna study and return it (``study.best_params`` holds the winner).
+
+    ``study_name`` defaults to :func:`default_study_name` of what is swept; a study
+    of that name in ``storage`` that sweeps something else is refused. The winner
+    is also written to ``<output_dir>/<study_name>-best.json``.
+    """
     try:
         import optuna
     except ImportError:
         raise ImportError("run_sweep needs Optuna: pip install 'emodistill[sweep]'") from None
     base, ds = _check(dataset, method, experiment, overrides, space)
+    what = describe_sweep(dataset, method, experiment, overrides, space, base)
+    study_name = study_name or default_study_name(what)
     direction = "minimize" if base.train.mode == "min" else "maximize"
     study = optuna.create_study(
         study_name=study_name, storage=storage, direction=direction, load_if_exists=True,
         sampler=optuna.samplers.TPESampler(seed=sampler_seed),
     )
+    _claim_study(study, what, storage)
 
     def objective(trial: Any) -> float:
         sampled = {k: _suggest(trial, k, d) for k, d in space.items()}
@@ -171,6 +235,14 @@ def run_sweep(
         return res.best_val
 
     study.optimize(objective, n_trials=n_trials)
+    done = [t for t in study.trials if t.value is not None]
+    if done:
+        best = study.best_trial
+        write_best(output_dir, study_name, {
+            "study": study_name, "storage": storage, "sweep": what, "trials": len(done),
+            "best_value": best.value, "best_params": best.params, "trial": best.number,
+            "run_dir": best.user_attrs.get("run_dir"),
+            "test_mean": best.user_attrs.get("test_mean")})
     return study
 
 
@@ -182,7 +254,7 @@ def run_ray_sweep(
     n_trials: int,
     experiment: str | None = None,
     overrides: Sequence[str] = (),
-    study_name: str = "emodistill",
+    study_name: str | None = None,
     output_dir: str | Path = "runs/sweeps",
     sampler_seed: int = 0,
     max_concurrent: int | None = None,
@@ -195,8 +267,9 @@ def run_ray_sweep(
     Parameters
     ----------
     dataset, method, experiment, overrides, space, n_trials, study_name, output_dir, sampler_seed
-        As in :func:`run_sweep`; run folders are ``output_dir/<study_name>-<trial id>``
-        and Tune's own records ``output_dir/ray/<study_name>``.
+        As in :func:`run_sweep`; run folders are ``output_dir/<study_name>-<trial id>``,
+        Tune's own records ``output_dir/ray/<study_name>`` and the winner
+        ``output_dir/<study_name>-best.json``.
     max_concurrent
         Trials running at once (default: as many as the resources allow). TPE
         proposes a trial from the results finished so far, so fewer concurrent
@@ -223,6 +296,8 @@ def run_ray_sweep(
         raise ImportError("run_ray_sweep needs Ray Tune and Optuna: "
                           "pip install 'emodistill[ray,sweep]'") from None
     base, _ = _check(dataset, method, experiment, overrides, space)
+    what = describe_sweep(dataset, method, experiment, overrides, space, base)
+    study_name = study_name or default_study_name(what)
     mode = "min" if base.train.mode == "min" else "max"
     out = Path(output_dir).resolve()
     overrides = list(overrides)
@@ -251,4 +326,14 @@ def run_ray_sweep(
                                     num_samples=n_trials, max_concurrent_trials=max_concurrent),
         run_config=tune.RunConfig(name=study_name, storage_path=str(out / "ray"), verbose=1),
     )
-    return tuner.fit()
+    grid = tuner.fit()
+    try:
+        best = grid.get_best_result()
+    except RuntimeError:  # no trial reported
+        return grid
+    write_best(out, study_name, {
+        "study": study_name, "sweep": what, "trials": len(grid),
+        "best_value": best.metrics.get("best_val"), "best_params": best.config,
+        "run_dir": best.metrics.get("run_dir"),
+        "test_mean": {k[5:]: v for k, v in best.metrics.items() if k.startswith("test_")}})
+    return grid

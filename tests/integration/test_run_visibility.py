@@ -1,0 +1,79 @@
+"""Seeing the run while it runs: a log line per epoch off a terminal, a bar with loss and
+metric on one (epochs from 1), TensorBoard events with every loss and KD term, the model's
+own values and the learning rate; MLflow refused with its extra named when absent."""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import struct
+import sys
+
+import pytest
+
+from emodistill.cli import main
+
+TINY = ["-m", "hinton_kd", "method.modality=audio", "dataset.n=120", "train.max_epochs=2",
+        "method.student.width=8", "method.teacher.method.width=8", "run_name=r"]
+
+
+@pytest.fixture(autouse=True)
+def _drop_cli_log_handlers():
+    yield
+    log = logging.getLogger("emodistill")
+    for h in [h for h in log.handlers if getattr(h, "_emodistill_cli", False)]:
+        log.removeHandler(h)
+
+
+def _tags(folder) -> dict[str, list[tuple[int, float]]]:
+    """Scalars of the TensorBoard event files in ``folder`` (TFRecord framing, no TF needed)."""
+    from tensorboardX.proto import event_pb2
+
+    tags: dict[str, list[tuple[int, float]]] = {}
+    for f in folder.glob("events.out.tfevents.*"):
+        data, i = f.read_bytes(), 0
+        while i < len(data):
+            n = struct.unpack("<Q", data[i:i + 8])[0]
+            ev = event_pb2.Event()
+            ev.ParseFromString(data[i + 12:i + 12 + n])
+            i += 12 + n + 4
+            for v in ev.summary.value:
+                tags.setdefault(v.tag, []).append((ev.step, v.simple_value))
+    return tags
+
+
+def test_off_a_terminal_one_line_per_epoch_and_tensorboard_gets_every_term(capsys, tmp_path):
+    pytest.importorskip("tensorboardX")
+    assert main(["train", *TINY, f"output_dir={tmp_path}"]) == 0
+    err = capsys.readouterr().err
+    for who in ("standard/teacher", "r/standard"):  # the teacher's fit and the student's
+        for e in (1, 2):
+            assert f"{who}: epoch {e}/2: train/loss=" in err
+    assert "epoch 0/" not in err and "val/task_loss=" in err and "it/s" not in err
+    tags = _tags(tmp_path / "r" / "standard" / "tensorboard")
+    for tag in ("train/loss", "train/task_loss", "train/kd", "val/kd", "val/acc", "lr-AdamW",
+                "model/teacher_gate_audio"):
+        assert len(tags.get(tag, [])) >= 2 or tag.startswith("lr") and tags.get(tag), tag
+    assert (tmp_path / "r" / "standard" / "teacher" / "tensorboard").is_dir()
+    assert (tmp_path / "r" / "standard" / "metrics.csv").is_file()  # CSV always
+
+
+def test_on_a_terminal_the_bar_counts_from_one_and_shows_loss_and_metric(capsys, tmp_path,
+                                                                         monkeypatch):
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True, raising=False)
+    assert main(["train", "-m", "late_fusion", "dataset.n=120", "train.max_epochs=2",
+                 "method.hidden=8", "train.tracker=none", f"output_dir={tmp_path}"]) == 0
+    out = capsys.readouterr().out  # Lightning draws its bar on stdout
+    assert "Epoch 1/2" in out and "Epoch 2/2" in out and "Epoch 0" not in out
+    assert "loss=" in out and "val/task_loss=" in out
+    assert not (tmp_path / "tensorboard").exists()
+    assert not list(tmp_path.rglob("tensorboard"))  # tracker=none
+
+
+def test_tracker_values_are_checked_before_the_run_folder(capsys, tmp_path):
+    rc = main(["train", *TINY, "train.tracker=wandb", f"output_dir={tmp_path}"])
+    assert rc == 2 and "train.tracker='wandb'" in capsys.readouterr().err
+    if importlib.util.find_spec("mlflow") is None:
+        rc = main(["train", *TINY, "train.tracker=mlflow", f"output_dir={tmp_path}"])
+        assert rc == 2 and "emodistill[mlflow]" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
