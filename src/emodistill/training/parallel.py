@@ -68,6 +68,7 @@ from emodistill.training.run import (
     FoldResult,
     Prepared,
     RunResult,
+    _write_fold_result,
     _write_predictions,
     fold_fingerprint,
 )
@@ -714,8 +715,10 @@ def _finish(s: _Setup) -> FoldResult:
                   "fold_fingerprint": fold_fingerprint(prep.dataset, fold)},
         )
     s.model.eval()
-    return FoldResult(fold.name, s.test, s.best_epoch, len(s.rows), sizes, out, s.model,
-                      s.best_val)
+    result = FoldResult(fold.name, s.test, s.best_epoch, len(s.rows), sizes, out, s.model,
+                        s.best_val)
+    _write_fold_result(result)  # as fit_fold: marks the fold finished for a resume
+    return result
 
 
 def _write_rows(path: Path, rows: list[dict[str, float]]) -> None:
