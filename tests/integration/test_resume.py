@@ -130,8 +130,9 @@ class _Interrupt(L.Callback):
 
 
 def test_benchmark_resume_continues_the_unfinished_folder_and_run(capsys, tmp_path, monkeypatch):
+    # one Lightning fit per run (the parallel path keeps no training checkpoints)
     common = ["-d", "synthetic", "-m", "late_fusion", "--seeds", "3,4", "--output", tmp_path,
-              *TINY[2:-1]]
+              "--parallel", "off", *TINY[2:-1]]
     rc, out, err = run(capsys, "benchmark", *common)
     assert rc == 0 and "benchmark folder:" in err
     first = tmp_path / "synthetic-polarity"
