@@ -99,6 +99,8 @@ def parallel_unsupported(cfg: DictConfig) -> str | None:
         return f"method {name!r} runs its own optimisation steps"
     teacher = cfg.method.get("teacher")
     if teacher is not None:
+        if teacher.get("crossfit"):  # members and routing live in training/crossfit.py
+            return "method.teacher.crossfit (cross-fitted teachers) is not supported in parallel"
         if str(cfg.method.get("teacher_mode", "eval")) != "eval":
             return "method.teacher_mode=train draws teacher dropout; only eval is supported"
         if not teacher.get("checkpoint"):
@@ -112,6 +114,8 @@ def parallel_unsupported(cfg: DictConfig) -> str | None:
         # the text transformer trains with its own lr group, warm-up and dynamic padding
         return "token-id text inputs (a text encoder trained inside the model)"
     t = cfg.train
+    if t.get("selection", "best") != "best":  # the parallel path selects the best epoch
+        return "train.selection=last (the fixed recipe) is not supported in parallel"
     checks = {
         "train.optimizer": (t.get("optimizer", "adamw") in ("adam", "adamw"), "adam or adamw"),
         "train.scheduler": (t.get("scheduler", "none") in ("plateau", "none"), "plateau/none"),
@@ -777,11 +781,15 @@ def run_parallel(
     for i, res in zip(owner, fit_members(members, max_chunk=max_chunk, device=device),
                       strict=True):
         runs[i].folds.append(res)
-    for cfg, result in zip(cfgs, runs, strict=True):
+    from emodistill.training.selection import selection_record
+
+    for cfg, prep, result in zip(cfgs, preps, runs, strict=True):
         payload = {
             "folds": {f.fold: {"test": f.test, "best_epoch": f.best_epoch, "epochs": f.epochs,
                                "best_val": f.best_val, "sizes": f.sizes} for f in result.folds},
             "monitor": cfg.train.monitor,
+            "selection": selection_record(to_container(cfg.train), prep.valid_leaked)
+            | {"allow_leaky": prep.allow_leaky},
             "mean": result.mean,
         }
         atomic_write(result.path / "results.json",
