@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pandas as pd
 import pytest
 
@@ -25,6 +27,8 @@ def _both(tmp_path, dataset, method, overrides, seeds):
 
 def _assert_same_run(a, b, *, tol):
     assert sorted(p.name for p in a.path.iterdir()) == sorted(p.name for p in b.path.iterdir())
+    ra, rb = (json.loads((r.path / "results.json").read_text()) for r in (a, b))
+    assert list(ra) == list(rb) and ra.get("selection") == rb.get("selection")
     assert [f.fold for f in a.folds] == [f.fold for f in b.folds]
     for fa, fb in zip(a.folds, b.folds, strict=True):
         assert sorted(p.name for p in fa.path.iterdir()) == sorted(
@@ -92,6 +96,7 @@ def test_parallel_runs_are_deterministic_and_chunking_changes_only_rounding(tmp_
 @pytest.mark.parametrize(("method", "override", "reason"), [
     ("hinton_kd", ["method.teacher_mode=train"], "teacher_mode"),
     ("mkd", [], "own optimisation steps"),
+    ("late_fusion", ["train.selection=last"], "train.selection"),
     ("dmd", [], "does not declare parallel_ok"),
     ("late_fusion", ["train.optimizer=sgd"], "train.optimizer"),
     ("late_fusion", ["train.gradient_clip_val=1.0"], "train.gradient_clip_val"),

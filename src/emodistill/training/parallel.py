@@ -96,8 +96,12 @@ def parallel_unsupported(cfg: DictConfig) -> str | None:
         return f"method {name!r} does not declare parallel_ok"
     if callable(getattr(cls, "training_step", None)):
         return f"method {name!r} runs its own optimisation steps"
+    if str(cfg.train.get("selection", "best")) != "best":
+        return f"train.selection={cfg.train.selection} (only best) is not supported in parallel"
     teacher = cfg.method.get("teacher")
     if teacher is not None:
+        if teacher.get("crossfit"):
+            return "method.teacher.crossfit (cross-fitted teachers) is not supported in parallel"
         if str(cfg.method.get("teacher_mode", "eval")) != "eval":
             return "method.teacher_mode=train draws teacher dropout; only eval is supported"
         if not teacher.get("checkpoint"):
@@ -753,7 +757,9 @@ def run_parallel(
 
     from emodistill._fs import unique_dir
     from emodistill.data.registry import build_dataset
+    from emodistill.training.crossfit import crossfit_summary
     from emodistill.training.run import default_run_name, prepare
+    from emodistill.training.selection import selection_record
 
     if dataset is None:
         dataset = build_dataset(to_container(cfgs[0].dataset))
@@ -774,13 +780,18 @@ def run_parallel(
     for i, res in zip(owner, fit_members(members, max_chunk=max_chunk, device=device),
                       strict=True):
         runs[i].folds.append(res)
-    for cfg, result in zip(cfgs, runs, strict=True):
+    for cfg, prep, result in zip(cfgs, preps, runs, strict=True):
         payload = {
             "folds": {f.fold: {"test": f.test, "best_epoch": f.best_epoch, "epochs": f.epochs,
                                "best_val": f.best_val, "sizes": f.sizes} for f in result.folds},
             "monitor": cfg.train.monitor,
+            "selection": selection_record(to_container(cfg.train), prep.valid_leaked)
+            | {"allow_leaky": prep.allow_leaky},
             "mean": result.mean,
         }
+        teacher_record = crossfit_summary(cfg, result.path, [f.fold for f in result.folds])
+        if teacher_record:
+            payload["teacher"] = teacher_record
         atomic_write(result.path / "results.json",
                      lambda f, p=payload: json.dump(p, f, indent=2))
     return runs
