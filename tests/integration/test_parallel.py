@@ -55,6 +55,14 @@ def test_late_fusion_with_dropout_matches_the_sequential_fits_draw_for_draw(tmp_
         assert b.path.parent.name == "par" and b.path.name == a.path.name
 
 
+def test_fixed_recipe_selection_last_matches_the_sequential_fits(tmp_path):
+    over = ["dataset.n=120", "method.hidden=8", "method.encoder_layers=1", *SMALL,
+            "train.selection=last", "train.scheduler=none"]
+    seq, par = _both(tmp_path, "synthetic", "feature_fusion", over, seeds=(7,))
+    _assert_same_run(seq[0], par[0], tol=1e-5)
+    assert par[0].folds[0].best_epoch == par[0].folds[0].epochs - 1 == 2
+
+
 def test_physio_student_on_folds_matches_the_sequential_fits(tmp_path):
     # folds x seed, BatchNorm in the tokeniser; attention dropout off (see module doc)
     over = ["dataset.n_subjects=4", "dataset.n_trials=4", "+protocol.k=2",
@@ -96,7 +104,6 @@ def test_parallel_runs_are_deterministic_and_chunking_changes_only_rounding(tmp_
 @pytest.mark.parametrize(("method", "override", "reason"), [
     ("hinton_kd", ["method.teacher_mode=train"], "teacher_mode"),
     ("mkd", [], "own optimisation steps"),
-    ("late_fusion", ["train.selection=last"], "train.selection"),
     ("dmd", [], "does not declare parallel_ok"),
     ("late_fusion", ["train.optimizer=sgd"], "train.optimizer"),
     ("late_fusion", ["train.gradient_clip_val=1.0"], "train.gradient_clip_val"),
