@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pandas as pd
 import pytest
 
@@ -30,6 +32,8 @@ def _files(d):
 
 def _assert_same_run(a, b, *, tol):
     assert _files(a.path) == _files(b.path)
+    ra, rb = (json.loads((r.path / "results.json").read_text()) for r in (a, b))
+    assert list(ra) == list(rb) and ra.get("selection") == rb.get("selection")
     assert [f.fold for f in a.folds] == [f.fold for f in b.folds]
     for fa, fb in zip(a.folds, b.folds, strict=True):
         assert _files(fa.path) == _files(fb.path)
@@ -53,6 +57,14 @@ def test_late_fusion_with_dropout_matches_the_sequential_fits_draw_for_draw(tmp_
     for a, b in zip(seq, par, strict=True):
         _assert_same_run(a, b, tol=1e-5)
         assert b.path.parent.name == "par" and b.path.name == a.path.name
+
+
+def test_fixed_recipe_selection_last_matches_the_sequential_fits(tmp_path):
+    over = ["dataset.n=120", "method.hidden=8", "method.encoder_layers=1", *SMALL,
+            "train.selection=last", "train.scheduler=none"]
+    seq, par = _both(tmp_path, "synthetic", "feature_fusion", over, seeds=(7,))
+    _assert_same_run(seq[0], par[0], tol=1e-5)
+    assert par[0].folds[0].best_epoch == par[0].folds[0].epochs - 1 == 2
 
 
 def test_physio_student_on_folds_matches_the_sequential_fits(tmp_path):

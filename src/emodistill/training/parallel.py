@@ -24,7 +24,8 @@ own batch. Each member keeps everything a sequential fit has:
   to 0 to compare draw for draw);
 * its optimiser (Adam / AdamW, elementwise, so stacking changes nothing), its own
   ``ReduceLROnPlateau`` learning rate, early stopping and best-checkpoint selection on
-  its own validation part (Lightning's rules: strict improvement, first best epoch);
+  its own validation part (Lightning's rules: strict improvement, first best epoch), or
+  the last epoch's weights without early stopping under ``train.selection=last``;
 * its single test evaluation on the selected weights, and its own fold folder with
   the files ``fit_fold`` writes (``metrics.csv``, ``predictions.csv``,
   ``test_metrics.json``, ``model.pt``).
@@ -99,7 +100,7 @@ def parallel_unsupported(cfg: DictConfig) -> str | None:
         return f"method {name!r} runs its own optimisation steps"
     teacher = cfg.method.get("teacher")
     if teacher is not None:
-        if teacher.get("crossfit"):  # members and routing live in training/crossfit.py
+        if teacher.get("crossfit"):
             return "method.teacher.crossfit (cross-fitted teachers) is not supported in parallel"
         if str(cfg.method.get("teacher_mode", "eval")) != "eval":
             return "method.teacher_mode=train draws teacher dropout; only eval is supported"
@@ -252,7 +253,8 @@ def _signature(s: _Setup) -> tuple:
     sizes = tuple(len(s.parts[k]) for k in _PARTS)
     t = s.cfg.train
     train = (int(t.batch_size), int(t.max_epochs), str(t.monitor), str(t.mode),
-             str(t.get("scheduler", "none")), str(t.get("optimizer", "adamw")))
+             str(t.get("scheduler", "none")), str(t.get("optimizer", "adamw")),
+             str(t.get("selection", "best")))
     return (type(s.model).__name__, str(s.cfg.method), shapes, sizes, train)
 
 
@@ -492,6 +494,8 @@ def _train_chunk(setups: list[_Setup], dev: torch.device) -> None:
         scheds.append(torch.optim.lr_scheduler.ReduceLROnPlateau(
             d, mode=mode, factor=tcfg["scheduler_factor"], patience=tcfg["scheduler_patience"])
             if plateau else None)
+    # train.selection=last (a fixed recipe): no early stopping, the last epoch's weights
+    last = str(tcfg.get("selection", "best")) == "last"
     sign = 1.0 if mode == "min" else -1.0
     best_score = [math.inf] * len(setups)  # in "min" orientation (sign * value)
     es_best = [math.inf] * len(setups)
@@ -645,14 +649,16 @@ def _train_chunk(setups: list[_Setup], dev: torch.device) -> None:
             cur = vals[monitor]
             oriented = sign * cur if math.isfinite(cur) else math.inf
             # ModelCheckpoint: the first epoch always saves; later ones on strict improvement
-            if not have_best[pos] or oriented < best_score[pos]:
+            if last or not have_best[pos] or oriented < best_score[pos]:
                 best_score[pos], have_best[pos] = oriented, True
                 s.best_epoch, s.best_val = epoch, cur
                 for k, v in {**params, **buffers}.items():
                     best_state[k][pos] = v[j].detach()
             # EarlyStopping (min_delta 0, check_finite)
             stop = False
-            if not math.isfinite(cur):
+            if last:
+                pass
+            elif not math.isfinite(cur):
                 stop = True
             elif sign * cur < es_best[pos]:
                 es_best[pos], wait[pos] = sign * cur, 0
@@ -760,7 +766,9 @@ def run_parallel(
 
     from emodistill._fs import unique_dir
     from emodistill.data.registry import build_dataset
+    from emodistill.training.crossfit import crossfit_summary
     from emodistill.training.run import default_run_name, prepare
+    from emodistill.training.selection import selection_record
 
     if dataset is None:
         dataset = build_dataset(to_container(cfgs[0].dataset))
@@ -781,8 +789,6 @@ def run_parallel(
     for i, res in zip(owner, fit_members(members, max_chunk=max_chunk, device=device),
                       strict=True):
         runs[i].folds.append(res)
-    from emodistill.training.selection import selection_record
-
     for cfg, prep, result in zip(cfgs, preps, runs, strict=True):
         payload = {
             "folds": {f.fold: {"test": f.test, "best_epoch": f.best_epoch, "epochs": f.epochs,
@@ -792,6 +798,9 @@ def run_parallel(
             | {"allow_leaky": prep.allow_leaky},
             "mean": result.mean,
         }
+        teacher_record = crossfit_summary(cfg, result.path, [f.fold for f in result.folds])
+        if teacher_record:
+            payload["teacher"] = teacher_record
         atomic_write(result.path / "results.json",
                      lambda f, p=payload: json.dump(p, f, indent=2))
     return runs
