@@ -265,6 +265,10 @@ def fit_fold(prep: Prepared, fold: Fold, out: Path) -> FoldResult:
         method_params.update(prepare_fold(prep, fold, out, method_params))
     # the spec of the split parts (windowing in post_split may change sequence lengths)
     model = build_method(name, spec=parts["train"].spec, target=target, params=method_params)
+    from emodistill.training.fitted import fit_in_process, fits_in_process
+
+    if fits_in_process(model):  # reference methods: fitted in one call, same files
+        return fit_in_process(prep, fold, out, parts, std, model)
     if cfg.train.compile:
         model.compile()
     lit = LitMER(model, to_container(cfg.train))
