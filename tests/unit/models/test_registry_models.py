@@ -102,7 +102,15 @@ def build(name: str, ds, target_name: str, *, with_teacher: bool = False, seed: 
                                    params=tparams)
         ctor["teacher"] = teacher
     torch.manual_seed(seed)
-    return build_method(name, spec=ds.spec, target=target, params=ctor), params
+    model = build_method(name, spec=ds.spec, target=target, params=ctor)
+    if fitted(model):  # reference methods are fitted in one call, not by gradients
+        model.fit(ds, target=target_name, seed=seed, **model.candidates()[0])
+    return model, params
+
+
+def fitted(model: MERModel) -> bool:
+    """True for methods the engine fits in one call (no parameters, no gradient)."""
+    return bool(getattr(type(model), "fitted_in_process", False))
 
 
 def batch_of(ds, rows, target_name: str) -> Batch:
@@ -136,6 +144,9 @@ def test_forward_backward_and_output_shape(name, kind, shape):
     check_preds(model, out, 8)
     if model.requires_teacher and getattr(model, "teacher", None) is None:
         return  # no teacher could be built from the config: the loss needs one
+    if fitted(model):  # no gradient path: the loss is finite, nothing to back-propagate
+        assert torch.isfinite(model.loss(batch, out)["loss"])
+        return
     losses = model.loss(batch, out)
     assert {"loss", "task"} <= set(losses)
     assert losses["loss"].ndim == 0 and torch.isfinite(losses["loss"])
@@ -165,7 +176,7 @@ def test_training_step_on_a_last_batch_of_one(name):
     batch = batch_of(ds, [5], "polarity")
     out = model(batch)
     check_preds(model, out, 1)
-    if model.requires_teacher and getattr(model, "teacher", None) is None:
+    if (model.requires_teacher and getattr(model, "teacher", None) is None) or fitted(model):
         return
     loss = model.loss(batch, out)["loss"]
     assert torch.isfinite(loss)
@@ -191,7 +202,8 @@ def test_missing_modalities_give_finite_outputs(name, mode):
         check_preds(model, out, batch.size)
         for f in out.features.values():
             assert torch.isfinite(f).all()
-        if mode == "train" and not (model.requires_teacher and model.teacher is None):
+        if mode == "train" and not (model.requires_teacher and model.teacher is None
+                                    or fitted(model)):
             loss = model.loss(batch, out)["loss"]
             assert torch.isfinite(loss)
             loss.backward()
