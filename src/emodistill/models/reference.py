@@ -85,6 +85,8 @@ class FittedMethod(MERModel):
 
     Parameters
     ----------
+    modality : str or list of str, optional
+        Use only these modalities (default: the run's modalities).
     pool : {"auto", "flatten", "mean"}
         How a ``[T, D]`` modality becomes a vector (``auto``: flatten when ``T*D`` is at most
         ``flatten_limit``, else mean over real steps).
@@ -95,7 +97,10 @@ class FittedMethod(MERModel):
     #: the engine fits this method with :meth:`fit`, not with the Lightning loop
     fitted_in_process: ClassVar[bool] = True
 
-    def __init__(self, *, pool: str = "auto", flatten_limit: int = 4096, **base: Any) -> None:
+    def __init__(self, *, modality: str | list[str] | None = None, pool: str = "auto",
+                 flatten_limit: int = 4096, **base: Any) -> None:
+        if modality is not None:  # restrict to these modalities (e.g. a headset montage)
+            base["modalities"] = [modality] if isinstance(modality, str) else list(modality)
         super().__init__(**base)
         if pool not in ("auto", "flatten", "mean"):
             raise ConfigError(f"method.pool={pool!r}; use auto, flatten or mean")
