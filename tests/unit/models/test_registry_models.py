@@ -21,6 +21,7 @@ import torch
 from emodistill.checkpoint import load_checkpoint, save_checkpoint
 from emodistill.config import compose, list_configs, to_container
 from emodistill.data.batch import Batch
+from emodistill.data.montage import DEAP_32
 from emodistill.data.normalize import Standardizer
 from emodistill.data.synthetic import make_synthetic_mer
 from emodistill.errors import ConfigError
@@ -90,6 +91,9 @@ def build(name: str, ds, target_name: str, *, with_teacher: bool = False, seed: 
     """(model, params as stored in a config) for method ``name``."""
     cls = METHODS.get(name)
     params = method_config(name, ds.spec.modality_names[0])
+    if _accepts(cls, "electrodes") and params.get("electrodes") is None:
+        # electrode-aware models: name one electrode per feature of the (synthetic) modality
+        params["electrodes"] = list(DEAP_32[: ds.spec.modality(params["modality"]).dim])
     target = ds.spec.target(target_name)
     ctor = copy.deepcopy(params)
     if "teacher" in ctor or cls.requires_teacher:
