@@ -58,7 +58,10 @@ class ScalpAttention(nn.Module):
         self.log_sigma = nn.Parameter(torch.full((heads,), math.log(sigma)))
 
     def forward(self, x: Tensor, dist2: Tensor) -> tuple[Tensor, Tensor]:
-        """``x [B, E, H]``, squared distances ``[E, E]`` → ``([B, E, H], attention [B, h, E, E])``."""
+        """Update nodes ``x [B, E, H]`` given squared distances ``[E, E]``.
+
+        Returns the new nodes ``[B, E, H]`` and the attention ``[B, heads, E, E]``.
+        """
         b, e, w = x.shape
         q, k, v = self.qkv(self.norm1(x)).view(b, e, 3, self.heads, w // self.heads).unbind(2)
         q, k, v = (t.transpose(1, 2) for t in (q, k, v))  # [B, h, E, d]

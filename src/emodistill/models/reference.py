@@ -32,7 +32,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from emodistill.data.batch import Batch
 from emodistill.data.dataset import MultimodalDataset
@@ -118,7 +118,7 @@ class FittedMethod(MERModel):
 
     # -- the fit interface used by emodistill.training.fitted ---------------------------
     def candidates(self) -> list[dict[str, Any]]:
-        """Settings to try, each passed to :meth:`fit` as keyword arguments."""
+        """Return the settings to try, each passed to :meth:`fit` as keyword arguments."""
         return [{}]
 
     def fit(self, train: MultimodalDataset, *, target: str, seed: int, **choice: Any) -> None:
@@ -230,8 +230,8 @@ class Logistic(FittedMethod):
     def candidates(self) -> list[dict[str, Any]]:  # noqa: D102
         return [{"C": c} for c in self.C]
 
-    def fit(self, train: MultimodalDataset, *, target: str, seed: int, C: float = 1.0,  # noqa: N803
-            **choice: Any) -> None:  # noqa: D102
+    def fit(self, train: MultimodalDataset, *, target: str, seed: int,  # noqa: D102
+            C: float = 1.0, **choice: Any) -> None:  # noqa: N803
         from sklearn.linear_model import LogisticRegression, Ridge
 
         x, y = self.dataset_matrix(train, target)

@@ -113,10 +113,11 @@ def test_subject_norm_is_a_protocol_option_recorded_in_the_run(tmp_path):
     subj = np.repeat([1, 2, 3, 4], 8)
     _write_table(root, rng.gamma(2.0, size=(32, 160)) + subj[:, None], subj,
                  rng.integers(1, 3, size=(32, 2)))
-    over = [f"dataset.root={root}", f"output_dir={tmp_path / 'runs'}", "dataset.montages=[frontal4]",
-            "protocol.fold=subject1", "train.progress_bar=false"]
+    over = [f"dataset.root={root}", f"output_dir={tmp_path / 'runs'}",
+            "dataset.montages=[frontal4]", "protocol.fold=subject1", "train.progress_bar=false"]
     cfg = compose(dataset="mahnob_bandpower", method="logistic",
-                  overrides=[*over, "protocol.subject_norm=transductive", "method.modality=frontal4"])
+                  overrides=[*over, "protocol.subject_norm=transductive",
+                             "method.modality=frontal4"])
     res = run_experiment(cfg)
     rec = json.loads((res.folds[0].path / "subject_norm.json").read_text())
     assert rec["mode"] == "transductive" and rec["statistics_from"] == ["train", "valid", "test"]
