@@ -103,3 +103,30 @@ def test_wearable_student_from_the_full_cap_predicts_from_its_electrodes_only(tm
     np.testing.assert_array_equal(
         ds.features["frontal4"][:, 0].numpy(),
         ds.features["eeg"][:, 0].numpy().reshape(-1, 5, 32)[:, :, [1, 17, 3, 20]].reshape(-1, 20))
+
+
+def test_a_checkpoint_carries_to_another_table_only_when_layout_and_labels_match(tmp_path):
+    from emodistill.training.transfer import evaluate_on_dataset
+
+    _table(tmp_path / "a", seed=1)
+    _table(tmp_path / "b", n_subj=3, seed=2)
+    cfg = compose(dataset="mahnob_bandpower", method="logistic", overrides=[
+        f"dataset.root={tmp_path / 'a'}", "dataset.montages=[frontal4]", "method.C=0.1",
+        "method.modality=frontal4", "protocol.fold=subject1", "train.progress_bar=false",
+        f"output_dir={tmp_path / 'runs'}", "protocol.subject_norm=transductive",
+    ])
+    ckpt = run_experiment(cfg).folds[0].path / "model.pt"
+    res = evaluate_on_dataset(ckpt, "deap_bandpower", [f"dataset.root={tmp_path / 'b'}"])
+    assert res["n"] == 36 and res["trained_on"] == "mahnob_bandpower"
+    assert res["subject_norm"] == "transductive"
+    y = load_eeg_bandpower(tmp_path / "b").targets["valence"].numpy()
+    assert res["majority_acc"] == pytest.approx(max(y.mean(), 1 - y.mean()))
+    assert 0.0 <= res["acc"] <= 1.0 and "f1_macro" in res
+    with pytest.raises(ConfigError, match="no modality 'frontal4'"):
+        evaluate_on_dataset(ckpt, "deap_bandpower",
+                            [f"dataset.root={tmp_path / 'b'}", "dataset.montages=[emotiv14]"])
+    with pytest.raises(ConfigError, match=r"reads \[1 x 20\] features"):
+        evaluate_on_dataset(ckpt, "deap_bandpower",
+                            [f"dataset.root={tmp_path / 'b'}", "dataset.layout=bands"])
+    with pytest.raises(ConfigError, match="synthetic has no modality 'frontal4'"):
+        evaluate_on_dataset(ckpt, "synthetic", [])
