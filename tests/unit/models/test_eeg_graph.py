@@ -117,6 +117,10 @@ def test_a_checkpoint_carries_to_another_table_only_when_layout_and_labels_match
     ])
     ckpt = run_experiment(cfg).folds[0].path / "model.pt"
     res = evaluate_on_dataset(ckpt, "deap_bandpower", [f"dataset.root={tmp_path / 'b'}"])
+    from emodistill.cli import main  # the syntax: overrides after -d
+
+    assert main(["evaluate", str(ckpt), "-d", "deap_bandpower",
+                 f"dataset.root={tmp_path / 'b'}"]) == 0
     assert res["n"] == 36 and res["trained_on"] == "mahnob_bandpower"
     assert res["subject_norm"] == "transductive"
     y = load_eeg_bandpower(tmp_path / "b").targets["valence"].numpy()
