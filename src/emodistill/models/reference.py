@@ -116,6 +116,19 @@ class FittedMethod(MERModel):
         # a parameter-free model still needs a device anchor for .to() / probes
         self.register_buffer("_anchor", torch.zeros(()), persistent=False)
 
+    #: hyper-parameters that may be a list (a grid selected on validation)
+    _GRID: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def chooses_on_valid(cls, params: dict[str, Any]) -> list[tuple[str, str]]:
+        """List what this config chooses on the validation part (a grid), and the fix."""
+        grid = [k for k in cls._GRID
+                if isinstance(params.get(k), list | tuple) and len(params[k]) > 1]
+        if not grid:
+            return []
+        return [(f"the {', '.join(grid)} of {cls.__name__.lower()} chosen from a grid",
+                 "give one value each (e.g. method.C=0.01)")]
+
     # -- the fit interface used by emodistill.training.fitted ---------------------------
     def candidates(self) -> list[dict[str, Any]]:
         """Return the settings to try, each passed to :meth:`fit` as keyword arguments."""
@@ -211,6 +224,8 @@ class Logistic(FittedMethod):
         Solver iterations.
     """
 
+    _GRID = ("C",)
+
     def __init__(self, *, C: float | list[float] = (0.001, 0.01, 0.1, 1.0),  # noqa: N803
                  class_weight: str | None = None, max_iter: int = 5000, **base: Any) -> None:
         super().__init__(**base)
@@ -291,6 +306,7 @@ class Trees(FittedMethod):
 
     _PARAMS = ("learning_rate", "max_iter", "max_leaf_nodes", "max_depth", "min_samples_leaf",
                "l2_regularization")
+    _GRID = _PARAMS
 
     def __init__(self, *, learning_rate: float | list[float] = 0.1,
                  max_iter: int | list[int] = 100, max_leaf_nodes: int | list[int] = 31,

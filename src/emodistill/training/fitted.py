@@ -87,7 +87,13 @@ def fit_in_process(
     seed = int(cfg.seed)
     history = EpochHistory()
     best: tuple[float, int, dict[str, Any]] | None = None
-    for i, choice in enumerate(model.candidates()):  # type: ignore[operator]
+    candidates = model.candidates()  # type: ignore[operator]
+    if cfg.train.get("selection", "best") == "last" and len(candidates) > 1:
+        raise ConfigError(
+            f"train.selection=last reads nothing from validation, but {type(model).__name__} "
+            f"has {len(candidates)} candidate settings to choose from on it; give one value "
+            "per hyper-parameter (e.g. method.C=0.01)")
+    for i, choice in enumerate(candidates):
         model.fit(parts["train"], target=target.name, seed=seed, **choice)  # type: ignore[operator]
         row: dict[str, Any] = {"epoch": i}
         row |= {f"choice/{k}": v for k, v in choice.items()}

@@ -103,3 +103,12 @@ def test_engine_fits_selects_on_valid_and_writes_the_same_files(tmp_path):
         assert again[k] == pytest.approx(v, abs=1e-6)
     preds = pd.read_csv(fold.path / "predictions.csv")
     assert len(preds) == fold.sizes["test"]
+
+
+def test_a_grid_is_a_choice_on_validation_a_single_value_is_not():
+    from emodistill.models.reference import Logistic, Trees
+
+    assert Logistic.chooses_on_valid({"C": [0.01, 0.1]})
+    assert not Logistic.chooses_on_valid({"C": 0.01})
+    assert Trees.chooses_on_valid({"max_iter": [50, 100]})
+    assert not Trees.chooses_on_valid({"max_iter": 100, "class_weight": None})
