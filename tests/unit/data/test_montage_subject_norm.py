@@ -147,3 +147,23 @@ def test_configured_electrode_order_matches_the_scalp(name):
     iu = np.triu_indices(32, 1)
     d = np.linalg.norm(p[:, None] - p[None], axis=-1)[iu]
     assert spearmanr(corr[iu], -d).statistic > 0.4  # random orders: 0.0 ± 0.06
+
+
+def test_parallel_members_apply_subject_norm_as_the_sequential_fit(tmp_path):
+    from emodistill.config import to_container
+    from emodistill.data.registry import build_dataset
+    from emodistill.training.parallel import run_parallel
+
+    root = tmp_path / "data"
+    rng = np.random.default_rng(2)
+    subj = np.repeat([1, 2, 3, 4], 8)
+    _write_table(root, rng.gamma(2.0, size=(32, 160)) + 3 * subj[:, None], subj,
+                 rng.integers(1, 3, size=(32, 2)))
+    cfg = compose(dataset="mahnob_bandpower", method="unimodal", overrides=[
+        f"dataset.root={root}", "protocol.subject_norm=transductive", "protocol.fold=subject1",
+        "method.hidden=8", "train.max_epochs=2", "train.progress_bar=false", "seed=1"])
+    ds = build_dataset(to_container(cfg.dataset))
+    seq = run_experiment(cfg, dataset=ds, output_dir=tmp_path / "seq")
+    par = run_parallel([cfg], dataset=ds, output_dir=tmp_path / "par")[0]
+    assert (par.folds[0].path / "subject_norm.json").is_file()
+    assert par.folds[0].test == pytest.approx(seq.folds[0].test, abs=1e-4)
