@@ -4,7 +4,7 @@ Sub-commands::
 
     emodistill train [-e EXP] [-d DATASET] [-m METHOD] [--config FILE] [key=value ...]
     emodistill train --resume RUN_DIR
-    emodistill evaluate CHECKPOINT [--split test] [key=value ...]
+    emodistill evaluate CHECKPOINT [--split test] [-d DATASET] [key=value ...]
     emodistill benchmark -d DATASET -m M1,M2 [--seeds 1111-1115] [--reference M1]
                          [key=value ...]
     emodistill sweep -d DATASET -m METHOD --space SPACE.yaml [--trials N] [--storage URL]
@@ -85,6 +85,11 @@ def _cmd_train(a: argparse.Namespace) -> int:
 def _cmd_evaluate(a: argparse.Namespace) -> int:
     from emodistill.training.evaluate import evaluate_checkpoint
 
+    if a.dataset:  # another dataset: every sample, beside its majority class
+        from emodistill.training.transfer import evaluate_on_dataset
+
+        print(json.dumps(evaluate_on_dataset(a.checkpoint, a.dataset, a.overrides), indent=2))
+        return 0
     metrics = evaluate_checkpoint(a.checkpoint, split=a.split, overrides=a.overrides)
     print(json.dumps(metrics, indent=2))
     return 0
@@ -203,6 +208,9 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("evaluate", help="evaluate a saved checkpoint on its split")
     e.add_argument("checkpoint")
     e.add_argument("--split", default="test", choices=["train", "valid", "test"])
+    e.add_argument("-d", "--dataset", default=None,
+                   help="evaluate on all samples of another dataset config (e.g. a DEAP model "
+                        "on mahnob_bandpower); refused when layout or labels differ")
     e.add_argument("overrides", nargs="*", help="e.g. dataset.root=PATH if the data moved")
     e.set_defaults(fn=_cmd_evaluate)
 
@@ -279,7 +287,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``emodistill`` command."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    # ``evaluate CKPT -d DATASET key=value``: overrides after an option land in ``extra``
+    if extra and isinstance(getattr(args, "overrides", None), list) and all(
+            "=" in x and not x.startswith("-") for x in extra):
+        args.overrides = [*args.overrides, *extra]
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     _setup_logging(args.verbose)
     try:
         return int(args.fn(args))

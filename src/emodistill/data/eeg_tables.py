@@ -9,6 +9,14 @@ Layout of ``root`` (tab- or space-separated text, rows aligned across files)::
     EEG_emotion_category.txt    optional (MAHNOB-HCI): emotion code per trial
 
 Targets are class indices with 0 = low/negative and 1 = high/positive.
+
+Electrode order: the columns of the two public tables are in different orders (established
+from the data: ``docs/data/eeg.md``). ``electrode_order`` names the file's order (``geneva``,
+DEAP's documented order; ``twente``, the BioSemi/Twente order of DEAP's original recordings;
+or a list of 32 names); the loaded ``eeg`` modality is always reordered into the Geneva order
+(:data:`emodistill.data.montage.DEAP_32`), so both datasets share one layout. ``montages``
+adds headset modalities (``frontal4``, ``emotiv14``, or ``{name: [electrodes]}``), each the
+chosen electrodes x 5 bands in the same band-major layout.
 """
 
 from __future__ import annotations
@@ -19,16 +27,24 @@ import numpy as np
 
 from emodistill.data._io import refuse_wrong_kind, require_dir, require_file
 from emodistill.data.dataset import MultimodalDataset, repair_nonfinite
+from emodistill.data.montage import DEAP_32, resolve_montage, select_band_major
 from emodistill.data.spec import DatasetSpec, ModalitySpec, TargetSpec
 from emodistill.errors import ConfigError, DataFormatError
 
-__all__ = ["load_eeg_bandpower", "EMOTION_CODES", "BANDS"]
+__all__ = ["load_eeg_bandpower", "EMOTION_CODES", "BANDS", "ELECTRODE_ORDERS"]
 
 BANDS = ("theta", "slow_alpha", "alpha", "beta", "gamma")
 #: MAHNOB-HCI emotion code → name (EEG_emotion_category.txt)
 EMOTION_CODES = {
     0: "neutral", 1: "anger", 2: "disgust", 3: "fear", 4: "joy", 5: "sadness",
     6: "surprise", 11: "amusement", 12: "anxiety",
+}
+#: column orders of the 32 electrodes in band-feature files
+ELECTRODE_ORDERS: dict[str, tuple[str, ...]] = {
+    "geneva": DEAP_32,
+    "twente": ("Fp1", "AF3", "F7", "F3", "FC1", "FC5", "T7", "C3", "CP1", "CP5", "P7", "P3",
+               "Pz", "PO3", "O1", "Oz", "O2", "PO4", "P4", "P8", "CP6", "CP2", "C4", "T8",
+               "FC6", "FC2", "F4", "F8", "AF4", "Fp2", "Fz", "Cz"),
 }
 _LAYOUT = "EEG_feature.txt, subject_video.txt, valence_arousal_label.txt"
 
@@ -62,6 +78,8 @@ def load_eeg_bandpower(
     *,
     name: str = "deap_bandpower",
     layout: str = "flat",
+    electrode_order: str | list[str] = "geneva",
+    montages: list[str] | dict[str, list[str]] | None = None,
 ) -> MultimodalDataset:
     """Load an EEG band-feature table folder.
 
@@ -74,6 +92,12 @@ def load_eeg_bandpower(
     layout : {"flat", "bands"}
         ``flat``: modality ``eeg`` of shape [1 x 160]. ``bands``: [5 x 32], one
         step per frequency band (for sequence encoders).
+    electrode_order : str or list of str
+        Order of the 32 electrodes in the file's columns: ``geneva``, ``twente`` or 32
+        names. The loaded features are reordered into the Geneva order.
+    montages : list or dict, optional
+        Extra modalities over electrode subsets: preset names (``frontal4``, ``emotiv14``)
+        or ``{modality name: [electrode names]}``.
 
     Returns
     -------
@@ -124,19 +148,49 @@ def load_eeg_bandpower(
             TargetSpec("emotion", "multiclass",
                        class_names=tuple(EMOTION_CODES[c] for c in present_codes))
         )
-    feats = x.reshape(len(x), 1, 160) if layout == "flat" else x.reshape(len(x), 5, 32)
+    if isinstance(electrode_order, str):
+        if electrode_order not in ELECTRODE_ORDERS:
+            raise ConfigError(f"{name}: electrode_order={electrode_order!r}; use "
+                              f"{' | '.join(ELECTRODE_ORDERS)} or a list of 32 electrode names")
+        file_order = list(ELECTRODE_ORDERS[electrode_order])
+    else:
+        file_order = resolve_montage(list(electrode_order))
+        if len(file_order) != 32:
+            raise ConfigError(f"{name}: electrode_order lists {len(file_order)} electrodes; "
+                              "the table has 32")
+    x = select_band_major(x, DEAP_32, n_bands=5, order=file_order)  # into the Geneva order
+    if montages is None:
+        montages = {}
+    elif isinstance(montages, str):
+        montages = [montages]
+    if not isinstance(montages, dict):
+        montages = {str(m): m for m in montages}
+    arrays: dict[str, np.ndarray] = {"eeg": x}
+    electrodes: dict[str, list[str]] = {"eeg": list(DEAP_32)}
+    for mod, names in montages.items():
+        if mod in arrays:
+            raise ConfigError(f"{name}: montage modality {mod!r} is defined twice")
+        electrodes[mod] = resolve_montage(names)
+        arrays[mod] = select_band_major(x, electrodes[mod], n_bands=5)
+    feats = {
+        k: (v.reshape(len(v), 1, v.shape[1]) if layout == "flat"
+            else v.reshape(len(v), 5, v.shape[1] // 5))
+        for k, v in arrays.items()
+    }
     spec = DatasetSpec(
         name=name,
-        modalities=(ModalitySpec("eeg", feats.shape[2], feats.shape[1]),),
+        modalities=tuple(ModalitySpec(k, v.shape[2], v.shape[1]) for k, v in feats.items()),
         targets=tuple(spec_targets),
         group_keys=("subject", "video", "trial"),
     )
     subj, vid = sv[:, 0].astype(str), sv[:, 1].astype(str)
     return MultimodalDataset(
         spec,
-        {"eeg": feats},
+        feats,
         targets=targets,
         ids=[f"s{s}_v{v}" for s, v in zip(subj, vid, strict=True)],
         groups={"subject": subj, "video": vid, "trial": vid},
-        info={"source": str(base), "nonfinite_repaired": {"eeg": repaired} if repaired else {}},
+        info={"source": str(base), "nonfinite_repaired": {"eeg": repaired} if repaired else {},
+              "electrode_order_in_file": electrode_order, "electrodes": electrodes,
+              "layout": f"{layout}, band-major over {', '.join(BANDS)}"},
     )

@@ -63,10 +63,19 @@ class MKD(FeatureKD):
         Weight of the teacher's own supervised loss in its feedback update.
     teacher_lr : float, optional
         Teacher learning rate (default: ``train.lr``).
-    feedback_data : {"same", "previous"}
+    feedback_data : {"same", "previous", "heldout"}
         Labelled batch on which the temporary student is measured: the current
-        training batch (``same``, as EmotionKD's feedback loss) or the previous
-        training batch (``previous``: samples the virtual step did not see).
+        training batch (``same``, as EmotionKD's feedback loss), the previous
+        training batch (``previous``: samples the virtual step did not see), or
+        a held-out slice of the training part (``heldout``: a fixed
+        ``heldout_fraction`` of the training rows, chosen by row index, is never
+        used for the student's teaching steps; the feedback is measured on the
+        most recent ``heldout_batch`` of those rows). Validation and test rows
+        are never used.
+    heldout_fraction : float
+        Share of the training rows held out for ``feedback_data: heldout``.
+    heldout_batch : int
+        Held-out rows the temporary student is measured on (the latest seen).
     lookahead_loss : {"kd", "full"}
         What the temporary student's step minimises: the distillation terms only
         (the teacher's targets, default) or also ``ce_weight`` times its task loss.
@@ -80,9 +89,10 @@ class MKD(FeatureKD):
                  feedback_start: int = 0, lookahead_lr: float = 0.1,
                  feedback_weight: float = 1.0, teacher_task_weight: float = 1.0,
                  teacher_lr: float | None = None,
-                 feedback_data: Literal["same", "previous"] = "same",
+                 feedback_data: Literal["same", "previous", "heldout"] = "same",
                  lookahead_loss: Literal["kd", "full"] = "kd",
-                 lookahead_train_mode: bool = False, **kw: Any) -> None:
+                 lookahead_train_mode: bool = False, heldout_fraction: float = 0.2,
+                 heldout_batch: int = 64, **kw: Any) -> None:
         super().__init__(**kw)
         FEEDBACK.get(feedback)  # clear error listing the strategies
         if feedback_every < 0 or feedback_start < 0:
@@ -90,8 +100,13 @@ class MKD(FeatureKD):
                 f"feedback_every={feedback_every}, feedback_start={feedback_start}; both must "
                 "be >= 0 (feedback_every=0 disables feedback)"
             )
-        if feedback_data not in ("same", "previous"):
-            raise ConfigError(f"feedback_data={feedback_data!r}; use same or previous")
+        if feedback_data not in ("same", "previous", "heldout"):
+            raise ConfigError(f"feedback_data={feedback_data!r}; use same, previous or heldout")
+        if not 0.0 < heldout_fraction < 1.0 or heldout_batch < 1:
+            raise ConfigError(f"heldout_fraction={heldout_fraction} must be in (0, 1) and "
+                              f"heldout_batch={heldout_batch} >= 1")
+        self.heldout_fraction, self.heldout_batch = float(heldout_fraction), int(heldout_batch)
+        self._held: list[Batch] = []
         if lookahead_loss not in ("kd", "full"):
             raise ConfigError(f"lookahead_loss={lookahead_loss!r}; use kd or full")
         self.strategy = build_feedback(feedback)
@@ -142,6 +157,15 @@ class MKD(FeatureKD):
                 "is updated outside DDP and would diverge across ranks; train on one device or "
                 "set method.feedback_every=0"
             )
+        if self.feedback_data == "heldout":
+            held = self.heldout_rows(batch.index)
+            if held.any():
+                self._held = [*self._held, _rows(batch, held)]
+                while sum(b.size for b in self._held[1:]) >= self.heldout_batch:
+                    self._held.pop(0)
+            if held.all():
+                return {}
+            batch = _rows(batch, ~held)  # the student never trains on held-out rows
         out = self(batch)
         losses = self.loss(batch, out)
         opt_s.zero_grad()
@@ -149,7 +173,8 @@ class MKD(FeatureKD):
         opt_s.step()
         self._steps += 1
         logs = {k: v.detach() for k, v in losses.items()}
-        labelled = batch if self.feedback_data == "same" else self._prev
+        labelled = {"same": batch, "previous": self._prev,
+                    "heldout": _cat(self._held) if self._held else None}[self.feedback_data]
         if self._feedback_due() and labelled is not None:
             teacher = self._sync_teacher(batch)
             res = self.strategy(self, batch, labelled, self.settings)
@@ -186,6 +211,14 @@ class MKD(FeatureKD):
         self._prev = Batch(**state["prev"]) if state.get("prev") is not None else None
         if state.get("teacher") is not None:
             self._need_teacher().load_state_dict(state["teacher"])
+
+    def heldout_rows(self, index: Tensor) -> Tensor:
+        """``[B]`` bool: which training rows (by row index) are held out for feedback.
+
+        A fixed hash of the row index, so a row is held out in every epoch or never.
+        """
+        h = (index.long() * 2654435761 + 97) % 4294967296
+        return h < int(self.heldout_fraction * 4294967296)
 
     def _feedback_due(self) -> bool:
         return (self.feedback_every > 0 and self._steps > self.feedback_start
@@ -249,3 +282,21 @@ class MKD(FeatureKD):
             s_out, proj = self._student_call(params, batch)
         terms = self.distill_terms(s_out, t_out, detach_teacher=False, projected=proj)
         return self.distill_loss(terms)
+
+
+def _rows(batch: Batch, sel: Tensor) -> Batch:
+    """Return the rows ``sel`` (``[B]`` bool) of ``batch``."""
+    return Batch(inputs={k: v[sel] for k, v in batch.inputs.items()},
+                 mask={k: v[sel] for k, v in batch.mask.items()},
+                 present={k: v[sel] for k, v in batch.present.items()},
+                 target=batch.target[sel], index=batch.index[sel])
+
+
+def _cat(batches: list[Batch]) -> Batch:
+    """Concatenate batches row-wise."""
+    first = batches[0]
+    return Batch(inputs={k: torch.cat([b.inputs[k] for b in batches]) for k in first.inputs},
+                 mask={k: torch.cat([b.mask[k] for b in batches]) for k in first.mask},
+                 present={k: torch.cat([b.present[k] for b in batches]) for k in first.present},
+                 target=torch.cat([b.target for b in batches]),
+                 index=torch.cat([b.index for b in batches]))

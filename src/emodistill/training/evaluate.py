@@ -14,6 +14,7 @@ from emodistill.data.dataset import MultimodalDataset
 from emodistill.data.protocols import make_folds
 from emodistill.data.registry import build_dataset
 from emodistill.data.spec import DatasetSpec
+from emodistill.data.subject_norm import subject_normalize
 from emodistill.errors import ConfigError, DataFormatError
 from emodistill.metrics import metric_collection
 from emodistill.training.loaders import batch_loader
@@ -49,7 +50,7 @@ def evaluate_checkpoint(
         )
     proto = to_container(cfg.protocol)
     name = proto.pop("name")
-    for k in ("fold", "allow_leaky"):
+    for k in ("fold", "allow_leaky", "subject_norm"):
         proto.pop(k, None)
     folds = {f.name: f for f in make_folds(ds, name, **proto)}
     if ck.meta.get("fold") not in folds:
@@ -62,6 +63,11 @@ def evaluate_checkpoint(
     if ds.post_split is not None:
         part = ds.post_split(part)
     _check_dims(path, ck.model.spec, part)
+    if cfg.protocol.get("subject_norm", "none") not in (None, "none"):  # as at training time
+        parts = {k: ds.subset(getattr(fold, k)) for k in ("train", "valid", "test")}
+        if ds.post_split is not None:
+            parts = {k: ds.post_split(v) for k, v in parts.items()}
+        part = subject_normalize(parts, mode=cfg.protocol.subject_norm)[0][split]
     if ck.standardizer is not None:
         part = ck.standardizer.transform(part)
     metrics = metric_collection(ck.target)

@@ -63,6 +63,7 @@ from emodistill.data.batch import Batch
 from emodistill.data.dataset import MultimodalDataset
 from emodistill.data.normalize import Standardizer
 from emodistill.data.protocols import Fold
+from emodistill.data.subject_norm import apply_subject_norm
 from emodistill.metrics import metric_collection
 from emodistill.models import METHODS, MERModel, build_method
 from emodistill.training.run import (
@@ -227,6 +228,7 @@ def _setup(member: Member, teacher: tuple[MERModel, Tensor | None] | None = None
     parts = {k: ds.subset(getattr(fold, k)) for k in _PARTS}
     if ds.post_split is not None:
         parts = {k: ds.post_split(v) for k, v in parts.items()}
+    parts = apply_subject_norm(cfg, parts, member.out)  # as fit_fold (protocol.subject_norm)
     std = Standardizer.fit(parts["train"]) if cfg.dataset.normalize else None
     if std is not None:
         parts = {k: std.transform(v) for k, v in parts.items()}

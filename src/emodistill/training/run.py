@@ -36,6 +36,7 @@ from emodistill.data.normalize import Standardizer
 from emodistill.data.protocols import Fold, make_folds
 from emodistill.data.registry import build_dataset
 from emodistill.data.spec import TargetSpec
+from emodistill.data.subject_norm import apply_subject_norm, check_subject_norm
 from emodistill.errors import ConfigError, EmodistillError
 from emodistill.metrics import HIGHER_IS_BETTER, metric_collection
 from emodistill.models import METHODS, MERModel, build_method
@@ -189,9 +190,11 @@ def prepare(cfg: DictConfig, dataset: MultimodalDataset | None = None) -> Prepar
     pname = proto.pop("name")
     fold_name = proto.pop("fold", None)
     allow_leaky = proto.pop("allow_leaky", False)
+    subject_norm = proto.pop("subject_norm", "none")  # applied per fold in fit_fold
     used = [method_mod] if method_mod else mods
     split = proto.get("split") if pname == "split" else None
     folds = make_folds(ds, pname, **proto)
+    check_subject_norm(subject_norm, ds, folds=folds)
     if fold_name is not None:
         names = [f.name for f in folds]
         if fold_name not in names:
@@ -282,6 +285,7 @@ def fit_fold(prep: Prepared, fold: Fold, out: Path) -> FoldResult:
     parts = {k: ds.subset(getattr(fold, k)) for k in ("train", "valid", "test")}
     if ds.post_split is not None:  # e.g. windowing: only after the split
         parts = {k: ds.post_split(v) for k, v in parts.items()}
+    parts = apply_subject_norm(cfg, parts, out)  # protocol.subject_norm (default none)
     std = Standardizer.fit(parts["train"]) if cfg.dataset.normalize else None
     if std is not None:
         parts = {k: std.transform(v) for k, v in parts.items()}
@@ -297,6 +301,10 @@ def fit_fold(prep: Prepared, fold: Fold, out: Path) -> FoldResult:
         method_params.update(prepare_fold(prep, fold, out, method_params))
     # the spec of the split parts (windowing in post_split may change sequence lengths)
     model = build_method(name, spec=parts["train"].spec, target=target, params=method_params)
+    from emodistill.training.fitted import fit_in_process, fits_in_process
+
+    if fits_in_process(model):  # reference methods: fitted in one call, same files
+        return fit_in_process(prep, fold, out, parts, std, model)
     if cfg.train.compile:
         model.compile()
     lit = LitMER(model, to_container(cfg.train))

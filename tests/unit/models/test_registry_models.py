@@ -21,6 +21,7 @@ import torch
 from emodistill.checkpoint import load_checkpoint, save_checkpoint
 from emodistill.config import compose, list_configs, to_container
 from emodistill.data.batch import Batch
+from emodistill.data.montage import DEAP_32
 from emodistill.data.normalize import Standardizer
 from emodistill.data.synthetic import make_synthetic_mer
 from emodistill.errors import ConfigError
@@ -90,6 +91,9 @@ def build(name: str, ds, target_name: str, *, with_teacher: bool = False, seed: 
     """(model, params as stored in a config) for method ``name``."""
     cls = METHODS.get(name)
     params = method_config(name, ds.spec.modality_names[0])
+    if _accepts(cls, "electrodes") and params.get("electrodes") is None:
+        # electrode-aware models: name one electrode per feature of the (synthetic) modality
+        params["electrodes"] = list(DEAP_32[: ds.spec.modality(params["modality"]).dim])
     target = ds.spec.target(target_name)
     ctor = copy.deepcopy(params)
     if "teacher" in ctor or cls.requires_teacher:
@@ -102,7 +106,15 @@ def build(name: str, ds, target_name: str, *, with_teacher: bool = False, seed: 
                                    params=tparams)
         ctor["teacher"] = teacher
     torch.manual_seed(seed)
-    return build_method(name, spec=ds.spec, target=target, params=ctor), params
+    model = build_method(name, spec=ds.spec, target=target, params=ctor)
+    if fitted(model):  # reference methods are fitted in one call, not by gradients
+        model.fit(ds, target=target_name, seed=seed, **model.candidates()[0])
+    return model, params
+
+
+def fitted(model: MERModel) -> bool:
+    """True for methods the engine fits in one call (no parameters, no gradient)."""
+    return bool(getattr(type(model), "fitted_in_process", False))
 
 
 def batch_of(ds, rows, target_name: str) -> Batch:
@@ -136,6 +148,9 @@ def test_forward_backward_and_output_shape(name, kind, shape):
     check_preds(model, out, 8)
     if model.requires_teacher and getattr(model, "teacher", None) is None:
         return  # no teacher could be built from the config: the loss needs one
+    if fitted(model):  # no gradient path: the loss is finite, nothing to back-propagate
+        assert torch.isfinite(model.loss(batch, out)["loss"])
+        return
     losses = model.loss(batch, out)
     assert {"loss", "task"} <= set(losses)
     assert losses["loss"].ndim == 0 and torch.isfinite(losses["loss"])
@@ -165,7 +180,7 @@ def test_training_step_on_a_last_batch_of_one(name):
     batch = batch_of(ds, [5], "polarity")
     out = model(batch)
     check_preds(model, out, 1)
-    if model.requires_teacher and getattr(model, "teacher", None) is None:
+    if (model.requires_teacher and getattr(model, "teacher", None) is None) or fitted(model):
         return
     loss = model.loss(batch, out)["loss"]
     assert torch.isfinite(loss)
@@ -191,7 +206,8 @@ def test_missing_modalities_give_finite_outputs(name, mode):
         check_preds(model, out, batch.size)
         for f in out.features.values():
             assert torch.isfinite(f).all()
-        if mode == "train" and not (model.requires_teacher and model.teacher is None):
+        if mode == "train" and not (model.requires_teacher and model.teacher is None
+                                    or fitted(model)):
             loss = model.loss(batch, out)["loss"]
             assert torch.isfinite(loss)
             loss.backward()
