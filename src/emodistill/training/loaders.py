@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import numpy as np
 import torch
 from torch import Tensor
 from torch.utils.data import (
@@ -15,10 +16,10 @@ from torch.utils.data import (
     SequentialSampler,
 )
 
-from emodistill.data.batch import Batch
+from emodistill.data.batch import Batch, ContextLayout
 from emodistill.data.dataset import MultimodalDataset
 
-__all__ = ["batch_loader", "BucketBatchSampler"]
+__all__ = ["batch_loader", "BucketBatchSampler", "video_batch_loader"]
 
 
 class _BatchView(Dataset):
@@ -119,6 +120,59 @@ def batch_loader(
     return DataLoader(
         _BatchView(ds, target),
         sampler=batches,
+        batch_size=None,
+        collate_fn=_identity,
+    )
+
+
+class _VideoView(Dataset):
+    """``view[list_of_videos]`` → one :class:`Batch` of their utterances with a layout."""
+
+    def __init__(self, ds: MultimodalDataset, target: str, videos: list[np.ndarray]) -> None:
+        self.ds, self.target, self.videos = ds, target, videos
+
+    def __len__(self) -> int:
+        return len(self.videos)
+
+    def __getitem__(self, which: list[int]) -> Batch:  # type: ignore[override]
+        device = self.ds.targets[self.target].device
+        chosen = [self.videos[i] for i in which]
+        rows = torch.as_tensor(np.concatenate(chosen), device=device)
+        b = self.ds.batch(rows, self.target)
+        b.context = ContextLayout.from_lengths([len(v) for v in chosen], device=device)
+        return b
+
+
+def video_batch_loader(
+    ds: MultimodalDataset, target: str, videos: list[np.ndarray], *, batch_size: int,
+    shuffle: bool, seed: int = 0,
+) -> DataLoader:
+    """Build a loader yielding batches of ``batch_size`` whole videos (utterance context).
+
+    Parameters
+    ----------
+    ds : MultimodalDataset
+        The (already normalised) split.
+    target : str
+        Target name placed in ``Batch.target``.
+    videos : list of np.ndarray
+        Row indices of each video in utterance order
+        (:func:`emodistill.data.context.group_videos`).
+    batch_size : int
+        Videos per batch; each batch holds all their utterances (flat, in video
+        and utterance order) and a :class:`~emodistill.data.batch.ContextLayout`.
+    shuffle : bool
+        Shuffle the videos each epoch with a generator seeded by ``seed``.
+    """
+    order = range(len(videos))
+    sampler = (
+        RandomSampler(order, generator=torch.Generator().manual_seed(seed))
+        if shuffle
+        else SequentialSampler(order)
+    )
+    return DataLoader(
+        _VideoView(ds, target, videos),
+        sampler=BatchSampler(sampler, batch_size=batch_size, drop_last=False),
         batch_size=None,
         collate_fn=_identity,
     )

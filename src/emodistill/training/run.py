@@ -39,10 +39,10 @@ from emodistill.data.spec import TargetSpec
 from emodistill.errors import ConfigError, EmodistillError
 from emodistill.metrics import HIGHER_IS_BETTER, metric_collection
 from emodistill.models import METHODS, MERModel, build_method
+from emodistill.training.context_data import context_plan
 from emodistill.training.crossfit import check_crossfit, crossfit_summary, fit_crossfit_teacher
 from emodistill.training.history import EpochHistory
 from emodistill.training.lit import LitMER
-from emodistill.training.loaders import batch_loader
 from emodistill.training.selection import (
     check_selection,
     fold_leaks,
@@ -186,6 +186,9 @@ def prepare(cfg: DictConfig, dataset: MultimodalDataset | None = None) -> Prepar
     if not allow_leaky:
         check_selection(to_container(cfg.train), valid_leaked, dataset=ds.spec.name)
     params = to_container(cfg.method)
+    plan = context_plan(params, ds)  # utterance context: whole videos per part, ordered ids
+    for f in folds:
+        plan.check_parts(ds, {"train": f.train, "valid": f.valid, "test": f.test})
     name = params.pop("name")
     params.setdefault("modalities", mods)
     teacher = params.pop("teacher", None)
@@ -205,6 +208,8 @@ def prepare(cfg: DictConfig, dataset: MultimodalDataset | None = None) -> Prepar
         for f in folds:  # a mismatched teacher checkpoint fails here, before any file is written
             _load_teacher_checkpoint(cfg, ds, target, f)
     spec = ds.spec if ds.post_split is None else ds.post_split(ds.subset(folds[0].train[:2])).spec
+    if plan.mode == "sequence":
+        spec = plan.transform(ds.subset(folds[0].train[:2])).spec
     try:  # fail early on bad params, with the method named
         build_method(name, spec=spec, target=target, params=params)
     except EmodistillError:
@@ -253,6 +258,8 @@ def fit_fold(prep: Prepared, fold: Fold, out: Path) -> FoldResult:
     std = Standardizer.fit(parts["train"]) if cfg.dataset.normalize else None
     if std is not None:
         parts = {k: std.transform(v) for k, v in parts.items()}
+    plan = context_plan(to_container(cfg.method), ds)
+    parts = {k: plan.transform(v) for k, v in parts.items()}  # sequence mode only
     if cfg.train.data_on_device and torch.cuda.is_available() and cfg.train.accelerator != "cpu":
         parts = {k: v.to("cuda") for k, v in parts.items()}
     method_params = to_container(cfg.method)
@@ -283,9 +290,9 @@ def fit_fold(prep: Prepared, fold: Fold, out: Path) -> FoldResult:
         bs, seed = int(cfg.train.batch_size), int(cfg.seed)
         trainer.fit(
             lit,
-            batch_loader(parts["train"], target.name, batch_size=bs, shuffle=True, seed=seed,
-                         bucket_batches=int(cfg.train.get("length_buckets", 0) or 0)),
-            batch_loader(parts["valid"], target.name, batch_size=bs, shuffle=False),
+            plan.loader(parts["train"], target.name, batch_size=bs, shuffle=True, seed=seed,
+                        bucket_batches=int(cfg.train.get("length_buckets", 0) or 0)),
+            plan.loader(parts["valid"], target.name, batch_size=bs, shuffle=False),
         )
         if last:
             best_epoch = int(history.rows[-1]["epoch"]) if history.rows else -1
@@ -295,7 +302,7 @@ def fit_fold(prep: Prepared, fold: Fold, out: Path) -> FoldResult:
             score = ckpt.best_model_score
         best_val = float(score) if score is not None else float("nan")
         # the test part is read exactly once, with the weights selected on validation
-        test_loader = batch_loader(parts["test"], target.name, batch_size=bs, shuffle=False)
+        test_loader = plan.loader(parts["test"], target.name, batch_size=bs, shuffle=False)
         if trainer.world_size == 1:
             trainer.test(lit, test_loader, ckpt_path=ckpt.best_model_path or None, verbose=False)
             test = {k[5:]: float(v) for k, v in trainer.callback_metrics.items()
