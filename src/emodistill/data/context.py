@@ -78,15 +78,14 @@ def utterance_positions(ids: Sequence[str] | np.ndarray, videos: Sequence[str] |
                 "or use method.context=none"
             )
         pos[i] = int(tail)
-    key = np.char.add(np.char.add(videos, "\x00"), pos.astype(str))
-    uniq, counts = np.unique(key, return_counts=True)
-    if (counts > 1).any():
-        v, p = str(uniq[counts > 1][0]).split("\x00")
-        dup = ids[key == uniq[counts > 1][0]].tolist()
-        raise UtteranceOrderError(
-            f"video {v!r} has {len(dup)} utterances with index {p} ({dup}): the order of its "
-            "utterances is ambiguous; give each utterance its own index"
-        )
+    seen: dict[tuple[str, int], str] = {}
+    for u, v, p in zip(ids.tolist(), videos.tolist(), pos.tolist(), strict=True):
+        if (v, p) in seen:
+            raise UtteranceOrderError(
+                f"video {v!r} has two utterances with index {p} ({seen[(v, p)]!r} and {u!r}): "
+                "the order of its utterances is ambiguous; give each utterance its own index"
+            )
+        seen[(v, p)] = u
     return pos
 
 
