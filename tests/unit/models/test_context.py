@@ -18,7 +18,7 @@ from test_registry_models import method_config
 
 VEC = {"text": (1, 6, 1.2), "audio": (1, 4, 0.5), "vision": (1, 5, 0.5)}
 #: methods of the physiological family read one signal modality; the rest are MER methods
-SKIP = {"physio_student", "physio_teacher", "mkd"}
+SKIP = {"physio_student", "physio_teacher"}
 
 
 def _ds():
