@@ -176,7 +176,7 @@ class _LayoutSlot:
 
 
 def context_sites(model: nn.Module, prefix: str = "") -> list[tuple[str, str]]:
-    """The modules whose input gets context: ``(owner, site)`` dotted-name pairs.
+    """Return the modules whose input gets context, as ``(owner, site)`` dotted names.
 
     A method declares ``context_sites`` (``"name"`` or ``"dict.*"`` for every
     child of a module dict) relative to itself, the *owner* (which will hold
