@@ -145,6 +145,7 @@ def main() -> None:
     ap.add_argument("--window", type=int, default=3, help="sequence mode: utterances per side")
     ap.add_argument("--out", default="runs/benchmarks/mosi_context")
     ap.add_argument("--probes-only", action="store_true")
+    ap.add_argument("--no-probes", action="store_true")
     a = ap.parse_args()
     warnings.filterwarnings("ignore")
     logging.getLogger("lightning").setLevel(logging.ERROR)
@@ -153,12 +154,14 @@ def main() -> None:
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     if a.dataset == "mosi_utterance":
-        base = build_dataset({"name": "mosi_utterance", "root": str(root)})
-        for r in probes(base):
-            print(r, flush=True)
-        pd.DataFrame(probes(base)).to_csv(out / "probes.csv", index=False)
-        if a.probes_only:
-            return
+        if not a.no_probes:
+            base = build_dataset({"name": "mosi_utterance", "root": str(root)})
+            found = probes(base)
+            for r in found:
+                print(r, flush=True)
+            pd.DataFrame(found).to_csv(out / "probes.csv", index=False)
+            if a.probes_only:
+                return
         exp, ds_over = "mosi_poria", [f"dataset.root={root}"]
         metric = "acc"
     else:

@@ -146,10 +146,13 @@ def check_whole_videos(ds: MultimodalDataset, parts: dict[str, np.ndarray],
             owner[v] = name
 
 
-def check_transcripts(texts: Sequence[str], ids: Sequence[str] | None = None) -> None:
-    """Raise :class:`EmptyTranscriptError` naming the first utterance without words."""
+def check_transcripts(texts: Sequence[object], ids: Sequence[str] | None = None) -> None:
+    """Raise :class:`EmptyTranscriptError` naming the first utterance without words.
+
+    ``None``, NaN (an empty CSV cell as pandas reads it) and blank strings are empty.
+    """
     for i, t in enumerate(texts):
-        if not str(t).strip():
+        if not isinstance(t, str) or not t.strip():
             who = f"utterance {ids[i]!r}" if ids is not None else f"utterance {i}"
             raise EmptyTranscriptError(
                 f"{who} has an empty transcript: as context it would stand for nothing said; "

@@ -61,6 +61,8 @@ def test_an_empty_transcript_is_a_named_error():
     check_transcripts(["good", "bad"], ["v_1", "v_2"])
     with pytest.raises(EmptyTranscriptError, match="'v_2'"):
         check_transcripts(["good", "  "], ["v_1", "v_2"])
+    with pytest.raises(EmptyTranscriptError, match="utterance 0"):
+        check_transcripts([float("nan")])  # an empty CSV cell read by pandas
 
 
 def test_layout_maps_utterances_to_videos_and_back():
