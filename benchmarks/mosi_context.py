@@ -146,6 +146,7 @@ def main() -> None:
     ap.add_argument("--out", default="runs/benchmarks/mosi_context")
     ap.add_argument("--probes-only", action="store_true")
     ap.add_argument("--no-probes", action="store_true")
+    ap.add_argument("--set", nargs="*", default=[], help="extra config overrides (a=b)")
     a = ap.parse_args()
     warnings.filterwarnings("ignore")
     logging.getLogger("lightning").setLevel(logging.ERROR)
@@ -176,7 +177,7 @@ def main() -> None:
                 bs = a.video_batch_size if videos else a.batch_size
                 over = [*ds_over, f"seed={seed}", f"train.lr={a.lr}", "train.scheduler=none",
                         f"method.context={context}", "train.progress_bar=false",
-                        f"train.batch_size={bs}", *METHOD_OVERRIDES.get(method, [])]
+                        f"train.batch_size={bs}", *METHOD_OVERRIDES.get(method, []), *a.set]
                 if context == "sequence":
                     over.append(f"+method.context_params.window={a.window}")
                 cfg = compose(experiment=exp, dataset=a.dataset, method=method, overrides=over)

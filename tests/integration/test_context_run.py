@@ -11,20 +11,23 @@ import emodistill
 from emodistill.config import compose
 from emodistill.data.batch import ContextLayout
 from emodistill.data.context import group_videos
-from emodistill.errors import DataFormatError, VideoSplitError
+from emodistill.errors import ConfigError, DataFormatError, VideoSplitError
 from emodistill.training.evaluate import evaluate_checkpoint
-from emodistill.training.run import run_experiment
+from emodistill.training.run import prepare, run_experiment
 
 VEC = "+dataset.modalities_spec={text: [1, 6, 1.2], audio: [1, 4, 0.5]}"
 
 
-def _run(tmp_path, method: str, context: str, extra=()):
-    cfg = compose(dataset="synthetic", method=method, overrides=[
+def _cfg(tmp_path, method: str, context: str, extra=()):
+    return compose(dataset="synthetic", method=method, overrides=[
         "dataset.n=120", VEC, "train.max_epochs=1",
         "train.progress_bar=false", "train.batch_size=4", f"method.context={context}",
         "method.hidden=8", f"output_dir={tmp_path}", f"run_name={method}-{context}", *extra,
     ])
-    return run_experiment(cfg)
+
+
+def _run(tmp_path, method: str, context: str, extra=()):
+    return run_experiment(_cfg(tmp_path, method, context, extra))
 
 
 @pytest.mark.parametrize("context", ["birnn", "sequence"])
@@ -39,6 +42,16 @@ def test_contextual_run_counts_every_test_utterance_once(tmp_path, context):
     assert ctx.test["acc"] == pytest.approx((b["prediction"] == b["target"]).mean())
     again = evaluate_checkpoint(ctx.path / "model.pt")
     assert again["acc"] == pytest.approx(ctx.test["acc"])
+    # predict on the raw test utterances, grouped by video, gives the run's predictions
+    cfg = _cfg(tmp_path, "late_fusion", context)
+    prep = prepare(cfg)
+    part = prep.dataset.subset(prep.folds[0].test)
+    rows = np.concatenate(group_videos(part))
+    p = emodistill.load(ctx.path / "model.pt")
+    got = p.predict({m: part.features[m][rows].numpy() for m in ("text", "audio")},
+                    ids=part.ids[rows].tolist(), videos=part.groups["video"][rows].tolist())
+    want = b.set_index("id").loc[got.ids, [c for c in b.columns if c.startswith("p_")]]
+    np.testing.assert_allclose(got.values, want.to_numpy(), atol=1e-5)
 
 
 def test_predict_a_single_utterance_and_a_video(tmp_path):
@@ -64,6 +77,10 @@ def test_predict_a_single_utterance_and_a_video(tmp_path):
     assert np.allclose(video.values, ref, atol=1e-6)
     with pytest.raises(DataFormatError, match="not together"):
         p.predict(x, videos=["a", "a", "b", "b", "a", "b"])
+    from emodistill.serving.export import export_model
+
+    with pytest.raises(ConfigError, match="utterance context"):
+        export_model(p, tmp_path / "m.onnx")
 
 
 def test_a_fold_that_splits_a_video_is_refused(tmp_path):
