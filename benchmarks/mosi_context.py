@@ -147,7 +147,17 @@ def main() -> None:
     ap.add_argument("--probes-only", action="store_true")
     ap.add_argument("--no-probes", action="store_true")
     ap.add_argument("--set", nargs="*", default=[], help="extra config overrides (a=b)")
+    ap.add_argument("--summarise", default=None,
+                    help="only summarise every runs.csv below this folder (runs split over "
+                         "several processes)")
     a = ap.parse_args()
+    if a.summarise:
+        rows = pd.concat([pd.read_csv(f) for f in sorted(Path(a.summarise).rglob("runs.csv"))])
+        for name, g in rows.groupby("dataset", sort=False):
+            metric = "acc" if name == "mosi_utterance" else "acc2_non0"
+            print(f"\n### {name} ({metric}, %)\n")
+            print(summarise(g, metric))
+        return
     warnings.filterwarnings("ignore")
     logging.getLogger("lightning").setLevel(logging.ERROR)
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
