@@ -111,21 +111,26 @@ def probes(ds) -> list[dict[str, object]]:
 
 def summarise(rows: pd.DataFrame, metric: str) -> str:
     """Mean ± std per (method, context) and paired differences to context=none."""
-    lines = [f"| method | context | {metric} | seeds | Δ vs none (paired) | seeds Δ>0 | "
-             "train s/run |", "|---|---|---|---|---|---|---|"]
+    extra = [c for c in ("f1_macro", "mae", "corr") if c in rows and rows[c].notna().any()]
+    lines = [f"| method | context | {metric} | {' | '.join(extra)}{' | ' if extra else ''}"
+             "seeds | Δ vs none (paired) | seeds Δ>0 | train s/run |",
+             "|---|---|---|" + "---|" * len(extra) + "---|---|---|---|"]
     for (method, context), g in rows.groupby(["method", "context"], sort=False):
         v = 100 * g[metric]
         diff, pos = "", ""
         if context != "none":
             ref = rows[(rows.method == method) & (rows.context == "none")].set_index("seed")
-            both = g.set_index("seed").join(ref[[metric]], rsuffix="_ref", how="inner")
+            both = g.set_index("seed")[[metric]].join(
+                ref[[metric]].rename(columns={metric: f"{metric}_ref"}), how="inner")
             if len(both):
                 d = 100 * (both[metric] - both[f"{metric}_ref"])
                 sd = f" ± {d.std():.2f}" if len(d) > 1 else ""
                 diff, pos = f"{d.mean():+.2f}{sd}", f"{int((d > 0).sum())}/{len(d)}"
         sd = f" ± {v.std():.2f}" if len(v) > 1 else ""
-        lines.append(f"| {method} | {context} | {v.mean():.2f}{sd} | {len(v)} | {diff} | {pos} "
-                     f"| {g['train_s'].mean():.0f} |")
+        cols = "".join(f"{100 * g[c].mean():.2f} | " if c == "f1_macro"
+                       else f"{g[c].mean():.3f} | " for c in extra)
+        lines.append(f"| {method} | {context} | {v.mean():.2f}{sd} | {cols}{len(v)} | {diff} | "
+                     f"{pos} | {g['train_s'].mean():.0f} |")
     return "\n".join(lines)
 
 
