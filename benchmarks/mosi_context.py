@@ -144,9 +144,8 @@ def main() -> None:
     ap.add_argument("--seeds", default="1111-1115")
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--lr", type=float, default=1e-4)
-    ap.add_argument("--batch-size", type=int, default=32, help="utterances per batch")
-    ap.add_argument("--video-batch-size", type=int, default=2,
-                    help="videos per batch for context layers")
+    ap.add_argument("--batch-size", type=int, default=32,
+                    help="utterances per batch (with context: whole videos packed up to it)")
     ap.add_argument("--window", type=int, default=3, help="sequence mode: utterances per side")
     ap.add_argument("--out", default="runs/benchmarks/mosi_context")
     ap.add_argument("--probes-only", action="store_true")
@@ -188,8 +187,7 @@ def main() -> None:
     for seed in parse_seeds(a.seeds):
         for method in a.methods.split(","):
             for context in a.contexts.split(","):
-                videos = context not in ("none", "sequence")  # batch_size counts videos
-                bs = a.video_batch_size if videos else a.batch_size
+                bs = a.batch_size
                 over = [*ds_over, f"seed={seed}", f"train.lr={a.lr}", "train.scheduler=none",
                         f"method.context={context}", "train.progress_bar=false",
                         f"train.batch_size={bs}", *METHOD_OVERRIDES.get(method, []), *a.set]

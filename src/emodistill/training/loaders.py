@@ -143,11 +143,44 @@ class _VideoView(Dataset):
         return b
 
 
+class _VideoPacker(torch.utils.data.Sampler):
+    """Batches of whole videos holding up to ``batch_size`` utterances (reshuffled per epoch).
+
+    Videos are taken in (shuffled) order and added to the current batch while it stays
+    within ``batch_size`` utterances; a video longer than that is a batch of its own.
+    """
+
+    def __init__(self, lengths: list[int], batch_size: int, shuffle: bool, seed: int) -> None:
+        self.lengths, self.batch_size, self.shuffle = lengths, batch_size, shuffle
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def _pack(self, order: list[int]) -> list[list[int]]:
+        batches: list[list[int]] = [[]]
+        used = 0
+        for v in order:
+            n = self.lengths[v]
+            if batches[-1] and used + n > self.batch_size:
+                batches.append([])
+                used = 0
+            batches[-1].append(v)
+            used += n
+        return batches
+
+    def __iter__(self):  # noqa: D105
+        n = len(self.lengths)
+        order = (torch.randperm(n, generator=self.generator).tolist() if self.shuffle
+                 else list(range(n)))
+        yield from self._pack(order)
+
+    def __len__(self) -> int:  # an estimate when shuffled (packing depends on the order)
+        return len(self._pack(list(range(len(self.lengths)))))
+
+
 def video_batch_loader(
     ds: MultimodalDataset, target: str, videos: list[np.ndarray], *, batch_size: int,
     shuffle: bool, seed: int = 0,
 ) -> DataLoader:
-    """Build a loader yielding batches of ``batch_size`` whole videos (utterance context).
+    """Build a loader yielding batches of whole videos (utterance context).
 
     Parameters
     ----------
@@ -159,20 +192,17 @@ def video_batch_loader(
         Row indices of each video in utterance order
         (:func:`emodistill.data.context.group_videos`).
     batch_size : int
-        Videos per batch; each batch holds all their utterances (flat, in video
-        and utterance order) and a :class:`~emodistill.data.batch.ContextLayout`.
+        Utterances per batch, as without context: whole videos are packed into a
+        batch while it holds at most ``batch_size`` utterances (a longer video is
+        a batch of its own). Each batch holds the videos' utterances flat (in
+        video and utterance order) and a :class:`~emodistill.data.batch.ContextLayout`.
     shuffle : bool
         Shuffle the videos each epoch with a generator seeded by ``seed``.
     """
-    order = range(len(videos))
-    sampler = (
-        RandomSampler(order, generator=torch.Generator().manual_seed(seed))
-        if shuffle
-        else SequentialSampler(order)
-    )
+    sampler = _VideoPacker([len(v) for v in videos], batch_size, shuffle, seed)
     return DataLoader(
         _VideoView(ds, target, videos),
-        sampler=BatchSampler(sampler, batch_size=batch_size, drop_last=False),
+        sampler=sampler,
         batch_size=None,
         collate_fn=_identity,
     )
