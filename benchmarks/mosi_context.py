@@ -14,7 +14,7 @@ of the same video (a context probe), for a few fixed ``C`` (no selection).
 Usage (from the repository root, ``../shared/data`` beside it)::
 
     python benchmarks/mosi_context.py --methods late_fusion,hkd_mer,dmd,dhmd \
-        --contexts none,birnn,attention,sequence --seeds 1111-1115 --epochs 30 \
+        --contexts none,birnn,attention,sequence --seeds 1111-1115 --epochs 6 \
         --out runs/benchmarks/mosi_context
     python benchmarks/mosi_context.py --probes-only
 
@@ -142,7 +142,7 @@ def main() -> None:
     ap.add_argument("--methods", default="late_fusion,hkd_mer,dmd,dhmd")
     ap.add_argument("--contexts", default="none,birnn,attention")
     ap.add_argument("--seeds", default="1111-1115")
-    ap.add_argument("--epochs", type=int, default=30)
+    ap.add_argument("--epochs", type=int, default=6)
     ap.add_argument("--lr", type=float, default=1e-4)
     ap.add_argument("--batch-size", type=int, default=32,
                     help="utterances per batch (with context: whole videos packed up to it)")
