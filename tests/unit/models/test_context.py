@@ -111,3 +111,12 @@ def test_unknown_context_and_unknown_layer_option_are_named_errors():
     with pytest.raises(ConfigError, match="context_params"):
         build_method("feature_fusion", spec=ds.spec, target=ds.spec.target("sentiment"),
                      params={"hidden": 8, "context": "birnn", "context_params": {"cells": 2}})
+
+
+def test_context_runs_are_kept_off_the_stacked_parallel_path():
+    from emodistill.config import compose
+    from emodistill.training.parallel import parallel_unsupported
+
+    assert parallel_unsupported(compose(method="late_fusion")) is None
+    cfg = compose(method="late_fusion", overrides=["method.context=birnn"])
+    assert "method.context=birnn" in parallel_unsupported(cfg)
