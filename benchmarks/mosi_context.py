@@ -192,7 +192,7 @@ def main() -> None:
                         f"method.context={context}", "train.progress_bar=false",
                         f"train.batch_size={bs}", *METHOD_OVERRIDES.get(method, []), *a.set]
                 if context == "sequence":
-                    over.append(f"+method.context_params.window={a.window}")
+                    over.append(f"method.context_params.window={a.window}")
                 cfg = compose(experiment=exp, dataset=a.dataset, method=method, overrides=over)
                 if ds is None:
                     ds = build_dataset(to_container(cfg.dataset))
