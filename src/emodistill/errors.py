@@ -16,6 +16,9 @@ __all__ = [
     "UnsafePickleError",
     "EmptySplitError",
     "LeakageError",
+    "UtteranceOrderError",
+    "VideoSplitError",
+    "EmptyTranscriptError",
 ]
 
 
@@ -52,3 +55,15 @@ class EmptySplitError(DataFormatError):
 
 class LeakageError(EmodistillError, AssertionError):
     """A protocol would put one group (subject, video, trial) in two splits."""
+
+
+class UtteranceOrderError(DataFormatError):
+    """Utterance ids give no order inside their video (no index, or one index twice)."""
+
+
+class VideoSplitError(LeakageError):
+    """The utterances of one video fall in two parts of a fold (context would leak)."""
+
+
+class EmptyTranscriptError(DataFormatError):
+    """An utterance of a video has an empty transcript."""

@@ -170,6 +170,9 @@ def load_mosi_raw_features(
     missing = [i for i in ids if i not in text_by_id.index]
     if missing:
         raise DataFormatError(f"{lab_path}: no transcript for ids {missing[:5]}")
+    from emodistill.data.context import check_transcripts
+
+    check_transcripts([text_by_id[i] for i in ids], ids)  # an empty cell is no utterance
     texts = [str(text_by_id[i]) for i in ids]
     if text_level == "ids":
         from emodistill.data.tokens import cached_token_ids

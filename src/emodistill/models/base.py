@@ -125,6 +125,10 @@ class MERModel(nn.Module):
     #: (``emodistill.training.parallel``): its forward and loss are pure tensor code
     #: (no data-dependent Python control flow, no optimiser of its own)
     parallel_ok: bool = False
+    #: modules whose input is the per-utterance representation and whose output the
+    #: prediction (``"head"``, ``"heads.*"``); ``method.context`` puts a context layer
+    #: there (see :mod:`emodistill.models.context`)
+    context_sites: tuple[str, ...] = ()
 
     # Optional hooks the engine calls when a method defines them:
     #
@@ -195,6 +199,9 @@ def build_method(
     for token-id modalities: when ``spec`` has one, the method is built on the
     embedded spec and the encoder is attached in front of it
     (:mod:`emodistill.models.text_encoder`).
+    ``context`` (``none`` | ``sequence`` | a registered context layer) and
+    ``context_params`` are taken by every method: a context layer is attached
+    before the method's heads (:func:`emodistill.models.context.attach_context`).
     """
     import inspect
 
@@ -214,6 +221,8 @@ def build_method(
         spec, frontend = resolve_text_encoder(used, params.pop("text_encoder", None))
         if frontend is not None:
             input_spec = used
+    context = params.pop("context", None) or "none"
+    context_params = dict(params.pop("context_params", None) or {})
     valid: set[str] = set()
     for klass in cls.__mro__:
         if klass is object or "__init__" not in vars(klass):
@@ -233,4 +242,8 @@ def build_method(
         from emodistill.models.text_encoder import attach_text_encoder
 
         attach_text_encoder(model, frontend, input_spec)
+    if context not in ("none", "sequence"):  # sequence: the data carries the context
+        from emodistill.models.context import attach_context
+
+        attach_context(model, str(context), context_params)
     return model

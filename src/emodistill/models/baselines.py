@@ -65,6 +65,7 @@ class Unimodal(EncodersMixin):
     """
 
     parallel_ok = True
+    context_sites = ("head",)
 
     def __init__(self, *, modality: str | None = None, **kw: Any) -> None:
         spec = kw["spec"]
@@ -90,6 +91,7 @@ class FeatureFusion(EncodersMixin):
     """Intermediate fusion: per-modality encoders, concatenated features, joint head."""
 
     parallel_ok = True
+    context_sites = ("head",)
 
     def __init__(self, **kw: Any) -> None:
         super().__init__(**kw)
@@ -118,6 +120,7 @@ class EarlyFusion(MERModel):
     """
 
     parallel_ok = True
+    context_sites = ("head",)
 
     def __init__(self, *, encoder: str = "auto", hidden: int = 128, encoder_layers: int = 2,
                  dropout: float = 0.1, **kw: Any) -> None:
@@ -163,6 +166,7 @@ class LateFusion(EncodersMixin):
     """
 
     parallel_ok = True
+    context_sites = ("heads.*",)
 
     def __init__(self, *, aux_weight: float = 1.0, **kw: Any) -> None:
         super().__init__(**kw)

@@ -314,6 +314,9 @@ class DMD(MERModel):
         Overrides of :data:`DEFAULT_LOSS_WEIGHTS`; a zero weight skips the term.
     """
 
+    #: the final linear layer of the fusion head reads the fused utterance representation
+    context_sites = ("fuse_out",)
+
     min_modalities = 2
 
     def __init__(

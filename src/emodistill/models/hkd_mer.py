@@ -237,6 +237,8 @@ class HKDMER(EncodersMixin):
         and the data signature.
     """
 
+    context_sites = ("fusion_head",)
+
     min_modalities = 2
 
     def __init__(

@@ -283,6 +283,7 @@ class PhysioStudent(MERModel):
     """
 
     parallel_ok = True
+    context_sites = ("head",)
 
     def __init__(self, *, modality: str | None = None, width: int = 64, depth: int = 3,
                  heads: int = 8, ff: int | None = None, dropout: float = 0.1,
@@ -345,6 +346,7 @@ class PhysioTeacher(MERModel):
     """
 
     parallel_ok = True
+    context_sites = ("head",)
 
     min_modalities = 1
 

@@ -356,7 +356,8 @@ class TextFrontEnd(nn.Module):
                 mk_out = mk
             inputs[m] = x * mk_out[..., None].to(x.dtype)
             mask[m] = mk_out
-        return Batch(inputs, mask, dict(batch.present), batch.target, batch.index)
+        return Batch(inputs, mask, dict(batch.present), batch.target, batch.index,
+                     context=batch.context)
 
 
 def _embed_hook(module: nn.Module, args: tuple[Any, ...]) -> tuple[Any, ...] | None:

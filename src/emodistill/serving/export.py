@@ -232,6 +232,13 @@ def export_model(
     if format not in ("onnx", "torchscript"):
         raise ConfigError(f"export format={format!r}; use onnx or torchscript")
     pred = checkpoint if isinstance(checkpoint, Predictor) else load(checkpoint)
+    context = str(dict(pred.config.get("method") or {}).get("context") or "none")
+    if context != "none":  # the exported graph takes utterances, not videos with a layout
+        raise ConfigError(
+            f"this model was trained with utterance context (method.context={context}); the "
+            "exported graph would see every utterance alone, which it was not trained for. "
+            "Serve it with emodistill.load(...).predict(..., videos=...) instead"
+        )
     pred.model.to("cpu")
     wrapper = ExportWrapper(pred, include_normalizer=include_normalizer).eval()
     args = example_inputs(pred, batch_size=2)

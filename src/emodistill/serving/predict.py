@@ -483,7 +483,11 @@ class Predictor:
         modalities: Sequence[str] | None,
         batch_size: int,
         need_input: bool = False,
+        videos: str | Sequence[str] | None = None,
     ) -> Iterator[tuple[Batch, list[str]]]:
+        from emodistill.serving import context as ctx  # utterance context (method.context)
+
+        mode, window = ctx.context_of(self.config)
         strict = True
         source = None
         if isinstance(data, MultimodalDataset):
@@ -516,6 +520,8 @@ class Predictor:
             warnings.warn(
                 f"{source}: arrays {ignored} are not inputs of this model ({self.method}, "
                 f"modalities {self.modalities}) and were ignored", UserWarning, stacklevel=3)
+        if mode == "sequence":
+            inputs = ctx.as_utterance_vectors(inputs)
         full = self.make_batch(inputs, lengths=lengths, present=present, strict=strict)
         B = full.size
         if ids is None:
@@ -534,6 +540,12 @@ class Predictor:
                     "present=False or only NaN/inf, so a prediction would be a guess. Give at "
                     "least one modality per sample, or leave these samples out"
                 )
+        if videos is not None or mode == "sequence":  # without videos: a context of one
+            lengths_v = ctx.video_lengths(videos, B) if videos is not None else [1] * B
+            steps = {m.name: m.seq_len for m in self.spec.modalities}
+            yield from ctx.contextual_batches(full, ids, lengths_v, batch_size=batch_size,
+                                              mode=mode, window=window, steps=steps)
+            return
         for start in range(0, B, batch_size):
             sl = slice(start, start + batch_size)
             yield Batch(
@@ -559,6 +571,7 @@ class Predictor:
         ids: Sequence[str] | None = None,
         modalities: Sequence[str] | None = None,
         batch_size: int = 256,
+        videos: str | Sequence[str] | None = None,
         **arrays: ArrayLike | None,
     ) -> Prediction:
         """Predict one sample or a batch.
@@ -581,6 +594,11 @@ class Predictor:
             missing), e.g. to deploy an audio-only path.
         batch_size : int
             Samples per forward pass.
+        videos : str or sequence of str, optional
+            For a model trained with utterance context (``method.context``): the
+            video of the utterances (one id for all, or one per utterance; each
+            video's utterances together, in utterance order), used as each
+            other's context. Default: every utterance is a context of one.
 
         Returns
         -------
@@ -589,7 +607,7 @@ class Predictor:
         """
         values, pres, all_ids = [], {m: [] for m in self.modalities}, []
         for batch, bid in self._batches(data, arrays, lengths, present, ids, modalities,
-                                        batch_size, need_input=True):
+                                        batch_size, need_input=True, videos=videos):
             out = self.forward(batch)
             values.append(self.model.predict_values(out).float().cpu().numpy())
             for m in self.modalities:

@@ -17,7 +17,7 @@ from emodistill.data.spec import DatasetSpec
 from emodistill.data.subject_norm import subject_normalize
 from emodistill.errors import ConfigError, DataFormatError
 from emodistill.metrics import metric_collection
-from emodistill.training.loaders import batch_loader
+from emodistill.training.context_data import context_plan
 
 __all__ = ["evaluate_checkpoint"]
 
@@ -70,9 +70,11 @@ def evaluate_checkpoint(
         part = subject_normalize(parts, mode=cfg.protocol.subject_norm)[0][split]
     if ck.standardizer is not None:
         part = ck.standardizer.transform(part)
+    plan = context_plan(to_container(cfg.method), ds)
+    part = plan.transform(part)
     metrics = metric_collection(ck.target)
     with torch.no_grad():
-        for batch in batch_loader(part, ck.target.name, batch_size=256, shuffle=False):
+        for batch in plan.loader(part, ck.target.name, batch_size=256, shuffle=False):
             metrics.update(ck.model(batch).preds, batch.target)
     return {k: float(v) for k, v in metrics.compute().items()}
 

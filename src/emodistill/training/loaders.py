@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import numpy as np
 import torch
 from torch import Tensor
 from torch.utils.data import (
@@ -15,10 +16,10 @@ from torch.utils.data import (
     SequentialSampler,
 )
 
-from emodistill.data.batch import Batch
+from emodistill.data.batch import Batch, ContextLayout
 from emodistill.data.dataset import MultimodalDataset
 
-__all__ = ["batch_loader", "BucketBatchSampler"]
+__all__ = ["batch_loader", "BucketBatchSampler", "video_batch_loader"]
 
 
 class _BatchView(Dataset):
@@ -119,6 +120,89 @@ def batch_loader(
     return DataLoader(
         _BatchView(ds, target),
         sampler=batches,
+        batch_size=None,
+        collate_fn=_identity,
+    )
+
+
+class _VideoView(Dataset):
+    """``view[list_of_videos]`` → one :class:`Batch` of their utterances with a layout."""
+
+    def __init__(self, ds: MultimodalDataset, target: str, videos: list[np.ndarray]) -> None:
+        self.ds, self.target, self.videos = ds, target, videos
+
+    def __len__(self) -> int:
+        return len(self.videos)
+
+    def __getitem__(self, which: list[int]) -> Batch:  # type: ignore[override]
+        device = self.ds.targets[self.target].device
+        chosen = [self.videos[i] for i in which]
+        rows = torch.as_tensor(np.concatenate(chosen), device=device)
+        b = self.ds.batch(rows, self.target)
+        b.context = ContextLayout.from_lengths([len(v) for v in chosen], device=device)
+        return b
+
+
+class _VideoPacker(torch.utils.data.Sampler):
+    """Batches of whole videos holding up to ``batch_size`` utterances (reshuffled per epoch).
+
+    Videos are taken in (shuffled) order and added to the current batch while it stays
+    within ``batch_size`` utterances; a video longer than that is a batch of its own.
+    """
+
+    def __init__(self, lengths: list[int], batch_size: int, shuffle: bool, seed: int) -> None:
+        self.lengths, self.batch_size, self.shuffle = lengths, batch_size, shuffle
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def _pack(self, order: list[int]) -> list[list[int]]:
+        batches: list[list[int]] = [[]]
+        used = 0
+        for v in order:
+            n = self.lengths[v]
+            if batches[-1] and used + n > self.batch_size:
+                batches.append([])
+                used = 0
+            batches[-1].append(v)
+            used += n
+        return batches
+
+    def __iter__(self):  # noqa: D105
+        n = len(self.lengths)
+        order = (torch.randperm(n, generator=self.generator).tolist() if self.shuffle
+                 else list(range(n)))
+        yield from self._pack(order)
+
+    def __len__(self) -> int:  # an estimate when shuffled (packing depends on the order)
+        return len(self._pack(list(range(len(self.lengths)))))
+
+
+def video_batch_loader(
+    ds: MultimodalDataset, target: str, videos: list[np.ndarray], *, batch_size: int,
+    shuffle: bool, seed: int = 0,
+) -> DataLoader:
+    """Build a loader yielding batches of whole videos (utterance context).
+
+    Parameters
+    ----------
+    ds : MultimodalDataset
+        The (already normalised) split.
+    target : str
+        Target name placed in ``Batch.target``.
+    videos : list of np.ndarray
+        Row indices of each video in utterance order
+        (:func:`emodistill.data.context.group_videos`).
+    batch_size : int
+        Utterances per batch, as without context: whole videos are packed into a
+        batch while it holds at most ``batch_size`` utterances (a longer video is
+        a batch of its own). Each batch holds the videos' utterances flat (in
+        video and utterance order) and a :class:`~emodistill.data.batch.ContextLayout`.
+    shuffle : bool
+        Shuffle the videos each epoch with a generator seeded by ``seed``.
+    """
+    sampler = _VideoPacker([len(v) for v in videos], batch_size, shuffle, seed)
+    return DataLoader(
+        _VideoView(ds, target, videos),
+        sampler=sampler,
         batch_size=None,
         collate_fn=_identity,
     )

@@ -99,6 +99,8 @@ def parallel_unsupported(cfg: DictConfig) -> str | None:
         return f"method {name!r} does not declare parallel_ok"
     if callable(getattr(cls, "training_step", None)):
         return f"method {name!r} runs its own optimisation steps"
+    if str(cfg.method.get("context") or "none") != "none":
+        return f"method.context={cfg.method.context} (utterance context: batches of whole videos)"
     teacher = cfg.method.get("teacher")
     if teacher is not None:
         if teacher.get("crossfit"):

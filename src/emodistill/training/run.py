@@ -47,10 +47,10 @@ from emodistill.training.checkpointing import (
     check_resumable,
     remove_checkpoints,
 )
+from emodistill.training.context_data import context_plan
 from emodistill.training.crossfit import check_crossfit, crossfit_summary, fit_crossfit_teacher
 from emodistill.training.history import EpochHistory
 from emodistill.training.lit import LitMER
-from emodistill.training.loaders import batch_loader
 from emodistill.training.loggers import build_trackers, check_trackers, progress_callbacks
 from emodistill.training.selection import (
     check_selection,
@@ -214,6 +214,9 @@ def prepare(cfg: DictConfig, dataset: MultimodalDataset | None = None) -> Prepar
     if not allow_leaky:
         check_selection(to_container(cfg.train), valid_leaked, dataset=ds.spec.name)
     params = to_container(cfg.method)
+    plan = context_plan(params, ds)  # utterance context: whole videos per part, ordered ids
+    for f in folds:
+        plan.check_parts(ds, {"train": f.train, "valid": f.valid, "test": f.test})
     name = params.pop("name")
     params.setdefault("modalities", mods)
     teacher = params.pop("teacher", None)
@@ -233,6 +236,8 @@ def prepare(cfg: DictConfig, dataset: MultimodalDataset | None = None) -> Prepar
         for f in folds:  # a mismatched teacher checkpoint fails here, before any file is written
             _load_teacher_checkpoint(cfg, ds, target, f)
     spec = ds.spec if ds.post_split is None else ds.post_split(ds.subset(folds[0].train[:2])).spec
+    if plan.mode == "sequence":
+        spec = plan.transform(ds.subset(folds[0].train[:2])).spec
     try:  # fail early on bad params, with the method named
         build_method(name, spec=spec, target=target, params=params)
     except EmodistillError:
@@ -289,6 +294,8 @@ def fit_fold(prep: Prepared, fold: Fold, out: Path) -> FoldResult:
     std = Standardizer.fit(parts["train"]) if cfg.dataset.normalize else None
     if std is not None:
         parts = {k: std.transform(v) for k, v in parts.items()}
+    plan = context_plan(to_container(cfg.method), ds)
+    parts = {k: plan.transform(v) for k, v in parts.items()}  # sequence mode only
     if cfg.train.data_on_device and torch.cuda.is_available() and cfg.train.accelerator != "cpu":
         parts = {k: v.to("cuda") for k, v in parts.items()}
     method_params = to_container(cfg.method)
@@ -320,7 +327,7 @@ def fit_fold(prep: Prepared, fold: Fold, out: Path) -> FoldResult:
         monitor=cfg.train.monitor, mode=cfg.train.mode, patience=cfg.train.patience,
     )
     bs, seed = int(cfg.train.batch_size), int(cfg.seed)
-    train_loader = batch_loader(
+    train_loader = plan.loader(
         parts["train"], target.name, batch_size=bs, shuffle=True, seed=seed,
         bucket_batches=int(cfg.train.get("length_buckets", 0) or 0))
     batches = train_loader.sampler  # BatchSampler(RandomSampler) or BucketBatchSampler
@@ -335,7 +342,7 @@ def fit_fold(prep: Prepared, fold: Fold, out: Path) -> FoldResult:
         log.info("continuing %s from %s", out, resume_from)
     trainer.fit(
         lit, train_loader,
-        batch_loader(parts["valid"], target.name, batch_size=bs, shuffle=False),
+        plan.loader(parts["valid"], target.name, batch_size=bs, shuffle=False),
         ckpt_path=resume_from, weights_only=True,
     )
     if last_only:
@@ -346,7 +353,7 @@ def fit_fold(prep: Prepared, fold: Fold, out: Path) -> FoldResult:
         score = ckpt.best_model_score
     best_val = float(score) if score is not None else float("nan")
     # the test part is read exactly once, with the weights selected on validation
-    test_loader = batch_loader(parts["test"], target.name, batch_size=bs, shuffle=False)
+    test_loader = plan.loader(parts["test"], target.name, batch_size=bs, shuffle=False)
     if ckpt.best_model_path and trainer.is_global_zero:
         # the weights only: Lightning's ckpt_path= would also restore the callbacks' states
         state = torch.load(ckpt.best_model_path, map_location=lit.device, weights_only=True)

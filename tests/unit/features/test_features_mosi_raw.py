@@ -82,3 +82,17 @@ def test_loader_builds_embeddings_audio_and_standard_split(tmp_path):
     prep = prepare(compose(dataset="mosi_raw_features", method="late_fusion",
                            overrides=[f"dataset.root={root}", "protocol.split=poria"]), ds)
     assert prep.folds[0].name == "poria" and prep.valid_leaked == []
+
+
+def test_an_empty_transcript_is_a_named_error_before_any_embedding(tmp_path):
+    from emodistill.errors import EmptyTranscriptError
+
+    root = tmp_path / "mosi"
+    root.mkdir()
+    _write_mosi(root)
+    lab = pd.read_csv(root / "mosi_standard_labels.csv")
+    lab.loc[lab["id"] == "vid3_2", "text"] = ""  # read back by pandas as NaN
+    lab.to_csv(root / "mosi_standard_labels.csv", index=False)
+    with pytest.raises(EmptyTranscriptError, match="'vid3_2'"):
+        load_mosi_raw_features(root, cache_dir=tmp_path / "cache")
+    assert not (tmp_path / "cache").exists()
