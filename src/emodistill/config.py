@@ -111,7 +111,7 @@ def load_group(group: str, name: str) -> DictConfig:
 
 
 def parent_of(group: str, name: str) -> str | None:
-    """The ``inherit:`` parent named by ``configs/<group>/<name>.yaml`` itself, or None."""
+    """Return the ``inherit:`` parent named by ``configs/<group>/<name>.yaml`` itself, or None."""
     path = _config_dir() / group / f"{name}.yaml"
     raw = _load_yaml(path) if path.is_file() else {}
     parent = raw.get(INHERIT_KEY)
