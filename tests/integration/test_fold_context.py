@@ -31,3 +31,17 @@ def test_the_engine_hands_ready_train_valid_parts_and_a_fit(tmp_path):
         "train.save_checkpoint=false"])
     res = ctx.fit(sub, ["text"], tmp_path / "probe")
     assert (res.path / "metrics.csv").is_file() and res.best_epoch == 0 and res.model is not None
+
+
+def test_hkd_mer_unimodal_probe_trains_per_modality_and_reads_valid(tmp_path):
+    from emodistill.models.hkd_mer import choose_dominant
+
+    cfg = compose(method="hkd_mer", overrides=[
+        "train.max_epochs=1", "train.progress_bar=false", "train.batch_size=64", "seed=1"])
+    prep = prepare(cfg, make_synthetic_mer(160, seed=0))
+    ctx = fold_context(prep, prep.folds[0], tmp_path)
+    params = {"hidden": 8, "encoder_layers": 1, "dominant_probe_epochs": 2}
+    rec = choose_dominant(ctx, ["audio", "text"], probe="unimodal", params=params)
+    assert rec["probe"] == "unimodal" and set(rec["scores"]) == {"audio", "text"}
+    assert (tmp_path / "dominant_probe" / "text" / "metrics.csv").is_file()
+    assert not (tmp_path / "dominant_probe" / "text" / "model.pt").exists()

@@ -1,6 +1,5 @@
 import inspect
 
-import pandas as pd
 import pytest
 import torch
 
@@ -317,27 +316,6 @@ def test_checkpoint_round_trip(tmp_path):
     assert not any(k.startswith(("_edge", "_atoms")) for k in model.state_dict())
     with torch.no_grad():
         torch.testing.assert_close(loaded(b).preds, model(b).preds)
-
-
-def test_training_run_logs_edges_and_per_sample_edges(tmp_path):
-    from emodistill.training.run import run_experiment
-
-    cfg = compose(dataset="synthetic", method="dmd", overrides=[
-        "dataset.n=120", "dataset.target=sentiment", "train.max_epochs=2",
-        "train.progress_bar=false", "train.batch_size=16", f"output_dir={tmp_path}",
-        *[f"method.{k}={v}" for k, v in SMALL.items()],
-    ])
-    res = run_experiment(cfg)
-    fold = res.folds[0].path
-    metrics = pd.read_csv(fold / "metrics.csv")
-    cols = [c for c in metrics.columns if c.startswith("model/gd_homo/")]
-    assert len(cols) == 6
-    assert metrics[cols].sum(axis=1).to_numpy() == pytest.approx(1.0, abs=1e-4)
-    preds = pd.read_csv(fold / "predictions.csv")
-    assert {f"sample_gd_hetero_edges_{k}" for k in range(6)} <= set(preds.columns)
-    from emodistill.report.edges import plot_gd_edges
-
-    assert plot_gd_edges(fold / "metrics.csv", tmp_path / "e.png").is_file()
 
 
 def test_attention_implementations_agree():

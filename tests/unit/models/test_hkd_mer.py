@@ -11,7 +11,7 @@ import torch
 import yaml
 from omegaconf import OmegaConf
 
-from emodistill.config import compose, load_group, to_container
+from emodistill.config import load_group, to_container
 from emodistill.data.dataset import MultimodalDataset
 from emodistill.data.protocols import Fold
 from emodistill.data.spec import DatasetSpec, ModalitySpec, TargetSpec
@@ -278,17 +278,6 @@ def test_prepare_fold_records_the_choice(tmp_path):
     assert json.loads((tmp_path / "g" / "dominant.json").read_text())["how"] == "fixed in config"
 
 
-def test_unimodal_probe_trains_per_modality_and_reads_valid(tmp_path):
-    cfg = compose(dataset="synthetic", method="hkd_mer", overrides=[
-        "train.max_epochs=1", "train.progress_bar=false", "train.batch_size=64", "seed=1"])
-    ctx = _probe_data(out=tmp_path, cfg=cfg)
-    params = {"hidden": 8, "encoder_layers": 1, "dominant_probe_epochs": 2}
-    rec = choose_dominant(ctx, ["b", "a"], probe="unimodal", params=params)
-    assert rec["probe"] == "unimodal" and set(rec["scores"]) == {"a", "b"}
-    assert (tmp_path / "dominant_probe" / "a" / "metrics.csv").is_file()
-    assert not (tmp_path / "dominant_probe" / "a" / "model.pt").exists()
-
-
 # ----------------------------------------------------------------------- configs
 @pytest.mark.parametrize("name,changed", [
     ("hkd_mer_no_feature_kd", {"feature_weight": 0.0}),
@@ -309,27 +298,3 @@ def test_main_config_builds_the_documented_defaults():
     params.pop("name")
     model = build_method("hkd_mer", spec=spec, target=target, params=params)
     assert isinstance(model, HKDMER) and model.fusion == "attention"
-
-
-# ------------------------------------------------------------------ engine wiring
-def test_run_records_dominant_attention_heads_and_reloads(tmp_path):
-    import pandas as pd
-
-    from emodistill.checkpoint import load_checkpoint
-    from emodistill.training.run import run_experiment
-
-    cfg = compose(dataset="synthetic", method="hkd_mer", overrides=[
-        "dataset.n=200", "train.max_epochs=2", "train.progress_bar=false", "method.hidden=16",
-        f"output_dir={tmp_path}"])
-    fold = run_experiment(cfg).folds[0]
-    rec = json.loads((fold.path / "dominant.json").read_text())
-    assert rec["how"] == "auto" and rec["part"] == "valid"
-    pred = pd.read_csv(fold.path / "predictions.csv")
-    att = pred[[f"sample_attention_{m}" for m in ("text", "audio", "vision")]].to_numpy()
-    assert np.allclose(att.sum(1), 1.0, atol=1e-5)
-    assert {"sample_head_audio_0", "sample_head_audio_1"} <= set(pred.columns)
-    hist = pd.read_csv(fold.path / "metrics.csv")
-    assert {"model/dominant_index", "model/attention_text", "val/feature_kd"} <= set(hist.columns)
-    ck = load_checkpoint(fold.path / "model.pt")
-    assert ck.model.dominant == rec["dominant"]
-    assert ck.config["method"]["dominant"] == "auto"
