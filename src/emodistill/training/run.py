@@ -14,7 +14,6 @@ Each run writes a folder::
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import tempfile
@@ -348,10 +347,12 @@ def fold_context(
         return fit_fold(Prepared(cfg, prep.dataset, prep.target, list(modalities), [fold],
                                  prep.valid_leaked, prep.allow_leaky), fold, where)
 
+    def fit_crossfit(method_cfg: dict[str, Any], k: int, where: Path, **kw: Any) -> Any:
+        return fit_crossfit_teacher(prep, fold, where, method_cfg, k, **kw)
+
     return FoldContext(cfg=prep.cfg, dataset=prep.dataset, target=prep.target,
                        modalities=list(prep.modalities), fold=fold, out=out, parts=parts,
-                       fit=fit, make_optimizer=make_optimizer,
-                       fit_crossfit=functools.partial(fit_crossfit_teacher, prep, fold))
+                       fit=fit, make_optimizer=make_optimizer, fit_crossfit=fit_crossfit)
 
 
 def fold_fingerprint(ds: MultimodalDataset, fold: Fold) -> str:
