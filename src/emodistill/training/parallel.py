@@ -61,6 +61,7 @@ from emodistill.config import to_container
 from emodistill.data.batch import Batch
 from emodistill.data.dataset import MultimodalDataset
 from emodistill.data.normalize import Standardizer
+from emodistill.data.parts import fold_parts
 from emodistill.data.protocols import Fold
 from emodistill.metrics import metric_collection
 from emodistill.models import METHODS, MERModel, build_method
@@ -69,6 +70,7 @@ from emodistill.training.run import (
     Prepared,
     RunResult,
     _write_predictions,
+    fold_context,
     fold_fingerprint,
 )
 
@@ -218,12 +220,7 @@ def _setup(member: Member, teacher: tuple[MERModel, Tensor | None] | None = None
     prep, fold = member.prep, member.fold
     cfg, ds, target = prep.cfg, prep.dataset, prep.target
     L.seed_everything(int(cfg.seed), workers=True, verbose=False)
-    parts = {k: ds.subset(getattr(fold, k)) for k in _PARTS}
-    if ds.post_split is not None:
-        parts = {k: ds.post_split(v) for k, v in parts.items()}
-    std = Standardizer.fit(parts["train"]) if cfg.dataset.normalize else None
-    if std is not None:
-        parts = {k: std.transform(v) for k, v in parts.items()}
+    parts, std = fold_parts(ds, fold, _PARTS, normalize=bool(cfg.dataset.normalize))
     params = to_container(cfg.method)
     name = params.pop("name")
     params.setdefault("modalities", prep.modalities)
@@ -232,9 +229,8 @@ def _setup(member: Member, teacher: tuple[MERModel, Tensor | None] | None = None
         params["teacher"] = teacher[0]
         if teacher[1] is not None:
             torch.set_rng_state(teacher[1])
-    prepare_fold = getattr(METHODS.get(name), "prepare_fold", None)
-    if prepare_fold is not None:
-        params.update(prepare_fold(prep, fold, member.out, params))
+    ctx = fold_context(prep, fold, member.out, parts={k: parts[k] for k in ("train", "valid")})
+    params.update(METHODS.get(name).prepare_fold(ctx, params))
     model = build_method(name, spec=parts["train"].spec, target=target, params=params)
     drop_gen = torch.Generator()
     drop_gen.set_state(torch.get_rng_state())  # the global stream as the fit would continue it
