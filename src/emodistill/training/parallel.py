@@ -96,7 +96,7 @@ def parallel_unsupported(cfg: DictConfig) -> str | None:
     cls = METHODS.get(name)
     if not getattr(cls, "parallel_ok", False):
         return f"method {name!r} does not declare parallel_ok"
-    if callable(getattr(cls, "training_step", None)):
+    if cls.manual_optimization():
         return f"method {name!r} runs its own optimisation steps"
     teacher = cfg.method.get("teacher")
     if teacher is not None:
