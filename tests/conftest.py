@@ -1,22 +1,14 @@
-"""Shared fixtures: the real data folder (skipped when absent) and small synthetic data."""
+"""Shared fixtures. Helpers that tests import live in ``tests/helpers`` (see its docstring)."""
 
 from __future__ import annotations
 
 import warnings
-from pathlib import Path
 
 import pytest
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-
-
-def shared_path(*parts: str) -> Path:
-    """Path below ../shared/data, skipping the test with a reason when it is absent."""
-    p = SHARED_DATA.joinpath(*parts)
-    if not p.exists():
-        pytest.skip(f"real data not available at {p} (../shared/data is only present in CI "
-                    "and the development checkout)")
-    return p
+# re-exported for tests that still write ``from conftest import shared_path`` (default import
+# mode only); new tests import from ``helpers``, which works under every import mode
+from helpers import SHARED_DATA, shared_path  # noqa: F401
 
 
 @pytest.fixture(autouse=True)

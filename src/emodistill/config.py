@@ -9,6 +9,13 @@ An experiment file may name its dataset and method under ``defaults``. The
 composed config is in OmegaConf struct mode, so a misspelt override key is an
 error listing the valid keys; prefix a key with ``+`` to add a new one.
 
+A file may start from another file of its own group with ``inherit: <name>``
+(e.g. ``method/dmd_no_gd.yaml`` is ``inherit: dmd`` plus the keys the ablation
+changes). The parent is loaded first (itself possibly inheriting), the child
+is merged over it (mappings merge key by key, lists and scalars are replaced),
+and ``inherit`` is removed, so everything that reads a config sees the resolved
+file. Keys a child adds come after its parent's keys.
+
 OmegaConf is used directly rather than Hydra's ``@hydra.main`` because the CLI
 has several sub-commands and the benchmark composes many configs in one
 process; the file layout is Hydra-compatible.
@@ -28,7 +35,8 @@ from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBase
 
 from emodistill.errors import ConfigError, UnknownNameError
 
-__all__ = ["compose", "list_configs", "to_container", "GROUPS", "check_seed", "MAX_SEED"]
+__all__ = ["compose", "list_configs", "load_group", "parent_of", "apply_overrides",
+           "parse_value", "to_container", "GROUPS", "check_seed", "MAX_SEED"]
 
 GROUPS = ("dataset", "method", "experiment")
 
@@ -52,16 +60,62 @@ def _load_yaml(path: Path) -> DictConfig:
     return OmegaConf.create(data)
 
 
-def _load_group(group: str, name: str) -> DictConfig:
+INHERIT_KEY = "inherit"
+
+
+def _load_group(group: str, name: str, _chain: tuple[str, ...] = ()) -> DictConfig:
+    """Load ``configs/<group>/<name>.yaml`` with its ``inherit:`` chain resolved."""
     path = _config_dir() / group / f"{name}.yaml"
     if not path.is_file():
         valid = list_configs(group)
         close = difflib.get_close_matches(str(name), valid, n=1)
         hint = f" Did you mean {close[0]!r}?" if close else ""
+        where = f" (inherited by {group}/{_chain[-1]}.yaml)" if _chain else ""
         raise UnknownNameError(
-            f"unknown {group} config {name!r}.{hint} Valid {group}s: {', '.join(valid)}"
+            f"unknown {group} config {name!r}{where}.{hint} Valid {group}s: {', '.join(valid)}"
         )
-    return _load_yaml(path)
+    cfg = _load_yaml(path)
+    if INHERIT_KEY not in cfg:
+        return cfg
+    parent = cfg.pop(INHERIT_KEY)
+    if not isinstance(parent, str) or not parent:
+        raise ConfigError(
+            f"{path}: {INHERIT_KEY}: {parent!r} must name one {group} config, e.g. "
+            f"{INHERIT_KEY}: {list_configs(group)[0]}"
+        )
+    chain = (*_chain, name)
+    if parent in chain:
+        cycle = " -> ".join(f"{group}/{n}" for n in (*chain, parent))
+        raise ConfigError(f"{path}: {INHERIT_KEY} forms a cycle ({cycle}); remove one link")
+    return OmegaConf.merge(_load_group(group, parent, chain), cfg)  # type: ignore[return-value]
+
+
+def load_group(group: str, name: str) -> DictConfig:
+    """One config file of ``group`` as :func:`compose` uses it (``inherit:`` resolved).
+
+    Parameters
+    ----------
+    group : {"dataset", "method", "experiment"}
+        The config group.
+    name : str
+        File name without ``.yaml``.
+
+    Returns
+    -------
+    DictConfig
+        The file's mapping merged over its parent's (recursively); no ``inherit`` key.
+    """
+    if group not in GROUPS:
+        raise UnknownNameError(f"unknown config group {group!r}; valid: {', '.join(GROUPS)}")
+    return _load_group(group, name)
+
+
+def parent_of(group: str, name: str) -> str | None:
+    """Return the ``inherit:`` parent named by ``configs/<group>/<name>.yaml`` itself, or None."""
+    path = _config_dir() / group / f"{name}.yaml"
+    raw = _load_yaml(path) if path.is_file() else {}
+    parent = raw.get(INHERIT_KEY)
+    return str(parent) if parent is not None else None
 
 
 def compose(
@@ -102,33 +156,7 @@ def compose(
     cfg.experiment = experiment or "default"
     cfg.dataset_config, cfg.method_config = ds_name, m_name
     OmegaConf.set_struct(cfg, True)
-    for item in overrides:
-        if "=" not in item:
-            raise ConfigError(f"override {item!r} must look like key=value (e.g. train.lr=1e-3)")
-        key, value = item.split("=", 1)
-        add = key.startswith("+")
-        key = key.lstrip("+")
-        parsed = _parse_value(value)
-        try:
-            if add:
-                with _open_struct(cfg):
-                    OmegaConf.update(cfg, key, parsed, merge=True, force_add=True)
-            else:
-                OmegaConf.select(cfg, key, throw_on_missing=True)
-                if OmegaConf.select(cfg, key, default="__absent__") == "__absent__":
-                    raise ConfigKeyError(key)
-                OmegaConf.update(cfg, key, parsed, merge=True)
-        except (ConfigAttributeError, ConfigKeyError, OmegaConfBaseException):
-            # list the keys of the deepest section of the path that exists
-            parent = key.rsplit(".", 1)[0] if "." in key else ""
-            while parent and not isinstance(OmegaConf.select(cfg, parent), DictConfig):
-                parent = parent.rsplit(".", 1)[0] if "." in parent else ""
-            node = OmegaConf.select(cfg, parent) if parent else cfg
-            valid = sorted(node.keys()) if isinstance(node, DictConfig) else []
-            raise ConfigError(
-                f"override {item!r}: no key {key!r} in the config. Valid keys"
-                f"{' under ' + parent if parent else ''}: {valid}. Use +{key}=... to add one."
-            ) from None
+    apply_overrides(cfg, overrides)
     return cfg
 
 
@@ -149,7 +177,7 @@ def _method_defaults(name: str) -> DictConfig:
     """Return the ``method`` section of ``configs/method/<name>.yaml`` if it defines ``name``."""
     path = _config_dir() / "method" / f"{name}.yaml"
     if path.is_file():
-        section = _load_yaml(path).get("method")
+        section = _load_group("method", name).get("method")  # inherit: resolved
         if isinstance(section, DictConfig) and section.get("name") == name:
             return section
     return OmegaConf.create({"name": name})
@@ -170,7 +198,7 @@ def _renew_renamed_sections(cfg: DictConfig, named: DictConfig, explicit: list[D
     for item in overrides:
         key, sep, value = item.partition("=")
         if sep:
-            flat[key.lstrip("+")] = _parse_value(value)
+            flat[key.lstrip("+")] = parse_value(value)
     layers.append((None, flat))
     for path in _method_sections(named.get("method"), "method"):
         old = OmegaConf.select(named, f"{path}.name")
@@ -194,14 +222,88 @@ def _renew_renamed_sections(cfg: DictConfig, named: DictConfig, explicit: list[D
         OmegaConf.update(cfg, path, fresh, merge=False)
 
 
-def _parse_value(text: str) -> Any:
-    """YAML-parse an override value; also accept ``3e-4`` (YAML 1.1 wants ``3.0e-4``)."""
+def apply_overrides(
+    cfg: DictConfig, overrides: list[str] | tuple[str, ...], *, source: str = "the config"
+) -> DictConfig:
+    """Apply dotted ``key=value`` overrides to ``cfg`` in place (the one override parser).
+
+    Used by :func:`compose` and by everything that rebuilds data from a stored
+    config (``evaluate``, the report), so a value means the same everywhere.
+
+    Parameters
+    ----------
+    cfg : DictConfig
+        The config to change; its struct flag is left as it was.
+    overrides : list of str
+        ``a.b=value`` changes an existing key, ``+a.b=value`` adds one. Values are
+        parsed by :func:`parse_value` (YAML, plus ``3e-4`` as a float; empty = null).
+    source : str
+        How error messages name ``cfg`` (e.g. ``"the stored config"``).
+
+    Returns
+    -------
+    DictConfig
+        ``cfg`` itself.
+
+    Raises
+    ------
+    ConfigError
+        An item without ``=``, or a key that is not in ``cfg`` (the message lists
+        the valid keys of the deepest existing section and suggests ``+``).
+    """
+    struct = OmegaConf.is_struct(cfg)
+    OmegaConf.set_struct(cfg, True)
+    try:
+        for item in overrides:
+            _apply_one(cfg, item, source)
+    finally:
+        OmegaConf.set_struct(cfg, struct)
+    return cfg
+
+
+def _apply_one(cfg: DictConfig, item: str, source: str) -> None:
+    if "=" not in item:
+        raise ConfigError(f"override {item!r} must look like key=value (e.g. train.lr=1e-3)")
+    key, value = item.split("=", 1)
+    add = key.startswith("+")
+    key = key.lstrip("+")
+    parsed = parse_value(value)
+    try:
+        if add:
+            with _open_struct(cfg):
+                OmegaConf.update(cfg, key, parsed, merge=True, force_add=True)
+        else:
+            OmegaConf.select(cfg, key, throw_on_missing=True)
+            if OmegaConf.select(cfg, key, default="__absent__") == "__absent__":
+                raise ConfigKeyError(key)
+            OmegaConf.update(cfg, key, parsed, merge=True)
+    except (ConfigAttributeError, ConfigKeyError, OmegaConfBaseException):
+        # list the keys of the deepest section of the path that exists
+        parent = key.rsplit(".", 1)[0] if "." in key else ""
+        while parent and not isinstance(OmegaConf.select(cfg, parent), DictConfig):
+            parent = parent.rsplit(".", 1)[0] if "." in parent else ""
+        node = OmegaConf.select(cfg, parent) if parent else cfg
+        valid = sorted(node.keys()) if isinstance(node, DictConfig) else []
+        raise ConfigError(
+            f"override {item!r}: no key {key!r} in {source}. Valid keys"
+            f"{' under ' + parent if parent else ''}: {valid}. Use +{key}=... to add one."
+        ) from None
+
+
+def parse_value(text: str) -> Any:
+    """YAML-parse an override value; also accept ``3e-4`` (YAML 1.1 wants ``3.0e-4``).
+
+    ``""`` is None; only numerals become floats (``"nan"``, ``"inf"``, ``"1_0"`` stay strings).
+    """
     if text == "":
         return None
     value = yaml.safe_load(text)
     if isinstance(value, str) and _NUMBER.fullmatch(value.strip()):
-        return float(value)  # only numerals: "nan", "inf" or "1_0" stay strings
+        return float(value)
     return value
+
+
+_parse_value = parse_value  # the former private name
 
 
 _NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")

@@ -11,11 +11,11 @@ import subprocess
 import pandas as pd
 import pytest
 
-from conftest import shared_path
 from emodistill.checkpoint import load_checkpoint
 from emodistill.cli import main
 from emodistill.data.registry import build_dataset
 from emodistill.models import METHODS
+from helpers import shared_path
 
 TINY = ["dataset.n=200", "train.max_epochs=2", "train.progress_bar=false", "method.hidden=16",
         "method.encoder_layers=1"]

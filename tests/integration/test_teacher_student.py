@@ -7,12 +7,12 @@ import pytest
 import torch
 import yaml
 
-from conftest import shared_path
 from emodistill.checkpoint import load_checkpoint
 from emodistill.config import compose
 from emodistill.distill.feedback import FEEDBACK
 from emodistill.training.lit import LitMER
 from emodistill.training.run import run_experiment
+from helpers import shared_path
 
 TINY = dict(width=8, depth=1, heads=2, head_hidden=8, vector_tokens=2, kernel_size=8, stride=8)
 

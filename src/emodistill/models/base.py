@@ -10,21 +10,38 @@ Teacher → student methods take a ``teacher`` keyword: the engine passes the
 trained teacher model (see ``emodistill.training.run.obtain_teacher``); it is
 ``None`` when a saved student is loaded for inference, so the student must
 work without it and must not save the teacher's weights in its state dict.
+
+The engine calls the hooks declared on :class:`MERModel` (``prepare_fold``,
+``epoch_logs``, ``configure_optimizers`` + ``training_step``); a method
+overrides the ones it needs. A method never imports the engine
+(``emodistill.training``): what it needs of a fold comes in a
+:class:`FoldContext`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
 
+import torch
 from torch import Tensor, nn
 
 from emodistill._registry import Registry
 from emodistill.data.batch import Batch
 from emodistill.data.spec import DatasetSpec, TargetSpec
 from emodistill.errors import ConfigError
+from emodistill.optim import make_optimizer
 
-__all__ = ["ModelOutput", "MERModel", "METHODS", "build_method", "task_loss", "Head"]
+if TYPE_CHECKING:
+    from omegaconf import DictConfig
+
+    from emodistill.data.dataset import MultimodalDataset
+    from emodistill.data.protocols import Fold
+
+__all__ = ["ModelOutput", "MERModel", "METHODS", "build_method", "task_loss", "Head",
+           "FoldContext", "FittedFold"]
 
 
 @dataclass
@@ -102,6 +119,71 @@ class Head(nn.Sequential):
         return y.squeeze(-1) if self.squeeze else y
 
 
+class FittedFold(Protocol):
+    """What :attr:`FoldContext.fit` returns (the engine's ``FoldResult`` is one)."""
+
+    #: the fold's run folder (``metrics.csv``, ``predictions.csv``, ...)
+    path: Path
+    #: epoch of the checkpoint selected on the valid part (-1 if none)
+    best_epoch: int
+    #: the monitored validation metric of that checkpoint
+    best_val: float
+    #: test metrics of the selected weights
+    test: dict[str, float]
+    #: number of epochs trained
+    epochs: int
+    #: the selected model (None in a DDP worker)
+    model: MERModel | None
+
+
+@dataclass
+class FoldContext:
+    """What the engine hands :meth:`MERModel.prepare_fold` for one fold.
+
+    Attributes
+    ----------
+    cfg : DictConfig
+        The run's resolved config (read it; do not change it).
+    dataset : MultimodalDataset
+        The whole dataset, before the split.
+    target : TargetSpec
+        The target being predicted.
+    modalities : list of str
+        The run's modalities.
+    fold : Fold
+        The fold being trained.
+    out : Path
+        The fold's output folder (created by whoever writes into it).
+    parts : dict of str to MultimodalDataset
+        ``"train"`` and ``"valid"`` exactly as the model will see them
+        (post-split, standardised on train; see
+        :func:`emodistill.data.parts.fold_parts`). The test part is not here:
+        nothing chosen before training may look at it.
+    fit : callable ``(cfg, modalities, out) -> FittedFold``
+        Train another config (e.g. a probe) on exactly this fold: fit on its
+        train part, select on its valid part, test once, write a run folder at
+        ``out``. The engine provides it; it re-seeds the RNGs from ``cfg.seed``.
+    make_optimizer : callable
+        The engine's optimiser factory (:func:`emodistill.optim.make_optimizer`).
+    fit_crossfit : callable ``(method_cfg, k, out, *, train_overrides=None,
+        modalities=None, label="teacher") -> nn.Module``
+        Train ``k`` cross-fitted members of ``method_cfg`` on this fold's train
+        part (``emodistill.training.crossfit.fit_crossfit_teacher``); the engine
+        provides it.
+    """
+
+    cfg: DictConfig
+    dataset: MultimodalDataset
+    target: TargetSpec
+    modalities: list[str]
+    fold: Fold
+    out: Path
+    parts: dict[str, MultimodalDataset]
+    fit: Callable[[DictConfig, Sequence[str], Path], FittedFold]
+    make_optimizer: Callable[..., torch.optim.Optimizer] = make_optimizer
+    fit_crossfit: Callable[..., nn.Module] | None = None
+
+
 class MERModel(nn.Module):
     """Base class of every registered method.
 
@@ -130,19 +212,12 @@ class MERModel(nn.Module):
     #: there (see :mod:`emodistill.models.context`)
     context_sites: tuple[str, ...] = ()
 
-    # Optional hooks the engine calls when a method defines them:
-    #
-    # ``epoch_logs(self) -> dict[str, float]``: called at the end of each validation
-    #     epoch; the values are logged as ``model/<key>`` and land in metrics.csv
-    #     (e.g. mean learned GD edge weights).
-    # ``prepare_fold(cls, prep, fold, out, params) -> dict`` (classmethod): called once
-    #     per fold before the model is built, with the fold's data available; returns
-    #     extra constructor parameters (e.g. a dominant modality chosen on validation).
-    # ``train_state(self) -> dict`` / ``load_train_state(self, state)``: Python-side
-    #     training state outside ``state_dict`` (e.g. step counters), saved in the
-    #     training checkpoints so that ``train --resume`` repeats an uninterrupted fit.
-    # ``ModelOutput.aux`` entries whose key starts with ``sample_`` (``[B]`` or
-    #     ``[B, K]``) are written to predictions.csv for every test sample.
+    # Besides the hooks below, ``ModelOutput.aux`` entries whose key starts with
+    # ``sample_`` (``[B]`` or ``[B, K]``) are written to predictions.csv for every test
+    # sample.
+    # ``train_state(self) -> dict`` / ``load_train_state(self, state)`` (optional):
+    # Python-side training state outside ``state_dict`` (e.g. step counters), saved in
+    # the training checkpoints so that ``train --resume`` repeats an uninterrupted fit.
 
     def __init__(
         self,
@@ -184,6 +259,75 @@ class MERModel(nn.Module):
     def predict_values(self, out: ModelOutput) -> Tensor:
         """Regression values ``[B]`` or class probabilities ``[B, C]``."""
         return out.preds if self.target.kind == "regression" else out.preds.softmax(-1)
+
+    # ------------------------------------------------------------- engine hooks
+    @classmethod
+    def prepare_fold(cls, ctx: FoldContext, params: dict[str, Any]) -> dict[str, Any]:
+        """Choose constructor parameters from this fold's data, before the model is built.
+
+        Called once per fold (after a teacher is obtained, before ``__init__``),
+        e.g. to pick a dominant modality on the valid part.
+
+        Parameters
+        ----------
+        ctx : FoldContext
+            The fold's ready train/valid parts, its output folder, a ``fit``
+            callable and the optimiser factory.
+        params : dict
+            The constructor parameters from the config (``modalities`` filled in).
+
+        Returns
+        -------
+        dict
+            Parameters to update ``params`` with (default: none).
+        """
+        return {}
+
+    def epoch_logs(self) -> dict[str, float]:
+        """Per-epoch model statistics, logged as ``model/<key>`` into metrics.csv.
+
+        Called at the end of each validation epoch (e.g. mean learned GD edge
+        weights); a method resets what it accumulated. Default: nothing.
+        """
+        return {}
+
+    def configure_optimizers(self, train_cfg: dict[str, Any]) -> list[torch.optim.Optimizer]:
+        """Optimisers of a method that runs its own steps (manual optimisation).
+
+        Override together with :meth:`training_step` (e.g. MKD: student and
+        teacher optimisers). The default automatic path (one optimiser from the
+        ``train`` section over all parameters) does not call it.
+
+        Parameters
+        ----------
+        train_cfg : dict
+            The ``train`` config section (build with :func:`emodistill.optim.make_optimizer`).
+        """
+        raise NotImplementedError(f"{type(self).__name__} uses the engine's optimiser")
+
+    def training_step(self, batch: Batch, optimizers: list[Any], lit: Any) -> dict[str, Tensor]:
+        """One manual training step: zero, ``lit.manual_backward``, step the ``optimizers``.
+
+        Override together with :meth:`configure_optimizers`. Returns named terms,
+        logged as ``train/<key>``; a ``plateau`` scheduler on the first optimiser
+        is stepped once per epoch by the engine.
+
+        Parameters
+        ----------
+        batch : Batch
+            A training batch.
+        optimizers : list
+            The (Lightning-wrapped) optimisers of :meth:`configure_optimizers`.
+        lit : LightningModule
+            Provides ``manual_backward``.
+        """
+        raise NotImplementedError(f"{type(self).__name__} uses the engine's training step")
+
+    @classmethod
+    def manual_optimization(cls) -> bool:
+        """Tell whether the method overrides both manual-optimisation hooks."""
+        return (cls.configure_optimizers is not MERModel.configure_optimizers
+                and cls.training_step is not MERModel.training_step)
 
 
 METHODS: Registry[type[MERModel]] = Registry("method")

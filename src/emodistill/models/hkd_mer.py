@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import json
 import logging
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -53,14 +52,12 @@ from torch import Tensor, nn
 from emodistill.data.batch import Batch
 from emodistill.distill.losses import contrastive_alignment, feature_distance, soft_label_kd
 from emodistill.errors import ConfigError
-from emodistill.models.base import METHODS, Head, ModelOutput
+from emodistill.models.base import METHODS, FoldContext, Head, ModelOutput
 from emodistill.models.baselines import EncodersMixin
 from emodistill.models.encoders import masked_max, masked_mean
 
 if TYPE_CHECKING:
     from emodistill.data.dataset import MultimodalDataset
-    from emodistill.data.protocols import Fold
-    from emodistill.training.run import Prepared
 
 __all__ = ["HKDMER", "ModalityAttention", "hkd_feature_loss", "hkd_label_loss",
            "choose_dominant", "linear_probe_scores"]
@@ -433,36 +430,34 @@ class HKDMER(EncodersMixin):
         return []
 
     @classmethod
-    def prepare_fold(cls, prep: Prepared, fold: Fold, out: Path,
-                     params: dict[str, Any]) -> dict[str, Any]:
+    def prepare_fold(cls, ctx: FoldContext, params: dict[str, Any]) -> dict[str, Any]:
         """Resolve ``dominant="auto"`` on this fold's train/valid parts (never test).
 
-        Writes ``<out>/dominant.json`` (choice, probe, metric, score per modality).
+        Writes ``<ctx.out>/dominant.json`` (choice, probe, metric, score per modality).
         """
-        mods = list(params.get("modalities") or prep.modalities)
+        mods = list(params.get("modalities") or ctx.modalities)
         dominant = params.get("dominant", "auto")
-        out.mkdir(parents=True, exist_ok=True)
+        ctx.out.mkdir(parents=True, exist_ok=True)
         if dominant != "auto":
             record: dict[str, Any] = {"dominant": dominant, "how": "fixed in config"}
         else:
             probe = params.get("dominant_probe", "linear")
-            record = choose_dominant(prep, fold, mods, probe=probe, out=out,
-                                     params=params)
+            record = choose_dominant(ctx, mods, probe=probe, params=params)
             dominant = record["dominant"]
             log.info("hkd_mer fold %s: dominant modality %s (valid %s by %s probe: %s)",
-                     fold.name, dominant, record["metric"], probe, record["scores"])
+                     ctx.fold.name, dominant, record["metric"], probe, record["scores"])
         extra: dict[str, Any] = {"dominant": dominant}
         how = params.get("dominant_teacher", "joint")
         if how != "joint":
-            extra |= _pretrain_dominant(prep, fold, out, params, dominant, record)
-        (out / "dominant.json").write_text(json.dumps(record, indent=2, default=str))
+            extra |= _pretrain_dominant(ctx, params, dominant, record)
+        (ctx.out / "dominant.json").write_text(json.dumps(record, indent=2, default=str))
         return extra
 
 
 # ----------------------------------------------------------------- dominant teacher
-def _pretrain_dominant(prep: Prepared, fold: Fold, out: Path, params: dict[str, Any],
+def _pretrain_dominant(ctx: FoldContext, params: dict[str, Any],
                        dominant: str, record: dict[str, Any]) -> dict[str, Any]:
-    """Train the dominant ``unimodal`` teacher on ``fold`` (and its cross-fitted members).
+    """Train the dominant ``unimodal`` teacher on the fold (and its cross-fitted members).
 
     Returns the constructor parameters ``dominant_init`` (and ``label_teacher``);
     adds what was trained to ``record`` (written to ``dominant.json``).
@@ -470,22 +465,18 @@ def _pretrain_dominant(prep: Prepared, fold: Fold, out: Path, params: dict[str, 
     from omegaconf import OmegaConf
 
     from emodistill.config import to_container
-    from emodistill.training.crossfit import fit_crossfit_teacher
-    from emodistill.training.run import Prepared as _Prepared
-    from emodistill.training.run import fit_fold
 
     method = {"name": "unimodal", "modality": dominant,
               **{k: params[k] for k in ("encoder", "hidden", "encoder_layers", "dropout",
                                         "encoder_params") if k in params}}
     epochs = params.get("dominant_teacher_epochs")
-    sub = OmegaConf.create(to_container(prep.cfg))
+    sub = OmegaConf.create(to_container(ctx.cfg))
     sub.method = method
     sub.method_config = f"dominant-teacher-{dominant}"
     if epochs:
         sub.train.max_epochs = int(epochs)
     sub.train.save_checkpoint = False
-    res = fit_fold(_Prepared(sub, prep.dataset, prep.target, [dominant], [fold],
-                             prep.valid_leaked, prep.allow_leaky), fold, out / "dominant_teacher")
+    res = ctx.fit(sub, [dominant], ctx.out / "dominant_teacher")
     assert res.model is not None
     state = {k: v.detach().clone() for k, v in res.model.state_dict().items()}
     init = {k.replace(f"encoders.{dominant}.", "encoder.", 1): v for k, v in state.items()
@@ -496,28 +487,15 @@ def _pretrain_dominant(prep: Prepared, fold: Fold, out: Path, params: dict[str, 
     extra: dict[str, Any] = {"dominant_init": init}
     k = int(params.get("dominant_crossfit") or 0)
     if k:
-        teacher = fit_crossfit_teacher(prep, fold, out / "dominant_teacher_crossfit", method, k,
-                                       train_overrides={"max_epochs": int(epochs)} if epochs
-                                       else None, modalities=[dominant], label="dominant")
+        teacher = ctx.fit_crossfit(method, k, ctx.out / "dominant_teacher_crossfit",
+                                   train_overrides={"max_epochs": int(epochs)} if epochs
+                                   else None, modalities=[dominant], label="dominant")
         extra["label_teacher"] = teacher
         record["teacher"]["crossfit"] = k
     return extra
 
 
 # ----------------------------------------------------------------- dominant choice
-def _fold_parts(prep: Prepared, fold: Fold) -> dict[str, MultimodalDataset]:
-    """Train and valid parts, post-split and standardised on train (as the engine does)."""
-    from emodistill.data.normalize import Standardizer
-
-    ds = prep.dataset
-    parts = {k: ds.subset(getattr(fold, k)) for k in ("train", "valid")}
-    if ds.post_split is not None:
-        parts = {k: ds.post_split(v) for k, v in parts.items()}
-    if prep.cfg.dataset.normalize:
-        std = Standardizer.fit(parts["train"])
-        parts = {k: std.transform(v) for k, v in parts.items()}
-    return parts
-
 
 def _pooled(ds: MultimodalDataset, m: str) -> tuple[np.ndarray, np.ndarray]:
     """``[N, D]`` (length 1) or ``[N, 2D]`` mean+max pooled features, and presence ``[N]``."""
@@ -568,56 +546,50 @@ def linear_probe_scores(train: MultimodalDataset, valid: MultimodalDataset, targ
     return scores, "mae" if spec.kind == "regression" else "acc"
 
 
-def _unimodal_probe_scores(prep: Prepared, fold: Fold, modalities: list[str], out: Path,
+def _unimodal_probe_scores(ctx: FoldContext, modalities: list[str],
                            params: dict[str, Any]) -> tuple[dict[str, float], str]:
     """Train the ``unimodal`` network per modality; score = its best validation metric.
 
-    The engine also tests each probe (its files land in ``out/dominant_probe``),
-    but only the validation row selected by ``train.monitor`` is read here.
+    ``ctx.fit`` also tests each probe (its files land in ``<ctx.out>/dominant_probe``),
+    but only the validation row of the epoch selected by ``train.monitor`` is read here.
     """
     import pandas as pd
     from omegaconf import OmegaConf
 
     from emodistill.config import to_container
-    from emodistill.training.run import Prepared as _Prepared
-    from emodistill.training.run import _best_epoch, fit_fold
 
-    metric = "mae" if prep.target.kind == "regression" else "acc"
+    metric = "mae" if ctx.target.kind == "regression" else "acc"
     scores: dict[str, float] = {}
     for m in modalities:
-        sub = OmegaConf.create(to_container(prep.cfg))
+        sub = OmegaConf.create(to_container(ctx.cfg))
         sub.method = {"name": "unimodal", "modality": m,
                       **{k: params[k] for k in ("encoder", "hidden", "encoder_layers",
                                                 "dropout", "encoder_params") if k in params}}
         sub.method_config = f"dominant-probe-{m}"
         sub.train.max_epochs = int(params.get("dominant_probe_epochs", 30))
         sub.train.save_checkpoint = False
-        res = fit_fold(_Prepared(sub, prep.dataset, prep.target, [m], [fold]), fold,
-                       out / "dominant_probe" / m)
+        res = ctx.fit(sub, [m], ctx.out / "dominant_probe" / m)
         rows = pd.read_csv(res.path / "metrics.csv").to_dict("records")
-        best = _best_epoch(rows, str(sub.train.monitor), str(sub.train.mode))
-        row = next(r for r in rows if int(r["epoch"]) == best)
+        row = next(r for r in rows if int(r["epoch"]) == res.best_epoch)
         scores[m] = float(row[f"val/{metric}"])
     return scores, metric
 
 
-def choose_dominant(prep: Prepared, fold: Fold, modalities: list[str], *,
-                    probe: str = "linear", out: Path | None = None,
+def choose_dominant(ctx: FoldContext, modalities: list[str], *, probe: str = "linear",
                     params: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Pick the modality with the best unimodal score on ``fold.valid`` (never ``fold.test``).
+    """Pick the modality with the best unimodal score on the valid part (never the test part).
 
     Parameters
     ----------
-    prep : Prepared
-        The prepared run (data, target, config).
-    fold : Fold
-        The fold; only its ``train`` and ``valid`` rows are read.
+    ctx : FoldContext
+        The fold: its ready ``train``/``valid`` parts (the only data read),
+        config, target, output folder and ``fit`` (for the ``unimodal`` probe).
     modalities : list of str
         Candidates; ties go to the first in this order.
     probe : {"linear", "unimodal"}
         See :class:`HKDMER` ``dominant_probe``.
-    out, params
-        Output folder and method parameters (needed by the ``unimodal`` probe).
+    params : dict, optional
+        Method parameters (encoder sizes and epochs of the ``unimodal`` probe).
 
     Returns
     -------
@@ -625,17 +597,14 @@ def choose_dominant(prep: Prepared, fold: Fold, modalities: list[str], *,
         ``{"dominant", "how", "probe", "metric", "scores", "part": "valid"}``.
     """
     if probe == "linear":
-        parts = _fold_parts(prep, fold)
-        scores, metric = linear_probe_scores(parts["train"], parts["valid"], prep.target.name,
-                                             modalities)
+        scores, metric = linear_probe_scores(ctx.parts["train"], ctx.parts["valid"],
+                                             ctx.target.name, modalities)
     elif probe == "unimodal":
-        if out is None:
-            raise ConfigError("choose_dominant(probe='unimodal') needs an output folder `out`")
         import lightning as L
 
-        scores, metric = _unimodal_probe_scores(prep, fold, modalities, out, params or {})
+        scores, metric = _unimodal_probe_scores(ctx, modalities, params or {})
         # re-seed so the HKD-MER model starts from the same state as with a fixed dominant
-        L.seed_everything(int(prep.cfg.seed), workers=True, verbose=False)
+        L.seed_everything(int(ctx.cfg.seed), workers=True, verbose=False)
     else:
         raise ConfigError(f"dominant_probe={probe!r}; use one of {list(_PROBES)}")
     sign = -1.0 if metric == "mae" else 1.0

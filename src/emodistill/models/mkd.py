@@ -37,6 +37,7 @@ from emodistill.distill.feedback import FEEDBACK, FeedbackSettings, build_feedba
 from emodistill.errors import ConfigError
 from emodistill.models.base import METHODS, ModelOutput
 from emodistill.models.kd import FeatureKD, output_feature
+from emodistill.optim import make_optimizer
 
 __all__ = ["MKD"]
 
@@ -125,8 +126,6 @@ class MKD(FeatureKD):
 
     def configure_optimizers(self, train_cfg: dict[str, Any]) -> list[torch.optim.Optimizer]:
         """``[student optimiser, teacher optimiser]`` built from the ``train`` section."""
-        from emodistill.training.lit import make_optimizer  # the engine's optimiser factory
-
         teacher = self._need_teacher()
         return [
             make_optimizer(self.parameters(), train_cfg),

@@ -295,20 +295,15 @@ class _DataCache:
         self.cache: dict[str, Any] = {}
 
     def test_part(self, ck_config: dict[str, Any], fold: str) -> Any:
-        import yaml
         from omegaconf import OmegaConf
 
-        from emodistill.config import to_container
+        from emodistill.config import apply_overrides, to_container
+        from emodistill.data.parts import fold_parts
         from emodistill.data.protocols import make_folds
         from emodistill.data.registry import build_dataset
-        from emodistill.errors import ConfigError
 
-        cfg = OmegaConf.create(ck_config)
-        for item in self.overrides:
-            key, _, value = item.partition("=")
-            if OmegaConf.select(cfg, key, default="__absent__") == "__absent__":
-                raise ConfigError(f"override {item!r}: no key {key!r} in the stored config")
-            OmegaConf.update(cfg, key, yaml.safe_load(value) if value != "" else None)
+        cfg = apply_overrides(OmegaConf.create(ck_config), self.overrides,
+                              source="the stored config")
         dcfg = to_container(cfg.dataset)
         key = json.dumps(dcfg, sort_keys=True, default=str)
         if key not in self.cache:
@@ -319,10 +314,8 @@ class _DataCache:
         for k in ("fold", "allow_leaky"):
             proto.pop(k, None)
         folds = {f.name: f for f in make_folds(ds, name, **proto)}
-        part = ds.subset(folds[fold].test)
-        if ds.post_split is not None:
-            part = ds.post_split(part)
-        return part
+        # as the model was tested, less the standardisation (the predictor applies its own)
+        return fold_parts(ds, folds[fold], ("test",))[0]["test"]
 
 
 def _embedding(fold_dir: Path, data: _DataCache, method: EmbeddingMethod,

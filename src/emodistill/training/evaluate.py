@@ -9,8 +9,9 @@ import torch
 from omegaconf import OmegaConf
 
 from emodistill.checkpoint import load_checkpoint
-from emodistill.config import _parse_value, to_container
+from emodistill.config import apply_overrides, to_container
 from emodistill.data.dataset import MultimodalDataset
+from emodistill.data.parts import fold_parts
 from emodistill.data.protocols import make_folds
 from emodistill.data.registry import build_dataset
 from emodistill.data.spec import DatasetSpec
@@ -34,12 +35,7 @@ def evaluate_checkpoint(
     normalisation statistics are applied, never refitted.
     """
     ck = load_checkpoint(path)
-    cfg = OmegaConf.create(ck.config)
-    for item in overrides:
-        key, _, value = item.partition("=")
-        if OmegaConf.select(cfg, key, default="__absent__") == "__absent__":
-            raise ConfigError(f"override {item!r}: no key {key!r} in the stored config")
-        OmegaConf.update(cfg, key, _parse_value(value))
+    cfg = apply_overrides(OmegaConf.create(ck.config), overrides, source="the stored config")
     ds = build_dataset(to_container(cfg.dataset))
     want = ck.meta.get("data_fingerprint")
     if want is not None and ds.fingerprint() != want:
@@ -59,16 +55,14 @@ def evaluate_checkpoint(
             f"{name!r} on this data (folds: {sorted(folds)}); was the protocol changed?"
         )
     fold = folds[ck.meta["fold"]]
-    part = ds.subset(getattr(fold, split))
-    if ds.post_split is not None:
-        part = ds.post_split(part)
+    part = fold_parts(ds, fold, (split,))[0][split]
     _check_dims(path, ck.model.spec, part)
     if cfg.protocol.get("subject_norm", "none") not in (None, "none"):  # as at training time
         parts = {k: ds.subset(getattr(fold, k)) for k in ("train", "valid", "test")}
         if ds.post_split is not None:
             parts = {k: ds.post_split(v) for k, v in parts.items()}
         part = subject_normalize(parts, mode=cfg.protocol.subject_norm)[0][split]
-    if ck.standardizer is not None:
+    if ck.standardizer is not None:  # the stored statistics, never refitted
         part = ck.standardizer.transform(part)
     plan = context_plan(to_container(cfg.method), ds)
     part = plan.transform(part)

@@ -72,6 +72,7 @@ from emodistill.training.run import (
     RunResult,
     _write_fold_result,
     _write_predictions,
+    fold_context,
     fold_fingerprint,
 )
 
@@ -97,7 +98,7 @@ def parallel_unsupported(cfg: DictConfig) -> str | None:
     cls = METHODS.get(name)
     if not getattr(cls, "parallel_ok", False):
         return f"method {name!r} does not declare parallel_ok"
-    if callable(getattr(cls, "training_step", None)):
+    if cls.manual_optimization():
         return f"method {name!r} runs its own optimisation steps"
     if str(cfg.method.get("context") or "none") != "none":
         return f"method.context={cfg.method.context} (utterance context: batches of whole videos)"
@@ -242,9 +243,8 @@ def _setup(member: Member, teacher: tuple[MERModel, Tensor | None] | None = None
         params["teacher"] = teacher[0]
         if teacher[1] is not None:
             torch.set_rng_state(teacher[1])
-    prepare_fold = getattr(METHODS.get(name), "prepare_fold", None)
-    if prepare_fold is not None:
-        params.update(prepare_fold(prep, fold, member.out, params))
+    ctx = fold_context(prep, fold, member.out, parts={k: parts[k] for k in ("train", "valid")})
+    params.update(METHODS.get(name).prepare_fold(ctx, params))
     model = build_method(name, spec=parts["train"].spec, target=target, params=params)
     drop_gen = torch.Generator()
     drop_gen.set_state(torch.get_rng_state())  # the global stream as the fit would continue it

@@ -32,7 +32,7 @@ from emodistill._fs import atomic_write, unique_dir
 from emodistill.checkpoint import load_checkpoint, save_checkpoint
 from emodistill.config import check_seed, to_container
 from emodistill.data.dataset import MultimodalDataset
-from emodistill.data.normalize import Standardizer
+from emodistill.data.parts import fold_parts
 from emodistill.data.protocols import Fold, make_folds
 from emodistill.data.registry import build_dataset
 from emodistill.data.spec import TargetSpec
@@ -40,6 +40,8 @@ from emodistill.data.subject_norm import apply_subject_norm, check_subject_norm
 from emodistill.errors import ConfigError, EmodistillError
 from emodistill.metrics import HIGHER_IS_BETTER, metric_collection
 from emodistill.models import METHODS, MERModel, build_method
+from emodistill.models.base import FoldContext
+from emodistill.optim import make_optimizer
 from emodistill.training.checkpointing import (
     CKPT_DIR,
     AtomicModelCheckpoint,
@@ -60,7 +62,8 @@ from emodistill.training.selection import (
     valid_leaks,
 )
 
-__all__ = ["run_experiment", "RunResult", "FoldResult", "prepare", "Prepared", "fold_fingerprint"]
+__all__ = ["run_experiment", "RunResult", "FoldResult", "prepare", "Prepared", "fold_fingerprint",
+           "fold_context"]
 
 log = logging.getLogger(__name__)
 
@@ -296,6 +299,7 @@ def fit_fold(prep: Prepared, fold: Fold, out: Path) -> FoldResult:
         parts = {k: std.transform(v) for k, v in parts.items()}
     plan = context_plan(to_container(cfg.method), ds)
     parts = {k: plan.transform(v) for k, v in parts.items()}  # sequence mode only
+    ready = {k: parts[k] for k in ("train", "valid")}  # for prepare_fold, never test
     if cfg.train.data_on_device and torch.cuda.is_available() and cfg.train.accelerator != "cpu":
         parts = {k: v.to("cuda") for k, v in parts.items()}
     method_params = to_container(cfg.method)
@@ -303,9 +307,9 @@ def fit_fold(prep: Prepared, fold: Fold, out: Path) -> FoldResult:
     method_params.setdefault("modalities", prep.modalities)
     if method_params.get("teacher") is not None:
         method_params["teacher"] = obtain_teacher(prep, fold, out / "teacher")
-    prepare_fold = getattr(METHODS.get(name), "prepare_fold", None)
-    if prepare_fold is not None:  # e.g. choose a dominant modality on this fold's valid part
-        method_params.update(prepare_fold(prep, fold, out, method_params))
+    # e.g. choose a dominant modality on this fold's valid part
+    ctx = fold_context(prep, fold, out, parts=ready)
+    method_params.update(METHODS.get(name).prepare_fold(ctx, method_params))
     # the spec of the split parts (windowing in post_split may change sequence lengths)
     model = build_method(name, spec=parts["train"].spec, target=target, params=method_params)
     from emodistill.training.fitted import fit_in_process, fits_in_process
@@ -401,6 +405,39 @@ def _read_fold_result(out: Path) -> FoldResult | None:
     model = load_checkpoint(out / "model.pt").model if (out / "model.pt").is_file() else None
     return FoldResult(d["fold"], d["test"], d["best_epoch"], d["epochs"], d["sizes"], out,
                       model, float(d["best_val"]))
+
+
+def fold_context(
+    prep: Prepared, fold: Fold, out: Path,
+    parts: dict[str, MultimodalDataset] | None = None,
+) -> FoldContext:
+    """Build the :class:`~emodistill.models.base.FoldContext` a method's ``prepare_fold`` gets.
+
+    Parameters
+    ----------
+    prep : Prepared
+        The prepared run.
+    fold : Fold
+        The fold.
+    out : Path
+        The fold's output folder.
+    parts : dict, optional
+        Ready ``train``/``valid`` parts (built with :func:`fold_parts` when not given).
+    """
+    if parts is None:
+        parts, _ = fold_parts(prep.dataset, fold, ("train", "valid"),
+                              normalize=bool(prep.cfg.dataset.normalize))
+
+    def fit(cfg: DictConfig, modalities: Any, where: Path) -> FoldResult:
+        return fit_fold(Prepared(cfg, prep.dataset, prep.target, list(modalities), [fold],
+                                 prep.valid_leaked, prep.allow_leaky), fold, where)
+
+    def fit_crossfit(method_cfg: dict[str, Any], k: int, where: Path, **kw: Any) -> Any:
+        return fit_crossfit_teacher(prep, fold, where, method_cfg, k, **kw)
+
+    return FoldContext(cfg=prep.cfg, dataset=prep.dataset, target=prep.target,
+                       modalities=list(prep.modalities), fold=fold, out=out, parts=parts,
+                       fit=fit, make_optimizer=make_optimizer, fit_crossfit=fit_crossfit)
 
 
 def fold_fingerprint(ds: MultimodalDataset, fold: Fold) -> str:

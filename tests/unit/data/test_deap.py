@@ -16,12 +16,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import shared_path
 from emodistill.data.cache import FeatureCache
 from emodistill.data.deap import DEAP_CHANNELS, load_deap, read_deap_file
 from emodistill.data.protocols import make_folds
 from emodistill.data.registry import build_dataset
 from emodistill.errors import ConfigError, DataFormatError, DataNotFoundError, UnsafePickleError
+from helpers import shared_path
 
 N_SAMPLES = 384 + 256  # 3 s baseline + 2 s (the real files have 384 + 7680)
 

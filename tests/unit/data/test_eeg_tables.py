@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import shared_path
 from emodistill.config import compose
 from emodistill.data.eeg_tables import EMOTION_CODES, load_eeg_bandpower
 from emodistill.data.protocols import make_folds
 from emodistill.errors import ConfigError, DataFormatError, DataNotFoundError
 from emodistill.training.run import prepare
+from helpers import shared_path
 
 pytestmark = pytest.mark.shared_data
 FILES = ("EEG_feature.txt", "subject_video.txt", "valence_arousal_label.txt")

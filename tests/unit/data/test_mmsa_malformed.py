@@ -7,12 +7,12 @@ import logging
 
 import numpy as np
 import pytest
-from test_mmsa import make_mmsa, write
 
 from emodistill.cli import main
 from emodistill.config import compose
 from emodistill.data.mmsa import load_mmsa
 from emodistill.errors import DataFormatError, UnsafePickleError
+from helpers.mmsa import make_mmsa, write
 
 
 def test_audio_dim_differs_in_one_split_names_file_splits_and_shapes(tmp_path):

@@ -8,11 +8,11 @@ import shutil
 import numpy as np
 import pytest
 
-from conftest import shared_path
 from emodistill.config import compose
 from emodistill.data.mosi_utterance import load_mosi_utterance
 from emodistill.errors import ConfigError, DataFormatError, DataNotFoundError
 from emodistill.training.run import prepare
+from helpers import shared_path
 
 pytestmark = pytest.mark.shared_data
 

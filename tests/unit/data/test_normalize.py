@@ -89,7 +89,7 @@ def test_engine_fits_on_training_rows_only(monkeypatch, tmp_path):
             raise Stop
 
         with monkeypatch.context() as mp:
-            mp.setattr(run_mod.Standardizer, "fit", classmethod(spy))
+            mp.setattr(Standardizer, "fit", classmethod(spy))  # wherever fit_fold calls it
             with pytest.raises(Stop):
                 run_mod.fit_fold(prep, prep.folds[0], tmp_path / "f")
         return prep.folds[0], seen

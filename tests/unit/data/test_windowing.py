@@ -193,25 +193,6 @@ def test_protocols_on_windowed_data_never_share_a_trial(physio_small, protocol, 
             assert set(parts["train"].groups["subject"]) == set(ds.groups["subject"])
 
 
-def test_engine_windows_each_part_after_the_split(tmp_path):
-    from emodistill.config import compose
-    from emodistill.training.run import run_experiment
-
-    cfg = compose(dataset="synthetic_physio", method="unimodal", overrides=[
-        "dataset.n_subjects=3", "dataset.n_trials=5", "dataset.trial_seconds=4.0",
-        "dataset.eeg_channels=4", "dataset.chunk_size=128", "method.modality=gsr",
-        "method.hidden=16", "train.max_epochs=1", "train.progress_bar=false",
-        "protocol.fold=fold0", f"output_dir={tmp_path}",
-    ])
-    res = run_experiment(cfg)
-    fold = res.folds[0]
-    assert sum(fold.sizes.values()) == 3 * 5 * 4  # windows, not trials
-    import pandas as pd
-
-    pred = pd.read_csv(fold.path / "predictions.csv")
-    assert pred["id"].str.contains("_w").all()
-
-
 def test_windower_keeps_missing_modalities_missing():
     x, g = _trials(3, 12, 2), _trials(3, 12, 1, seed=1)
     targets, specs = rating_targets({"valence": np.array([2.0, 6.0, 8.0])})

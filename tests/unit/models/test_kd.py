@@ -1,9 +1,7 @@
-from importlib import resources
-
 import pytest
 import torch
-import yaml
 
+from emodistill.config import load_group, to_container
 from emodistill.data.batch import Batch
 from emodistill.data.spec import DatasetSpec, ModalitySpec, TargetSpec
 from emodistill.errors import ConfigError
@@ -163,8 +161,7 @@ def test_student_that_needs_a_teacher_is_refused():
 
 
 def _method_cfg(name: str) -> dict:
-    path = resources.files("emodistill") / "configs" / "method" / f"{name}.yaml"
-    return yaml.safe_load(path.read_text())["method"]
+    return to_container(load_group("method", name))["method"]  # inherit: resolved
 
 
 @pytest.mark.parametrize("name", ["hinton_kd", "kd_feature", "mkd", "mkd_lookahead"])

@@ -5,12 +5,12 @@ import zipfile
 
 import numpy as np
 import pytest
-from serving_fixtures import make_checkpoint, synthetic
 
 from emodistill.cli import main
 from emodistill.data.npz import save_npz
 from emodistill.errors import DataFormatError
 from emodistill.serving.predict import load
+from helpers.checkpoints import make_checkpoint, synthetic
 
 
 @pytest.fixture(scope="module")

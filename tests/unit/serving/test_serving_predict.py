@@ -5,7 +5,6 @@ import sys
 import numpy as np
 import pytest
 import torch
-from serving_fixtures import make_checkpoint, synthetic
 
 import emodistill
 from emodistill.checkpoint import load_checkpoint
@@ -13,6 +12,7 @@ from emodistill.cli import main
 from emodistill.data.npz import save_npz
 from emodistill.errors import DataFormatError, DataNotFoundError
 from emodistill.serving.predict import SENTIMENT_SCALE, load, regression_label
+from helpers.checkpoints import make_checkpoint, synthetic
 
 BASELINES = [("unimodal", {"modality": "audio"}), ("early_fusion", {}),
              ("feature_fusion", {}), ("late_fusion", {})]

@@ -8,13 +8,13 @@ import json
 import numpy as np
 import pytest
 
-from conftest import shared_path
 from emodistill.config import compose
 from emodistill.data.protocols import Fold
 from emodistill.data.synthetic import make_synthetic_mer
 from emodistill.errors import ConfigError
 from emodistill.training.run import prepare, run_experiment
 from emodistill.training.selection import fold_leaks, selection_record
+from helpers import shared_path
 
 FIXED = ["train.selection=last", "train.scheduler=none",
          "train.recipe_from=mosi_raw_features poria (test)"]

@@ -3,11 +3,11 @@ import json
 import numpy as np
 import pytest
 import torch
-from serving_fixtures import make_checkpoint, synthetic
 
 from emodistill.cli import main
 from emodistill.serving.export import ExportWrapper, export_model, input_names, load_torchscript
 from emodistill.serving.predict import load
+from helpers.checkpoints import make_checkpoint, synthetic
 
 BASELINES = [("unimodal", {"modality": "text"}, "sentiment"),
              ("early_fusion", {}, "sentiment3"),

@@ -4,11 +4,11 @@ import re
 import numpy as np
 import pandas as pd
 import pytest
-from report_fixtures import MODS, write_benchmark, write_run
 
 from emodistill.cli import main
 from emodistill.errors import DataNotFoundError
 from emodistill.report.html import attention_columns, build_report, edge_tables, find_runs
+from helpers.report_runs import MODS, write_benchmark, write_run
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
