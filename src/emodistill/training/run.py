@@ -32,6 +32,7 @@ from emodistill._fs import atomic_write, unique_dir
 from emodistill.checkpoint import load_checkpoint, save_checkpoint
 from emodistill.config import check_seed, to_container
 from emodistill.data.dataset import MultimodalDataset
+from emodistill.data.normalize import Standardizer
 from emodistill.data.parts import fold_parts
 from emodistill.data.protocols import Fold, make_folds
 from emodistill.data.registry import build_dataset
