@@ -150,7 +150,7 @@ def _cmd_data_verify(a: argparse.Namespace) -> int:
 
     cfg = compose(dataset=a.dataset, overrides=a.overrides)
     ds = build_dataset(to_container(cfg.dataset))
-    prep = prepare(cfg, ds)
+    prep = prepare(cfg, ds, check_training=False)
     summary = ds.summary()
     summary["info"] = ds.info
     summary["protocol"] = {
@@ -158,6 +158,8 @@ def _cmd_data_verify(a: argparse.Namespace) -> int:
         "folds": {f.name: {"train": len(f.train), "valid": len(f.valid), "test": len(f.test)}
                   for f in prep.folds},
         "group_disjoint": True,
+        # modalities whose features were learned with labels on the validation rows
+        "valid_leaked": prep.valid_leaked,
     }
     print(json.dumps(summary, indent=2, default=str))
     print(f"OK: {ds.spec.name} verified, fingerprint {summary['fingerprint']}")

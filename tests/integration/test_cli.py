@@ -294,6 +294,7 @@ def test_data_verify_on_real_mosi(capsys):
     summary = json.loads(out[: out.rindex("}") + 1])
     (fold,) = summary["protocol"]["folds"].values()
     assert fold["test"] == 752 and fold["train"] + fold["valid"] == 1447
+    assert sorted(summary["protocol"]["valid_leaked"]) == ["text", "vision"]
     assert "fingerprint" in out.splitlines()[-1]
 
 

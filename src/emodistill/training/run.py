@@ -174,11 +174,15 @@ def _known_train_keys() -> set[str]:
     return set(compose().train)
 
 
-def prepare(cfg: DictConfig, dataset: MultimodalDataset | None = None) -> Prepared:
+def prepare(
+    cfg: DictConfig, dataset: MultimodalDataset | None = None, *, check_training: bool = True
+) -> Prepared:
     """Load (or reuse) the data, resolve target and modalities, and make the folds.
 
     Everything that can be wrong with the config or the data fails here, before
-    any file is written.
+    any file is written. ``check_training=False`` (``data verify``) checks the data
+    and the protocol only: model selection on a leaked validation part is then
+    reported in ``Prepared.valid_leaked`` instead of refused.
     """
     _check_train_cfg(cfg)
     check_seed(cfg.seed)
@@ -215,7 +219,7 @@ def prepare(cfg: DictConfig, dataset: MultimodalDataset | None = None) -> Prepar
         )
     # the validation part: selecting on it when it is leaked is refused (training/selection.py)
     valid_leaked = valid_leaks(ds, folds, used, split=split)
-    if not allow_leaky:
+    if not allow_leaky and check_training:
         check_selection(to_container(cfg.train), valid_leaked, dataset=ds.spec.name)
     params = to_container(cfg.method)
     plan = context_plan(params, ds)  # utterance context: whole videos per part, ordered ids

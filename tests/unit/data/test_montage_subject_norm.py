@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import shared_path
+from helpers import shared_path
 from emodistill.config import compose
 from emodistill.data.dataset import MultimodalDataset
 from emodistill.data.eeg_tables import ELECTRODE_ORDERS, load_eeg_bandpower

@@ -7,7 +7,7 @@ import json
 import shutil
 
 import pandas as pd
-from report_fixtures import write_run
+from helpers.report_runs import write_run
 
 from emodistill.cli import main
 from emodistill.report import plots

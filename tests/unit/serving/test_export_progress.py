@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from serving_fixtures import make_checkpoint
+from helpers.checkpoints import make_checkpoint
 
 from emodistill.serving.export import export_model
 
