@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import shared_path
 from emodistill.config import compose
 from emodistill.data.dataset import MultimodalDataset
 from emodistill.data.eeg_tables import ELECTRODE_ORDERS, load_eeg_bandpower
@@ -18,6 +17,7 @@ from emodistill.data.spec import DatasetSpec, ModalitySpec, TargetSpec
 from emodistill.data.subject_norm import subject_normalize
 from emodistill.errors import ConfigError
 from emodistill.training.run import prepare, run_experiment
+from helpers import shared_path
 
 
 def _write_table(root, x, subjects, labels):

@@ -7,11 +7,11 @@ import json
 import shutil
 
 import pandas as pd
-from helpers.report_runs import write_run
 
 from emodistill.cli import main
 from emodistill.report import plots
 from emodistill.report.html import build_report
+from helpers.report_runs import write_run
 
 
 def test_report_on_a_killed_run_says_it_did_not_finish(tmp_path, capsys):

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import logging
 
-from helpers.checkpoints import make_checkpoint
-
 from emodistill.serving.export import export_model
+from helpers.checkpoints import make_checkpoint
 
 
 def test_export_logs_start_and_elapsed(tmp_path, caplog):
