@@ -311,9 +311,15 @@ class _DataCache:
         ds = self.cache[key]
         proto = to_container(cfg.protocol)
         name = proto.pop("name")
+        subject_norm = proto.pop("subject_norm", None)
         for k in ("fold", "allow_leaky"):
             proto.pop(k, None)
         folds = {f.name: f for f in make_folds(ds, name, **proto)}
+        if subject_norm not in (None, "none"):  # as at training time (protocol.subject_norm)
+            from emodistill.data.subject_norm import subject_normalize
+
+            parts = fold_parts(ds, folds[fold], ("train", "valid", "test"))[0]
+            return subject_normalize(parts, mode=subject_norm)[0]["test"]
         # as the model was tested, less the standardisation (the predictor applies its own)
         return fold_parts(ds, folds[fold], ("test",))[0]["test"]
 

@@ -17,7 +17,9 @@ from emodistill.models.context import CONTEXT_LAYERS, context_sites
 
 VEC = {"text": (1, 6, 1.2), "audio": (1, 4, 0.5), "vision": (1, 5, 0.5)}
 #: methods of the physiological family read one signal modality; the rest are MER methods
-SKIP = {"physio_student", "physio_teacher"}
+# physio models: trial-level; eeg_graph: electrode-named EEG inputs; majority / logistic /
+# trees: fitted in one call, no per-utterance representation to put context on
+SKIP = {"physio_student", "physio_teacher", "eeg_graph", "majority", "logistic", "trees"}
 
 
 def _ds():
