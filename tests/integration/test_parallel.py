@@ -111,7 +111,6 @@ def test_parallel_runs_are_deterministic_and_chunking_changes_only_rounding(tmp_
     ("dmd", [], "does not declare parallel_ok"),
     ("late_fusion", ["train.optimizer=sgd"], "train.optimizer"),
     ("late_fusion", ["train.gradient_clip_val=1.0"], "train.gradient_clip_val"),
-    ("late_fusion", ["train.selection=last"], "train.selection=last"),
     ("hinton_kd_mlp", ["method.teacher.crossfit=3"], "crossfit"),
 ])
 def test_unsupported_configs_name_the_reason(method, override, reason):

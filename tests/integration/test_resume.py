@@ -62,7 +62,22 @@ KILLER = textwrap.dedent("""
 """)
 
 
-def test_train_killed_by_sigkill_resumes_to_the_uninterrupted_metrics(capsys, tmp_path):
+@pytest.fixture
+def one_thread():
+    """Run in-process fits on one thread, as the subprocess (OMP_NUM_THREADS=1) does.
+
+    Float reductions depend on the thread count, so byte-equal metrics need the same one.
+    """
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_train_killed_by_sigkill_resumes_to_the_uninterrupted_metrics(capsys, tmp_path,
+                                                                      one_thread):
     assert run(capsys, "train", *TINY, f"output_dir={tmp_path / 'ref'}")[0] == 0
     ref = tmp_path / "ref" / "r"
     env = {**os.environ, "PYTHONPATH": str(SRC), "OMP_NUM_THREADS": "1"}

@@ -119,8 +119,8 @@ def parallel_unsupported(cfg: DictConfig) -> str | None:
         # the text transformer trains with its own lr group, warm-up and dynamic padding
         return "token-id text inputs (a text encoder trained inside the model)"
     t = cfg.train
-    if t.get("selection", "best") != "best":  # the parallel path selects the best epoch
-        return "train.selection=last (the fixed recipe) is not supported in parallel"
+    if t.get("selection", "best") not in ("best", "last"):
+        return f"train.selection={t.get('selection')!r} is not supported in parallel"
     checks = {
         "train.optimizer": (t.get("optimizer", "adamw") in ("adam", "adamw"), "adam or adamw"),
         "train.scheduler": (t.get("scheduler", "none") in ("plateau", "none"), "plateau/none"),
