@@ -35,11 +35,11 @@ def aggregate(per_seed: pd.DataFrame, metrics: list[str], by: str = "method") ->
     return out
 
 
-def _fmt(mean: float, std: float, metric: str) -> str:
+def _fmt(mean: float, std: float, metric: str, *, signed: bool = False) -> str:
     if math.isnan(mean):
         return "nan"
     scale, digits = (100.0, 2) if metric in PERCENT_METRICS else (1.0, 4)
-    s = f"{mean * scale:.{digits}f}"
+    s = f"{mean * scale:{'+' if signed else ''}.{digits}f}"
     if not math.isnan(std):
         s += f" ± {std * scale:.{digits}f}"
     return s
@@ -114,16 +114,6 @@ def paired_differences(
     return out
 
 
-def _fmt_diff(mean: float, std: float, metric: str) -> str:
-    if math.isnan(mean):
-        return "nan"
-    scale, digits = (100.0, 2) if metric in PERCENT_METRICS else (1.0, 4)
-    s = f"{mean * scale:+.{digits}f}"
-    if not math.isnan(std):
-        s += f" ± {std * scale:.{digits}f}"
-    return s
-
-
 def paired_to_markdown(
     paired: pd.DataFrame, metrics: list[str], *, reference: str, title: str = ""
 ) -> str:
@@ -133,7 +123,7 @@ def paired_to_markdown(
     rows = [
         "| " + " | ".join(
             [str(idx)]
-            + [f"{_fmt_diff(r[f'{m}_diff_mean'], r[f'{m}_diff_std'], m)} "
+            + [f"{_fmt(r[f'{m}_diff_mean'], r[f'{m}_diff_std'], m, signed=True)} "
                f"({int(r[f'{m}_wins'])}/{int(r['n_paired'])})" for m in metrics]
         ) + " |"
         for idx, r in paired.iterrows()

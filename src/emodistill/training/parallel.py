@@ -74,6 +74,7 @@ from emodistill.training.run import (
     _write_predictions,
     fold_context,
     fold_fingerprint,
+    write_results,
 )
 
 __all__ = ["Member", "parallel_unsupported", "fit_members", "run_parallel", "chunk_size"]
@@ -770,9 +771,7 @@ def run_parallel(
 
     from emodistill._fs import unique_dir
     from emodistill.data.registry import build_dataset
-    from emodistill.training.crossfit import crossfit_summary
     from emodistill.training.run import default_run_name, prepare
-    from emodistill.training.selection import selection_record
 
     if dataset is None:
         dataset = build_dataset(to_container(cfgs[0].dataset))
@@ -793,18 +792,6 @@ def run_parallel(
     for i, res in zip(owner, fit_members(members, max_chunk=max_chunk, device=device),
                       strict=True):
         runs[i].folds.append(res)
-    for cfg, prep, result in zip(cfgs, preps, runs, strict=True):
-        payload = {
-            "folds": {f.fold: {"test": f.test, "best_epoch": f.best_epoch, "epochs": f.epochs,
-                               "best_val": f.best_val, "sizes": f.sizes} for f in result.folds},
-            "monitor": cfg.train.monitor,
-            "selection": selection_record(to_container(cfg.train), prep.valid_leaked)
-            | {"allow_leaky": prep.allow_leaky},
-            "mean": result.mean,
-        }
-        teacher_record = crossfit_summary(cfg, result.path, [f.fold for f in result.folds])
-        if teacher_record:
-            payload["teacher"] = teacher_record
-        atomic_write(result.path / "results.json",
-                     lambda f, p=payload: json.dump(p, f, indent=2))
+    for prep, result in zip(preps, runs, strict=True):
+        write_results(prep, result)
     return runs

@@ -623,10 +623,16 @@ def run_experiment(
 
 
 def _run_folds(prep: Prepared, run_dir: Path) -> RunResult:
-    cfg = prep.cfg
     result = RunResult(run_dir)
     for fold in prep.folds:
         result.folds.append(fit_fold(prep, fold, run_dir / fold.name))
+    write_results(prep, result)
+    return result
+
+
+def write_results(prep: Prepared, result: RunResult) -> None:
+    """Write a finished run's ``results.json`` (folds, selection, mean, teacher record)."""
+    cfg = prep.cfg
     payload = {
         "folds": {f.fold: {"test": f.test, "best_epoch": f.best_epoch, "epochs": f.epochs,
                            "best_val": f.best_val, "sizes": f.sizes} for f in result.folds},
@@ -638,5 +644,4 @@ def _run_folds(prep: Prepared, run_dir: Path) -> RunResult:
     teacher_record = crossfit_summary(cfg, result.path, [f.fold for f in result.folds])
     if teacher_record:
         payload["teacher"] = teacher_record
-    atomic_write(run_dir / "results.json", lambda f: json.dump(payload, f, indent=2))
-    return result
+    atomic_write(result.path / "results.json", lambda f: json.dump(payload, f, indent=2))
