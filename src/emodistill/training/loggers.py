@@ -35,6 +35,7 @@ from typing import Any
 
 import lightning as L
 from lightning.pytorch.callbacks import TQDMProgressBar
+from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig
 
 from emodistill.config import to_container
@@ -84,10 +85,7 @@ def build_trackers(cfg: DictConfig, fold_dir: Path) -> list[Any]:
         if not _tensorboard_available():
             raise ConfigError("train.tracker=tensorboard needs TensorBoard: pip install "
                               "'emodistill[tensorboard]' (or set train.tracker=none)")
-        from lightning.pytorch.loggers import TensorBoardLogger
-
-        out.append(TensorBoardLogger(str(fold_dir), name="tensorboard", version="",
-                                     default_hp_metric=False))
+        out.append(_TensorBoard(fold_dir))
     elif "auto" in names and not _noted:
         _noted = True
         log.info("TensorBoard is not installed: per-epoch metrics are in metrics.csv "
@@ -106,6 +104,26 @@ def build_trackers(cfg: DictConfig, fold_dir: Path) -> list[Any]:
     for tracker in out:
         tracker.log_hyperparams(_flat(to_container(cfg)))
     return out
+
+
+class _TensorBoard(TensorBoardLogger):
+    """Lightning's TensorBoard logger, whose event files are never overwritten.
+
+    Lightning closes the writer at the end of ``fit``, and the test stage opens a new
+    event file. tensorboardX names event files by the second and the host only, so the
+    test's file would overwrite the training events of a fit shorter than a second.
+    Each writer opened after a close gets its own file-name suffix.
+    """
+
+    def __init__(self, fold_dir: Path) -> None:
+        super().__init__(str(fold_dir), name="tensorboard", version="", default_hp_metric=False)
+        self._opened = 1
+
+    def finalize(self, status: str) -> None:  # noqa: D102
+        super().finalize(status)
+        self._experiment = None  # a later log opens a new writer, with a new file name
+        self._kwargs["filename_suffix"] = f".{self._opened}"
+        self._opened += 1
 
 
 def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
