@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from emodistill.data.formats.physio_synthetic import make_synthetic_physio
 from emodistill.data.normalize import Standardizer
 from emodistill.data.parts import PARTS, fold_parts
-from emodistill.data.physio_synthetic import make_synthetic_physio
 from emodistill.data.protocols import make_folds
 from emodistill.errors import ConfigError
 

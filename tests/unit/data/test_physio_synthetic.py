@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
+from emodistill.data.formats.physio_synthetic import EEG_CHANNELS_32, make_synthetic_physio
 from emodistill.data.physio_features import band_power
-from emodistill.data.physio_synthetic import EEG_CHANNELS_32, make_synthetic_physio
 from emodistill.data.registry import build_dataset
 from emodistill.errors import ConfigError
 

@@ -41,6 +41,7 @@ from emodistill.data.physio_features import (
     n_feature_steps,
     resolve_feature_kinds,
 )
+from emodistill.data.registry import DATASETS
 from emodistill.data.windowing import (
     BaselineMode,
     WindowConfig,
@@ -348,3 +349,8 @@ def make_synthetic_physio(
         feature_steps=feature_steps,
         info=info,
     )
+
+
+@DATASETS.register("synthetic_physio")
+def _synthetic_physio(**p: Any) -> MultimodalDataset:
+    return make_synthetic_physio(**p)

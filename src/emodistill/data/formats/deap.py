@@ -39,14 +39,15 @@ from typing import Any, Literal
 import numpy as np
 
 from emodistill.data._io import require_dir
-from emodistill.data._unpickler import safe_load_pickle
 from emodistill.data.cache import FeatureCache
 from emodistill.data.dataset import MultimodalDataset, repair_nonfinite
+from emodistill.data.formats._unpickler import safe_load_pickle
 from emodistill.data.physio_features import (
     cached_trial_features,
     n_feature_steps,
     resolve_feature_kinds,
 )
+from emodistill.data.registry import DATASETS, data_root
 from emodistill.data.windowing import (
     BaselineMode,
     WindowConfig,
@@ -366,3 +367,8 @@ def load_deap(
                          "video": np.array(trial)},
         window=window, feature_steps=feature_steps, info=info,
     )
+
+
+@DATASETS.register("deap")
+def _deap(**p: Any) -> MultimodalDataset:
+    return load_deap(data_root(p, "deap"), **p)

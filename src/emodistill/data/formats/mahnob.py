@@ -47,13 +47,14 @@ import numpy as np
 from emodistill.data._io import require_dir
 from emodistill.data.cache import FeatureCache
 from emodistill.data.dataset import MultimodalDataset, repair_nonfinite
-from emodistill.data.deap import DEAP_EEG_CHANNELS
-from emodistill.data.eeg_tables import EMOTION_CODES
+from emodistill.data.formats.deap import DEAP_EEG_CHANNELS
+from emodistill.data.formats.eeg_tables import EMOTION_CODES
 from emodistill.data.physio_features import (
     cached_trial_features,
     n_feature_steps,
     resolve_feature_kinds,
 )
+from emodistill.data.registry import DATASETS, data_root
 from emodistill.data.spec import TargetSpec
 from emodistill.data.windowing import (
     BaselineMode,
@@ -574,3 +575,7 @@ def load_mahnob(
         info=info,
     )
 
+
+@DATASETS.register("mahnob")
+def _mahnob(**p: Any) -> MultimodalDataset:
+    return load_mahnob(data_root(p, "mahnob"), **p)
