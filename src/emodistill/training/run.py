@@ -299,7 +299,9 @@ def config_fold_parts(
     (recorded in ``out/subject_norm.json`` when ``out`` is given) and the sequence
     mode of ``method.context`` (``plan``, read from ``cfg`` when not given).
     """
-    plan = plan or context_plan(to_container(cfg.method), ds)
+    if plan is None:
+        method = cfg.get("method")
+        plan = context_plan(to_container(method) if method is not None else {}, ds)
     subject_norm = (cfg.get("protocol") or {}).get("subject_norm", "none")
     return fold_parts(ds, fold, names, normalize=bool(cfg.dataset.normalize),
                       subject_norm=subject_norm, record=out, transform=plan.transform)
