@@ -28,7 +28,7 @@ import torch
 
 
 def main(argv: list[str] | None = None) -> int:
-    from emodistill.data.synthetic import make_synthetic_mer
+    from emodistill.data.formats.synthetic import make_synthetic_mer
     from emodistill.models import build_method
 
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])

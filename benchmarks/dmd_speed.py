@@ -96,7 +96,7 @@ def _reset_peak_rss() -> bool:
 
 def worker(variant: str, device: str, batches: int, warmup: int, outdir: Path) -> dict:
     """Run one variant; save held-out predictions; return the measurements."""
-    from emodistill.data.synthetic import make_synthetic_mer
+    from emodistill.data.formats.synthetic import make_synthetic_mer
     from emodistill.metrics.functional import acc2_non0, mae
     from emodistill.models import build_method
 

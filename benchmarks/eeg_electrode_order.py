@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from scipy.stats import spearmanr
 
-from emodistill.data.eeg_tables import load_eeg_bandpower
+from emodistill.data.formats.eeg_tables import load_eeg_bandpower
 from emodistill.data.montage import DEAP_32, positions
 
 TWENTE = ("Fp1 AF3 F7 F3 FC1 FC5 T7 C3 CP1 CP5 P7 P3 Pz PO3 O1 Oz O2 PO4 P4 P8 CP6 CP2 C4 "

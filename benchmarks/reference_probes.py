@@ -20,8 +20,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, f1_score
 from sklearn.preprocessing import StandardScaler
 
-from emodistill.data.eeg_tables import load_eeg_bandpower
-from emodistill.data.mosi_utterance import load_mosi_utterance
+from emodistill.data.formats.eeg_tables import load_eeg_bandpower
+from emodistill.data.formats.mosi_utterance import load_mosi_utterance
 from emodistill.data.protocols import make_folds
 
 

@@ -20,8 +20,8 @@ import time
 import numpy as np
 import torch
 
+from emodistill.data.formats.mosi_raw import load_mosi_raw_features
 from emodistill.data.protocols import make_folds
-from emodistill.features.mosi_raw import load_mosi_raw_features
 from emodistill.models import build_method
 from emodistill.training.lit import make_optimizer
 from emodistill.training.loaders import BucketBatchSampler

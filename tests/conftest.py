@@ -20,6 +20,6 @@ def _quiet_lightning():
 
 @pytest.fixture(scope="session")
 def synthetic_small():
-    from emodistill.data.synthetic import make_synthetic_mer
+    from emodistill.data.formats.synthetic import make_synthetic_mer
 
     return make_synthetic_mer(240, seed=3)

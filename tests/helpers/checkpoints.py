@@ -8,8 +8,8 @@ import torch
 
 from emodistill.checkpoint import save_checkpoint
 from emodistill.config import compose, to_container
+from emodistill.data.formats.synthetic import make_synthetic_mer
 from emodistill.data.normalize import Standardizer
-from emodistill.data.synthetic import make_synthetic_mer
 from emodistill.models import build_method
 
 #: vector (utterance-level) modalities: name -> (seq_len, dim, snr)

@@ -57,7 +57,7 @@ def test_contextual_run_counts_every_test_utterance_once(tmp_path, context):
 def test_predict_a_single_utterance_and_a_video(tmp_path):
     fold = _run(tmp_path, "feature_fusion", "attention").folds[0]
     p = emodistill.load(fold.path / "model.pt")
-    from emodistill.data.synthetic import make_synthetic_mer
+    from emodistill.data.formats.synthetic import make_synthetic_mer
 
     ds = make_synthetic_mer(120, seed=0, samples_per_video=6,
                             modalities={"text": (1, 6, 1.2), "audio": (1, 4, 0.5)})
@@ -84,7 +84,7 @@ def test_predict_a_single_utterance_and_a_video(tmp_path):
 
 
 def test_a_fold_that_splits_a_video_is_refused(tmp_path):
-    from emodistill.data.synthetic import make_synthetic_mer
+    from emodistill.data.formats.synthetic import make_synthetic_mer
 
     ds = make_synthetic_mer(120, seed=0, modalities={"text": (1, 6, 1.2), "audio": (1, 4, 0.5)})
     split = ds.splits["standard"].copy()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from emodistill.config import compose
-from emodistill.data.synthetic import make_synthetic_mer
+from emodistill.data.formats.synthetic import make_synthetic_mer
 from emodistill.models import METHODS
 from emodistill.models.base import FoldContext
 from emodistill.optim import make_optimizer

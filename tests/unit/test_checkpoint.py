@@ -8,8 +8,8 @@ import torch
 import emodistill
 from emodistill import checkpoint as ck_mod
 from emodistill.checkpoint import FORMAT_VERSION, load_checkpoint, save_checkpoint
+from emodistill.data.formats.synthetic import make_synthetic_mer
 from emodistill.data.normalize import Standardizer
-from emodistill.data.synthetic import make_synthetic_mer
 from emodistill.errors import DataFormatError, DataNotFoundError
 from emodistill.models import build_method
 

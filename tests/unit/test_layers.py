@@ -90,3 +90,36 @@ def test_the_walker_sees_lazy_relative_and_dynamic_imports(tmp_path):
         "emodistill.report.html", "emodistill.training",
     ])
     assert {"emodistill.models.base", "emodistill.models.base.Head"} <= set(names)
+
+
+#: the only module of ``features`` the data layer may use: the local sentence encoder (its
+#: model path for tokenising, and the encoder on a text-feature cache miss); no loader lives
+#: in ``features`` (formats are in ``data/formats``)
+DATA_MAY_USE_FROM_FEATURES = ("emodistill.features.text",)
+
+
+def test_data_uses_only_the_text_encoder_of_features():
+    files = sorted((PACKAGE / "data").rglob("*.py"))
+    def allowed(name: str) -> bool:
+        return any(name == ok or name.startswith(ok + ".") for ok in DATA_MAY_USE_FROM_FEATURES)
+
+    bad = [f"{f.relative_to(PACKAGE)}:{line} imports {name}"
+           for f in files for line, name in imported_names(f)
+           if (name == "emodistill.features" or name.startswith("emodistill.features."))
+           and not allowed(name)]
+    assert not bad, ("data must not import features (loaders live in data/formats):\n"
+                     + "\n".join(bad))
+
+
+def test_every_format_module_registers_itself():
+    from emodistill.data.registry import DATASETS
+
+    formats = [p.stem for p in sorted((PACKAGE / "data" / "formats").glob("*.py"))
+               if not p.stem.startswith("_")]
+    assert formats, "no format modules found"
+    registered_by = {getattr(DATASETS.get(n), "__module__", "") for n in DATASETS.names()}
+    missing = [m for m in formats if f"emodistill.data.formats.{m}" not in registered_by]
+    assert not missing, f"format modules that register no dataset: {missing}"
+    assert not [n for n in DATASETS.names()
+                if not getattr(DATASETS.get(n), "__module__", "").startswith(
+                    "emodistill.data.formats.")], "datasets registered outside data/formats"

@@ -48,7 +48,8 @@ import numpy as np
 from emodistill._fs import atomic_write
 from emodistill.errors import ConfigError
 
-__all__ = ["CACHE_DIR_ENV", "default_cache_dir", "hash_array", "cache_key", "FeatureCache"]
+__all__ = ["CACHE_DIR_ENV", "default_cache_dir", "text_cache_dir", "hash_array", "cache_key",
+           "FeatureCache"]
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +64,17 @@ def default_cache_dir() -> Path:
     if os.environ.get("XDG_CACHE_HOME"):
         return Path(os.environ["XDG_CACHE_HOME"]).expanduser() / "emodistill"
     return Path.home() / ".cache" / "emodistill"
+
+
+def text_cache_dir() -> Path:
+    """Folder of the text-embedding and token-id caches (``mosi_raw_features``).
+
+    ``$EMODISTILL_CACHE_DIR``, else ``~/.cache/emodistill``. Unlike
+    :func:`default_cache_dir` it does not read ``XDG_CACHE_HOME`` (as it never did, so
+    caches written before are found).
+    """
+    env = os.environ.get(CACHE_DIR_ENV)
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "emodistill"
 
 
 def hash_array(x: np.ndarray) -> str:

@@ -1,17 +1,21 @@
-"""A fold's parts as a model sees them: subset → post-split → standardise.
+"""A fold's parts as a model sees them: subset → post-split → subject norm → standardise.
 
-Training, evaluation, the report and methods that look at a fold's data
-(e.g. HKD-MER choosing its dominant modality) all turn a fold into parts here,
-so the parts a model was trained, selected and tested on are built one way.
+Training (sequential and parallel), evaluation, the report, cross-fitted teachers
+and methods that look at a fold's data (e.g. HKD-MER choosing its dominant
+modality) all turn a fold into parts here, so the parts a model was trained,
+selected and tested on are built one way.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
 
 from emodistill.data.dataset import MultimodalDataset
 from emodistill.data.normalize import Standardizer
 from emodistill.data.protocols import Fold
+from emodistill.data.subject_norm import check_subject_norm, record_subject_norm, subject_normalize
 from emodistill.errors import ConfigError
 
 __all__ = ["fold_parts", "PARTS"]
@@ -26,13 +30,19 @@ def fold_parts(
     names: Sequence[str] = PARTS,
     *,
     normalize: bool | Standardizer = False,
+    subject_norm: Any = "none",
+    record: Path | None = None,
+    check: Callable[[MultimodalDataset], None] | None = None,
+    transform: Callable[[MultimodalDataset], MultimodalDataset] | None = None,
 ) -> tuple[dict[str, MultimodalDataset], Standardizer | None]:
     """Cut ``ds`` into the parts ``names`` of ``fold``, ready for a model.
 
-    Each part is ``ds.subset(fold.<name>)``; the dataset's ``post_split``
-    transform (e.g. windowing trials) is applied to each part *after* the split,
-    so a trial never gives windows to two parts; then the features are
-    standardised.
+    The steps, in order: each part is ``ds.subset(fold.<name>)``; the dataset's
+    ``post_split`` transform (e.g. windowing trials) is applied to each part
+    *after* the split, so a trial never gives windows to two parts; ``check``
+    sees each part; each subject is standardised with its own statistics
+    (``subject_norm``); the features are standardised (``normalize``); last,
+    ``transform`` (e.g. utterance context's sequence mode).
 
     Parameters
     ----------
@@ -47,6 +57,17 @@ def fold_parts(
         the train part only (``"train"`` must be in ``names``) and apply it to
         every part. A fitted ``Standardizer`` (e.g. a checkpoint's): apply it,
         never refit.
+    subject_norm : {"none", "transductive", "train"}
+        ``protocol.subject_norm`` (:mod:`emodistill.data.subject_norm`); its
+        statistics come from the fold's parts (all three are built for them
+        whatever ``names`` holds), features only, never labels.
+    record : Path, optional
+        Folder to write ``subject_norm.json`` into (the engine's fold folder).
+    check : callable, optional
+        Called on each part after the split and windowing, before any
+        normalisation (e.g. refusing feature dims a checkpoint was not trained on).
+    transform : callable, optional
+        Applied to each part last, after the standardisation.
 
     Returns
     -------
@@ -58,9 +79,19 @@ def fold_parts(
     bad = [n for n in names if n not in PARTS]
     if bad:
         raise ConfigError(f"fold part(s) {bad}; valid parts: {list(PARTS)}")
-    parts = {k: ds.subset(getattr(fold, k)) for k in names}
+    mode = check_subject_norm(subject_norm, ds)
+    built = PARTS if mode != "none" else tuple(names)
+    parts = {k: ds.subset(getattr(fold, k)) for k in built}
     if ds.post_split is not None:  # e.g. windowing: only after the split
         parts = {k: ds.post_split(v) for k, v in parts.items()}
+    if check is not None:
+        for v in parts.values():
+            check(v)
+    if mode != "none":
+        parts, info = subject_normalize(parts, mode=mode)
+        if record is not None:
+            record_subject_norm(record, info)
+    parts = {k: parts[k] for k in names}
     if normalize is True:
         if "train" not in parts:
             raise ConfigError("fold_parts(normalize=True) fits on the train part: include 'train'")
@@ -69,4 +100,6 @@ def fold_parts(
         std = normalize if isinstance(normalize, Standardizer) else None
     if std is not None:
         parts = {k: std.transform(v) for k, v in parts.items()}
+    if transform is not None:
+        parts = {k: transform(v) for k, v in parts.items()}
     return parts, std

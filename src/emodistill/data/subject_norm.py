@@ -20,8 +20,9 @@ Modes
     (subject-dependent protocols); under LOSO it is an error.
 
 Applied to each fold's parts after the split (and after windowing), before the usual
-train-part standardisation (``dataset.normalize``), by :func:`apply_subject_norm`, which also
-writes ``<fold>/subject_norm.json`` (mode, statistics source, samples per subject).
+train-part standardisation (``dataset.normalize``), by
+:func:`emodistill.data.parts.fold_parts`, which also writes ``<fold>/subject_norm.json``
+(mode, statistics source, samples per subject; :func:`record_subject_norm`).
 """
 
 from __future__ import annotations
@@ -38,7 +39,9 @@ from emodistill._fs import atomic_write
 from emodistill.data.dataset import MultimodalDataset
 from emodistill.errors import ConfigError
 
-__all__ = ["SUBJECT_NORM_MODES", "subject_normalize", "apply_subject_norm", "check_subject_norm"]
+__all__ = [
+    "SUBJECT_NORM_MODES", "subject_normalize", "record_subject_norm", "check_subject_norm",
+]
 
 SUBJECT_NORM_MODES = ("none", "transductive", "train")
 _PARTS = ("train", "valid", "test")
@@ -137,15 +140,7 @@ def subject_normalize(
     return normed, info
 
 
-def apply_subject_norm(
-    cfg: Any, parts: dict[str, MultimodalDataset], out: Path
-) -> dict[str, MultimodalDataset]:
-    """Apply ``cfg.protocol.subject_norm`` to a fold's parts; record it in ``out``."""
-    proto = cfg.get("protocol", {}) or {}
-    mode = check_subject_norm(proto.get("subject_norm", "none"), parts["train"])
-    if mode == "none":
-        return parts
-    normed, info = subject_normalize(parts, mode=mode)
+def record_subject_norm(out: Path, info: dict[str, Any]) -> None:
+    """Write a fold's subject-normalisation summary to ``out/subject_norm.json``."""
     out.mkdir(parents=True, exist_ok=True)
     atomic_write(out / "subject_norm.json", lambda f: json.dump(info, f, indent=2))
-    return normed

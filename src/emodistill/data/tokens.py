@@ -11,7 +11,7 @@ longest utterance before running the transformer (dynamic padding).
 
 Texts are tokenised once, at load time, and the ids are cached on disk under a
 name that hashes the recipe (ids, transcripts, tokenizer files, truncation
-length), like the text-feature cache of :mod:`emodistill.features.mosi_raw`.
+length), like the text-feature cache of :mod:`emodistill.data.formats.mosi_raw`.
 
 The tokenizer is the one of the local all-MiniLM-L6-v2 (or any local BERT
 folder): lower-cased WordPiece with the **bert-base-uncased vocabulary**
@@ -252,7 +252,7 @@ def cached_token_ids(
     """
     from emodistill import __version__
     from emodistill._fs import atomic_write
-    from emodistill.features.mosi_raw import default_cache_dir
+    from emodistill.data.cache import text_cache_dir
     from emodistill.features.text import default_text_model_path
 
     path_m = Path(model_path).expanduser() if model_path else default_text_model_path()
@@ -263,7 +263,7 @@ def cached_token_ids(
               "tokenizer_files": tokenizer_fingerprint(path_m), "max_length": int(max_length),
               "inputs": h.hexdigest()[:16], "n": len(ids), "emodistill": __version__}
     key = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
-    root = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
+    root = Path(cache_dir).expanduser() if cache_dir else text_cache_dir()
     file = root / "tokens" / f"tokens-{key}.npz"
     manifest = {"cache_file": str(file), **recipe}
     if use_cache and file.is_file():

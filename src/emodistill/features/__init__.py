@@ -7,4 +7,4 @@ only when an extractor is created:
 * :mod:`emodistill.features.audio` (``pip install 'emodistill[audio]'``).
 """
 
-__all__ = ["text", "audio", "mosi_raw"]
+__all__ = ["text", "audio"]

@@ -315,13 +315,8 @@ class _DataCache:
         for k in ("fold", "allow_leaky"):
             proto.pop(k, None)
         folds = {f.name: f for f in make_folds(ds, name, **proto)}
-        if subject_norm not in (None, "none"):  # as at training time (protocol.subject_norm)
-            from emodistill.data.subject_norm import subject_normalize
-
-            parts = fold_parts(ds, folds[fold], ("train", "valid", "test"))[0]
-            return subject_normalize(parts, mode=subject_norm)[0]["test"]
         # as the model was tested, less the standardisation (the predictor applies its own)
-        return fold_parts(ds, folds[fold], ("test",))[0]["test"]
+        return fold_parts(ds, folds[fold], ("test",), subject_norm=subject_norm)[0]["test"]
 
 
 def _embedding(fold_dir: Path, data: _DataCache, method: EmbeddingMethod,

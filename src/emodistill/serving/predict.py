@@ -77,8 +77,8 @@ from torch import Tensor
 from emodistill.checkpoint import LoadedCheckpoint, load_checkpoint
 from emodistill.data.batch import Batch
 from emodistill.data.dataset import MultimodalDataset, repair_nonfinite
+from emodistill.data.formats.npz import read_npz_arrays
 from emodistill.data.normalize import Standardizer
-from emodistill.data.npz import read_npz_arrays
 from emodistill.data.spec import DatasetSpec, ModalitySpec, TargetSpec
 from emodistill.errors import DataFormatError, DataNotFoundError
 from emodistill.models.base import MERModel, ModelOutput
@@ -223,7 +223,7 @@ def read_inputs_npz(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, 
     path : path
         An ``.npz`` file with ``<modality>`` arrays and optionally
         ``modalities``, ``<modality>_lengths``, ``<modality>_present`` and ``id``
-        (see :mod:`emodistill.data.npz`).
+        (see :mod:`emodistill.data.formats.npz`).
 
     Returns
     -------

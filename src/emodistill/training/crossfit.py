@@ -47,6 +47,7 @@ from torch import Tensor, nn
 from emodistill._fs import atomic_write
 from emodistill.config import to_container
 from emodistill.data.batch import Batch
+from emodistill.data.parts import fold_parts
 from emodistill.data.protocols import Fold
 from emodistill.errors import ConfigError
 from emodistill.models.base import MERModel, ModelOutput
@@ -277,9 +278,8 @@ def fit_crossfit_teacher(prep: Prepared, fold: Fold, out: Path, method_cfg: dict
     record["heldout_mean"] = {key: float(sum(c * m[key] for c, m in held_metrics) / n)
                               for key in keys}
     # the student's training part, exactly as fit_fold builds it (post-split rows)
-    part = ds.subset(fold.train)
-    if ds.post_split is not None:
-        part = ds.post_split(part)
+    subject_norm = (cfg.get("protocol") or {}).get("subject_norm", "none")
+    part = fold_parts(ds, fold, ("train",), subject_norm=subject_norm)[0]["train"]
     part_groups = group_values(part, fold.group_key)
     owner = {g: j for j, mf in enumerate(members_folds) for g in set(groups[mf.test].tolist())}
     missing = sorted(set(part_groups.tolist()) - set(owner))
@@ -291,14 +291,11 @@ def fit_crossfit_teacher(prep: Prepared, fold: Fold, out: Path, method_cfg: dict
     if cfg.dataset.normalize:  # as fit_fold: each member standardised on its own train rows
         from emodistill.data.normalize import Standardizer
 
-        def train_part(rows: np.ndarray) -> MultimodalDataset:
-            p = ds.subset(rows)
-            return ds.post_split(p) if ds.post_split is not None else p
-
         s_std = Standardizer.fit(part)
         rescale = []
         for mf in members_folds:
-            m_std = Standardizer.fit(train_part(mf.train))
+            m_std = fold_parts(ds, mf, ("train",), normalize=True, subject_norm=subject_norm)[1]
+            assert m_std is not None
             rescale.append({k: (s_std.std[k] / m_std.std[k],
                                 (s_std.mean[k] - m_std.mean[k]) / m_std.std[k])
                             for k in s_std.mean})

@@ -15,7 +15,6 @@ from emodistill.data.parts import fold_parts
 from emodistill.data.protocols import make_folds
 from emodistill.data.registry import build_dataset
 from emodistill.data.spec import DatasetSpec
-from emodistill.data.subject_norm import subject_normalize
 from emodistill.errors import ConfigError, DataFormatError
 from emodistill.metrics import metric_collection
 from emodistill.training.context_data import context_plan
@@ -55,17 +54,13 @@ def evaluate_checkpoint(
             f"{name!r} on this data (folds: {sorted(folds)}); was the protocol changed?"
         )
     fold = folds[ck.meta["fold"]]
-    part = fold_parts(ds, fold, (split,))[0][split]
-    _check_dims(path, ck.model.spec, part)
-    if cfg.protocol.get("subject_norm", "none") not in (None, "none"):  # as at training time
-        parts = {k: ds.subset(getattr(fold, k)) for k in ("train", "valid", "test")}
-        if ds.post_split is not None:
-            parts = {k: ds.post_split(v) for k, v in parts.items()}
-        part = subject_normalize(parts, mode=cfg.protocol.subject_norm)[0][split]
-    if ck.standardizer is not None:  # the stored statistics, never refitted
-        part = ck.standardizer.transform(part)
     plan = context_plan(to_container(cfg.method), ds)
-    part = plan.transform(part)
+    # as at training time; the stored statistics are applied, never refitted
+    part = fold_parts(
+        ds, fold, (split,), normalize=ck.standardizer if ck.standardizer is not None else False,
+        subject_norm=cfg.protocol.get("subject_norm", "none"),
+        check=lambda p: _check_dims(path, ck.model.spec, p), transform=plan.transform,
+    )[0][split]
     metrics = metric_collection(ck.target)
     with torch.no_grad():
         for batch in plan.loader(part, ck.target.name, batch_size=256, shuffle=False):

@@ -63,7 +63,6 @@ from emodistill.data.batch import Batch
 from emodistill.data.dataset import MultimodalDataset
 from emodistill.data.normalize import Standardizer
 from emodistill.data.protocols import Fold
-from emodistill.data.subject_norm import apply_subject_norm
 from emodistill.metrics import metric_collection
 from emodistill.models import METHODS, MERModel, build_method
 from emodistill.training.run import (
@@ -72,6 +71,7 @@ from emodistill.training.run import (
     RunResult,
     _write_fold_result,
     _write_predictions,
+    config_fold_parts,
     fold_context,
     fold_fingerprint,
     write_results,
@@ -229,13 +229,7 @@ def _setup(member: Member, teacher: tuple[MERModel, Tensor | None] | None = None
     prep, fold = member.prep, member.fold
     cfg, ds, target = prep.cfg, prep.dataset, prep.target
     L.seed_everything(int(cfg.seed), workers=True, verbose=False)
-    parts = {k: ds.subset(getattr(fold, k)) for k in _PARTS}
-    if ds.post_split is not None:
-        parts = {k: ds.post_split(v) for k, v in parts.items()}
-    parts = apply_subject_norm(cfg, parts, member.out)  # as fit_fold (protocol.subject_norm)
-    std = Standardizer.fit(parts["train"]) if cfg.dataset.normalize else None
-    if std is not None:
-        parts = {k: std.transform(v) for k, v in parts.items()}
+    parts, std = config_fold_parts(cfg, ds, fold, out=member.out)  # as fit_fold
     params = to_container(cfg.method)
     name = params.pop("name")
     params.setdefault("modalities", prep.modalities)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -33,11 +34,11 @@ from emodistill.checkpoint import load_checkpoint, save_checkpoint
 from emodistill.config import check_seed, to_container
 from emodistill.data.dataset import MultimodalDataset
 from emodistill.data.normalize import Standardizer
-from emodistill.data.parts import fold_parts
+from emodistill.data.parts import PARTS, fold_parts
 from emodistill.data.protocols import Fold, make_folds
 from emodistill.data.registry import build_dataset
 from emodistill.data.spec import TargetSpec
-from emodistill.data.subject_norm import apply_subject_norm, check_subject_norm
+from emodistill.data.subject_norm import check_subject_norm
 from emodistill.errors import ConfigError, EmodistillError
 from emodistill.metrics import HIGHER_IS_BETTER, metric_collection
 from emodistill.models import METHODS, MERModel, build_method
@@ -50,7 +51,7 @@ from emodistill.training.checkpointing import (
     check_resumable,
     remove_checkpoints,
 )
-from emodistill.training.context_data import context_plan
+from emodistill.training.context_data import ContextPlan, context_plan
 from emodistill.training.crossfit import check_crossfit, crossfit_summary, fit_crossfit_teacher
 from emodistill.training.history import EpochHistory
 from emodistill.training.lit import LitMER
@@ -64,7 +65,7 @@ from emodistill.training.selection import (
 )
 
 __all__ = ["run_experiment", "RunResult", "FoldResult", "prepare", "Prepared", "fold_fingerprint",
-           "fold_context"]
+           "fold_context", "config_fold_parts"]
 
 log = logging.getLogger(__name__)
 
@@ -288,6 +289,24 @@ def _trainer(cfg: DictConfig, callbacks: list[L.Callback], root: Path) -> L.Trai
     )
 
 
+def config_fold_parts(
+    cfg: DictConfig, ds: MultimodalDataset, fold: Fold, names: Sequence[str] = PARTS, *,
+    out: Path | None = None, plan: ContextPlan | None = None,
+) -> tuple[dict[str, MultimodalDataset], Standardizer | None]:
+    """:func:`~emodistill.data.parts.fold_parts` with the options of a run's config.
+
+    ``dataset.normalize`` (fit on the train part), ``protocol.subject_norm``
+    (recorded in ``out/subject_norm.json`` when ``out`` is given) and the sequence
+    mode of ``method.context`` (``plan``, read from ``cfg`` when not given).
+    """
+    if plan is None:
+        method = cfg.get("method")
+        plan = context_plan(to_container(method) if method is not None else {}, ds)
+    subject_norm = (cfg.get("protocol") or {}).get("subject_norm", "none")
+    return fold_parts(ds, fold, names, normalize=bool(cfg.dataset.normalize),
+                      subject_norm=subject_norm, record=out, transform=plan.transform)
+
+
 def fit_fold(prep: Prepared, fold: Fold, out: Path) -> FoldResult:
     """Train on ``fold.train``, select on ``fold.valid``, test once on ``fold.test``."""
     cfg, ds, target = prep.cfg, prep.dataset, prep.target
@@ -295,15 +314,8 @@ def fit_fold(prep: Prepared, fold: Fold, out: Path) -> FoldResult:
         log.info("%s finished before the interruption: read back", out)
         return done
     L.seed_everything(int(cfg.seed), workers=True, verbose=False)
-    parts = {k: ds.subset(getattr(fold, k)) for k in ("train", "valid", "test")}
-    if ds.post_split is not None:  # e.g. windowing: only after the split
-        parts = {k: ds.post_split(v) for k, v in parts.items()}
-    parts = apply_subject_norm(cfg, parts, out)  # protocol.subject_norm (default none)
-    std = Standardizer.fit(parts["train"]) if cfg.dataset.normalize else None
-    if std is not None:
-        parts = {k: std.transform(v) for k, v in parts.items()}
     plan = context_plan(to_container(cfg.method), ds)
-    parts = {k: plan.transform(v) for k, v in parts.items()}  # sequence mode only
+    parts, std = config_fold_parts(cfg, ds, fold, out=out, plan=plan)
     ready = {k: parts[k] for k in ("train", "valid")}  # for prepare_fold, never test
     if cfg.train.data_on_device and torch.cuda.is_available() and cfg.train.accelerator != "cpu":
         parts = {k: v.to("cuda") for k, v in parts.items()}
@@ -427,11 +439,10 @@ def fold_context(
     out : Path
         The fold's output folder.
     parts : dict, optional
-        Ready ``train``/``valid`` parts (built with :func:`fold_parts` when not given).
+        Ready ``train``/``valid`` parts (built with :func:`config_fold_parts` when not given).
     """
     if parts is None:
-        parts, _ = fold_parts(prep.dataset, fold, ("train", "valid"),
-                              normalize=bool(prep.cfg.dataset.normalize))
+        parts, _ = config_fold_parts(prep.cfg, prep.dataset, fold, ("train", "valid"))
 
     def fit(cfg: DictConfig, modalities: Any, where: Path) -> FoldResult:
         return fit_fold(Prepared(cfg, prep.dataset, prep.target, list(modalities), [fold],

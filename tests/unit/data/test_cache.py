@@ -5,7 +5,7 @@ import pytest
 
 import emodistill
 from emodistill.data.cache import CACHE_DIR_ENV, FeatureCache, default_cache_dir, hash_array
-from emodistill.data.physio_synthetic import make_synthetic_physio
+from emodistill.data.formats.physio_synthetic import make_synthetic_physio
 
 
 class Counter:

@@ -15,7 +15,7 @@ from emodistill.data.context import (
     to_sequences,
     utterance_positions,
 )
-from emodistill.data.synthetic import make_synthetic_mer
+from emodistill.data.formats.synthetic import make_synthetic_mer
 from emodistill.errors import EmptyTranscriptError, UtteranceOrderError, VideoSplitError
 from emodistill.training.loaders import batch_loader, video_batch_loader
 

@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 
 from emodistill.data.cache import FeatureCache
-from emodistill.data.deap import DEAP_CHANNELS, load_deap, read_deap_file
+from emodistill.data.formats.deap import DEAP_CHANNELS, load_deap, read_deap_file
 from emodistill.data.protocols import make_folds
 from emodistill.data.registry import build_dataset
 from emodistill.errors import ConfigError, DataFormatError, DataNotFoundError, UnsafePickleError

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from emodistill.config import compose
-from emodistill.data.eeg_tables import EMOTION_CODES, load_eeg_bandpower
+from emodistill.data.formats.eeg_tables import EMOTION_CODES, load_eeg_bandpower
 from emodistill.data.protocols import make_folds
 from emodistill.errors import ConfigError, DataFormatError, DataNotFoundError
 from emodistill.training.run import prepare

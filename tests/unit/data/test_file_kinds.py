@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from emodistill.data._io import describe_file, refuse_wrong_kind
-from emodistill.data.eeg_tables import load_eeg_bandpower
+from emodistill.data.formats.eeg_tables import load_eeg_bandpower
 from emodistill.errors import DataFormatError
 
 

@@ -14,7 +14,7 @@ import pytest
 pyedflib = pytest.importorskip("pyedflib", reason="the 'eeg' extra (pyedflib) is not installed")
 
 from emodistill.data.cache import FeatureCache  # noqa: E402
-from emodistill.data.mahnob import (  # noqa: E402
+from emodistill.data.formats.mahnob import (  # noqa: E402
     MAHNOB_CHANNELS,
     find_stimulus,
     load_mahnob,

@@ -8,7 +8,7 @@ pytest.importorskip("pyedflib", reason="the 'eeg' extra (pyedflib) is not instal
 
 from test_mahnob import PRE, _write_bdf, _write_xml  # noqa: E402
 
-from emodistill.data.mahnob import check_bdf_size, load_mahnob, read_bdf  # noqa: E402
+from emodistill.data.formats.mahnob import check_bdf_size, load_mahnob, read_bdf  # noqa: E402
 from emodistill.errors import DataFormatError  # noqa: E402
 
 BDF = "Part_1_S_Trial2_emotion.bdf"

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from emodistill.config import compose
-from emodistill.data.mmsa import load_mmsa
+from emodistill.data.formats.mmsa import load_mmsa
 from emodistill.data.registry import build_dataset
 from emodistill.errors import ConfigError, DataFormatError, DataNotFoundError, UnsafePickleError
 from emodistill.training.run import prepare

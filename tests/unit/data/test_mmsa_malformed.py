@@ -10,7 +10,7 @@ import pytest
 
 from emodistill.cli import main
 from emodistill.config import compose
-from emodistill.data.mmsa import load_mmsa
+from emodistill.data.formats.mmsa import load_mmsa
 from emodistill.errors import DataFormatError, UnsafePickleError
 from helpers.mmsa import make_mmsa, write
 
@@ -32,7 +32,7 @@ def test_unpublished_dim_is_a_warning(tmp_path, caplog):
     for s in raw.values():
         s["audio"] = np.concatenate([s["audio"], s["audio"][:, :, :1]], axis=2)
     f = write(tmp_path / "a6.pkl", raw)
-    with caplog.at_level(logging.WARNING, logger="emodistill.data.mmsa"):
+    with caplog.at_level(logging.WARNING, logger="emodistill.data.formats.mmsa"):
         ds = load_mmsa(f, name="mosi")
     assert ds.spec.modality("audio").dim == 6
     assert "audio has 6 features per step; the published MMSA mosi files have 5" in caplog.text

@@ -10,7 +10,7 @@ import torch
 
 from emodistill.config import compose
 from emodistill.data.dataset import MultimodalDataset
-from emodistill.data.eeg_tables import ELECTRODE_ORDERS, load_eeg_bandpower
+from emodistill.data.formats.eeg_tables import ELECTRODE_ORDERS, load_eeg_bandpower
 from emodistill.data.montage import DEAP_32, PRESETS, positions, resolve_montage
 from emodistill.data.protocols import make_folds
 from emodistill.data.spec import DatasetSpec, ModalitySpec, TargetSpec

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from emodistill.config import compose
-from emodistill.data.mosi_utterance import load_mosi_utterance
+from emodistill.data.formats.mosi_utterance import load_mosi_utterance
 from emodistill.errors import ConfigError, DataFormatError, DataNotFoundError
 from emodistill.training.run import prepare
 from helpers import shared_path

@@ -8,7 +8,7 @@ import logging
 import numpy as np
 import pytest
 
-from emodistill.data.mosi_utterance import load_mosi_utterance
+from emodistill.data.formats.mosi_utterance import load_mosi_utterance
 from emodistill.errors import DataFormatError
 
 N = {"train": 6, "test": 4}

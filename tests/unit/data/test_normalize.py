@@ -9,8 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from emodistill.config import compose
+from emodistill.data.formats.synthetic import make_synthetic_mer
 from emodistill.data.normalize import Standardizer
-from emodistill.data.synthetic import make_synthetic_mer
 from emodistill.training import run as run_mod
 from emodistill.training.run import prepare
 

@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from emodistill.config import compose
-from emodistill.data import npz as npz_mod
-from emodistill.data.npz import load_npz, save_npz
+from emodistill.data.formats import npz as npz_mod
+from emodistill.data.formats.npz import load_npz, save_npz
+from emodistill.data.formats.synthetic import make_synthetic_mer
 from emodistill.data.registry import build_dataset
-from emodistill.data.synthetic import make_synthetic_mer
 from emodistill.errors import ConfigError, DataFormatError, DataNotFoundError
 from emodistill.training.run import prepare
 

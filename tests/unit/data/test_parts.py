@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from emodistill.data.formats.physio_synthetic import make_synthetic_physio
 from emodistill.data.normalize import Standardizer
 from emodistill.data.parts import PARTS, fold_parts
-from emodistill.data.physio_synthetic import make_synthetic_physio
 from emodistill.data.protocols import make_folds
 from emodistill.errors import ConfigError
 
@@ -56,3 +56,31 @@ def test_bad_part_names_and_fitting_without_train(trials):
         fold_parts(ds, fold, ("tset",))
     with pytest.raises(ConfigError, match="fits on the train part"):
         fold_parts(ds, fold, ("test",), normalize=True)
+
+
+def test_subject_norm_uses_every_part_and_is_recorded(trials, tmp_path):
+    from emodistill.data.subject_norm import subject_normalize
+
+    ds, fold = trials
+    by_hand = {k: ds.post_split(ds.subset(getattr(fold, k))) for k in PARTS}
+    normed, _ = subject_normalize(by_hand, mode="transductive")
+    only, _ = fold_parts(ds, fold, ("test",), subject_norm="transductive", record=tmp_path)
+    assert list(only) == ["test"] and _same(only["test"], normed["test"])
+    assert (tmp_path / "subject_norm.json").is_file()
+    parts, std = fold_parts(ds, fold, subject_norm="transductive", normalize=True)
+    assert _same(parts["valid"], Standardizer.fit(normed["train"]).transform(normed["valid"]))
+    with pytest.raises(ConfigError, match="subject_norm='sometimes'"):
+        fold_parts(ds, fold, subject_norm="sometimes")
+
+
+def test_check_sees_each_part_before_normalisation_and_transform_runs_last(trials):
+    ds, fold = trials
+    seen = []
+    parts, std = fold_parts(
+        ds, fold, ("train", "test"), normalize=True,
+        check=lambda p: seen.append((len(p), float(p.features["eeg"].abs().max()))),
+        transform=lambda p: p.subset(list(range(2))))
+    raw = {k: ds.post_split(ds.subset(getattr(fold, k))) for k in ("train", "test")}
+    assert seen == [(len(v), float(v.features["eeg"].abs().max())) for v in raw.values()]
+    assert all(len(p) == 2 for p in parts.values())  # after the standardisation:
+    assert _same(parts["test"], std.transform(raw["test"]).subset(list(range(2))))

@@ -1,8 +1,13 @@
 import numpy as np
 import pytest
 
+from emodistill.data.formats._physio import PhysioOptions
+from emodistill.data.formats.physio_synthetic import (
+    EEG_CHANNELS_32,
+    SYNTHETIC_PHYSIO_OPTIONS,
+    make_synthetic_physio,
+)
 from emodistill.data.physio_features import band_power
-from emodistill.data.physio_synthetic import EEG_CHANNELS_32, make_synthetic_physio
 from emodistill.data.registry import build_dataset
 from emodistill.errors import ConfigError
 
@@ -118,3 +123,16 @@ def test_config_switches_protocol_with_one_override(protocol, n_folds):
         "method.modality=eeg"])
     prep = prepare(cfg)
     assert len(prep.folds) == n_folds
+
+
+def test_physio_options_object_and_keywords_are_one_thing():
+    kw = dict(chunk_size=128, overlap=64, threshold=4.0, comparison=">=")
+    by_kw = make_synthetic_physio(2, 2, trial_seconds=2.0, eeg_channels=3, **kw)
+    opts = PhysioOptions(**{**vars(SYNTHETIC_PHYSIO_OPTIONS), **kw})
+    by_obj = make_synthetic_physio(2, 2, trial_seconds=2.0, eeg_channels=3, options=opts)
+    assert by_kw.fingerprint() == by_obj.fingerprint()
+    assert by_kw.info == by_obj.info
+    w = by_kw.post_split(by_kw)
+    assert len(w) == 2 * 2 * 3  # 256 samples, 128-sample windows every 64: three per trial
+    with pytest.raises(ConfigError, match="'synthetic_physio'.*unexpected keyword.*'chunk'"):
+        build_dataset({"name": "synthetic_physio", "chunk": 3})

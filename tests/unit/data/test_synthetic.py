@@ -8,8 +8,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from emodistill.data.formats.synthetic import DEFAULT_SYNTHETIC_MODALITIES, make_synthetic_mer
 from emodistill.data.registry import build_dataset
-from emodistill.data.synthetic import DEFAULT_SYNTHETIC_MODALITIES, make_synthetic_mer
 from emodistill.errors import ConfigError
 
 

@@ -9,7 +9,7 @@ import pickle
 import numpy as np
 import pytest
 
-from emodistill.data._unpickler import safe_load_pickle
+from emodistill.data.formats._unpickler import safe_load_pickle
 from emodistill.errors import DataFormatError, UnsafePickleError
 
 

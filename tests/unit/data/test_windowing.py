@@ -158,7 +158,7 @@ def test_rating_targets_checks_the_scale():
 
 @pytest.fixture(scope="module")
 def physio_small():
-    from emodistill.data.physio_synthetic import make_synthetic_physio
+    from emodistill.data.formats.physio_synthetic import make_synthetic_physio
 
     return make_synthetic_physio(4, 6, trial_seconds=4.0, eeg_channels=4, chunk_size=128)
 

@@ -10,7 +10,7 @@ from test_registry_models import method_config
 from emodistill.checkpoint import load_checkpoint, save_checkpoint
 from emodistill.data.batch import ContextLayout
 from emodistill.data.context import group_videos
-from emodistill.data.synthetic import make_synthetic_mer
+from emodistill.data.formats.synthetic import make_synthetic_mer
 from emodistill.errors import ConfigError
 from emodistill.models import METHODS, build_method
 from emodistill.models.context import CONTEXT_LAYERS, context_sites

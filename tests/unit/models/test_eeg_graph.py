@@ -9,7 +9,7 @@ import torch
 from emodistill.checkpoint import load_checkpoint
 from emodistill.config import compose
 from emodistill.data.batch import Batch
-from emodistill.data.eeg_tables import load_eeg_bandpower
+from emodistill.data.formats.eeg_tables import load_eeg_bandpower
 from emodistill.data.montage import DEAP_32
 from emodistill.data.spec import DatasetSpec, ModalitySpec, TargetSpec
 from emodistill.errors import ConfigError

@@ -11,7 +11,7 @@ import torch
 
 from emodistill.checkpoint import load_checkpoint
 from emodistill.config import compose
-from emodistill.data.synthetic import make_synthetic_mer
+from emodistill.data.formats.synthetic import make_synthetic_mer
 from emodistill.errors import ConfigError
 from emodistill.models import build_method
 from emodistill.training.evaluate import evaluate_checkpoint

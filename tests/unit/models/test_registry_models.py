@@ -21,9 +21,9 @@ import torch
 from emodistill.checkpoint import load_checkpoint, save_checkpoint
 from emodistill.config import compose, list_configs, to_container
 from emodistill.data.batch import Batch
+from emodistill.data.formats.synthetic import make_synthetic_mer
 from emodistill.data.montage import DEAP_32
 from emodistill.data.normalize import Standardizer
-from emodistill.data.synthetic import make_synthetic_mer
 from emodistill.errors import ConfigError
 from emodistill.models import METHODS, MERModel, build_method
 

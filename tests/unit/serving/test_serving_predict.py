@@ -9,7 +9,7 @@ import torch
 import emodistill
 from emodistill.checkpoint import load_checkpoint
 from emodistill.cli import main
-from emodistill.data.npz import save_npz
+from emodistill.data.formats.npz import save_npz
 from emodistill.errors import DataFormatError, DataNotFoundError
 from emodistill.serving.predict import SENTIMENT_SCALE, load, regression_label
 from helpers.checkpoints import make_checkpoint, synthetic

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from emodistill.config import compose
-from emodistill.data.synthetic import make_synthetic_mer
+from emodistill.data.formats.synthetic import make_synthetic_mer
 from emodistill.errors import ConfigError
 from emodistill.training.crossfit import CrossFitTeacher, crossfit_folds, group_values
 from emodistill.training.loaders import batch_loader

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from emodistill.config import compose
+from emodistill.data.formats.synthetic import make_synthetic_mer
 from emodistill.data.protocols import Fold
-from emodistill.data.synthetic import make_synthetic_mer
 from emodistill.errors import ConfigError
 from emodistill.training.run import prepare, run_experiment
 from emodistill.training.selection import fold_leaks, selection_record

@@ -25,18 +25,20 @@ from __future__ import annotations
 
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from emodistill.data._io import refuse_wrong_kind, require_file
 from emodistill.data.dataset import MultimodalDataset
+from emodistill.data.registry import DATASETS
 from emodistill.data.spec import DatasetSpec, ModalitySpec, TargetSpec
 from emodistill.errors import ConfigError, DataFormatError
 
 __all__ = ["load_npz", "save_npz", "read_npz_arrays"]
 
 
-_NPZ_HINT = "write it with numpy.savez or emodistill.data.npz.save_npz"
+_NPZ_HINT = "write it with numpy.savez or emodistill.data.formats.npz.save_npz"
 
 
 def read_npz_arrays(path: str | Path) -> dict[str, np.ndarray]:
@@ -176,3 +178,8 @@ def save_npz(ds: MultimodalDataset, path: str | Path) -> Path:
     from emodistill._fs import atomic_write
 
     return atomic_write(path, lambda f: np.savez(f, **arrays), mode="wb")
+
+
+@DATASETS.register("npz")
+def _npz(**p: Any) -> MultimodalDataset:
+    return load_npz(p.pop("path", None), **p)

@@ -26,14 +26,16 @@ MMSA does, and the count per modality is logged and stored in
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from emodistill.data._io import require_file
-from emodistill.data._unpickler import safe_load_pickle
 from emodistill.data.dataset import MultimodalDataset, repair_nonfinite
+from emodistill.data.formats._unpickler import safe_load_pickle
+from emodistill.data.registry import DATASETS
 from emodistill.data.spec import DatasetSpec, ModalitySpec, TargetSpec
 from emodistill.errors import ConfigError, DataFormatError
 
@@ -280,3 +282,14 @@ def load_mmsa(
                            if text_input == "tokens" else "text features"),
         },
     )
+
+
+def _mmsa_loader(name: str) -> Callable[..., MultimodalDataset]:
+    def load(**p: Any) -> MultimodalDataset:
+        return load_mmsa(p.pop("path", None), name=name, **p)
+
+    return load
+
+
+for _name in ("mosi", "mosei", "sims"):
+    DATASETS.register(_name)(_mmsa_loader(_name))

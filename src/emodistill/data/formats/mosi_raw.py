@@ -29,7 +29,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
@@ -39,25 +38,19 @@ import pandas as pd
 from emodistill import __version__
 from emodistill._fs import atomic_write
 from emodistill.data._io import require_dir, require_file
+from emodistill.data.cache import text_cache_dir
 from emodistill.data.dataset import MultimodalDataset
-from emodistill.data.mosi_utterance import load_mosi_utterance
+from emodistill.data.formats.mosi_utterance import load_mosi_utterance
+from emodistill.data.registry import DATASETS, data_root
 from emodistill.data.spec import DatasetSpec, ModalitySpec, TargetSpec
 from emodistill.errors import ConfigError, DataFormatError
 
-__all__ = ["load_mosi_raw_features", "default_cache_dir", "CACHE_DIR_ENV", "cached_text_features"]
+__all__ = ["load_mosi_raw_features", "cached_text_features"]
 
 log = logging.getLogger(__name__)
 
-#: environment variable naming the feature cache folder
-CACHE_DIR_ENV = "EMODISTILL_CACHE_DIR"
 _NAME = "mosi_raw_features"
 _LABELS = "mosi_standard_labels.csv"
-
-
-def default_cache_dir() -> Path:
-    """``$EMODISTILL_CACHE_DIR`` or ``~/.cache/emodistill``."""
-    env = os.environ.get(CACHE_DIR_ENV)
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "emodistill"
 
 
 def cached_text_features(
@@ -91,7 +84,7 @@ def cached_text_features(
                         normalize=level == "pooled", emodistill=__version__,
                         inputs=h.hexdigest()[:16], n=len(ids))
     key = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
-    root = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
+    root = Path(cache_dir).expanduser() if cache_dir else text_cache_dir()
     path = root / "features" / f"text-{key}.npz"
     manifest = {"cache_file": str(path), **recipe}
     if use_cache and path.is_file():
@@ -142,7 +135,8 @@ def load_mosi_raw_features(
     text_model : path, optional
         A local sentence-encoder folder instead of the packaged all-MiniLM-L6-v2.
     cache_dir : path, optional
-        Cache folder for the text embeddings (default :func:`default_cache_dir`).
+        Cache folder for the text embeddings (default
+        :func:`~emodistill.data.cache.text_cache_dir`).
     use_cache : bool
         Read and write the cache.
 
@@ -223,3 +217,9 @@ def _vocab_size(text_model: str | Path | None) -> int:
 
     return int(len(load_tokenizer(str(text_model) if text_model else None)))
 
+
+@DATASETS.register("mosi_raw_features")
+def _mosi_raw_features(**p: Any) -> MultimodalDataset:
+    # MiniLM transcript embeddings + Poria openSMILE audio, standard split (no leakage);
+    # computing the embeddings needs the optional 'text' extra (imported on a cache miss)
+    return load_mosi_raw_features(data_root(p, "mosi_utterance"), **p)

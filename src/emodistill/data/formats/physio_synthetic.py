@@ -29,27 +29,20 @@ baseline modes of the windower can be exercised.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any, Literal
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
-from emodistill.data.cache import FeatureCache
 from emodistill.data.dataset import MultimodalDataset
-from emodistill.data.physio_features import (
-    cached_trial_features,
-    n_feature_steps,
-    resolve_feature_kinds,
-)
-from emodistill.data.windowing import (
-    BaselineMode,
-    WindowConfig,
-    build_physio_dataset,
-    rating_targets,
-)
+from emodistill.data.formats._physio import PhysioOptions, TrialAccumulator
+from emodistill.data.registry import DATASETS
 from emodistill.errors import ConfigError
 
-__all__ = ["make_synthetic_physio", "SYNTHETIC_PHYSIO_MODALITIES", "EEG_CHANNELS_32"]
+__all__ = [
+    "make_synthetic_physio", "SYNTHETIC_PHYSIO_MODALITIES", "SYNTHETIC_PHYSIO_OPTIONS",
+    "EEG_CHANNELS_32",
+]
 
 #: the 32 EEG channel names in DEAP's (Geneva) order
 EEG_CHANNELS_32: tuple[str, ...] = (
@@ -58,6 +51,8 @@ EEG_CHANNELS_32: tuple[str, ...] = (
     "P4", "P8", "PO4", "O2",
 )
 SYNTHETIC_PHYSIO_MODALITIES: tuple[str, ...] = ("eeg", "eog", "gsr")
+#: the generator's default window, label and feature options (2 s windows, no cache)
+SYNTHETIC_PHYSIO_OPTIONS = PhysioOptions(chunk_size=256, cache=False)
 _BANDS = {"theta": (4.0, 8.0), "alpha": (8.0, 13.0), "beta": (13.0, 30.0), "gamma": (30.0, 45.0)}
 
 
@@ -167,23 +162,13 @@ def make_synthetic_physio(
     baseline_seconds: float = 0.0,
     eeg_channels: int = 32,
     channel_groups: Sequence[str] = SYNTHETIC_PHYSIO_MODALITIES,
-    chunk_size: int = 256,
-    overlap: int = 0,
-    baseline: BaselineMode = "drop",
-    max_windows: int | None = None,
     eeg_effect: float = 0.8,
     eog_effect: float = 0.9,
     gsr_effect: float = 1.0,
     modality_noise: float = 0.8,
     subject_noise: float = 0.5,
-    threshold: float = 5.0,
-    comparison: Literal[">", ">="] = ">",
-    features: str | Mapping[str, str] | None = None,
-    bands: Mapping[str, Sequence[float]] | None = None,
-    welch_seconds: float = 1.0,
-    feature_layout: Literal["flat", "bands"] = "flat",
-    cache: bool = False,
-    cache_dir: str | None = None,
+    options: PhysioOptions | None = None,
+    **option_values: Any,
 ) -> MultimodalDataset:
     """Generate synthetic EEG / EOG / GSR trials whose features depend on the labels.
 
@@ -204,9 +189,6 @@ def make_synthetic_physio(
     channel_groups : sequence of str
         Subset of ``("eeg", "eog", "gsr")`` to return as modalities (the
         engine's ``dataset.modalities`` can further restrict a run).
-    chunk_size, overlap, baseline, max_windows
-        Windowing after the split (:class:`~emodistill.data.windowing.WindowConfig`);
-        the default 256 samples = 2 s at 128 Hz gives 4 windows per 8 s trial.
     eeg_effect, eog_effect, gsr_effect : float
         Strength of the rating effects in each modality (0 = uninformative).
     modality_noise : float
@@ -215,19 +197,16 @@ def make_synthetic_physio(
         from fusion).
     subject_noise : float
         Standard deviation of the per-subject log band gains and GSR level.
-    threshold, comparison
-        Binarisation of the ratings (see :func:`~emodistill.data.windowing.binarize_ratings`).
-    features : str or mapping, optional
-        None/``raw``: raw windows (modality ``[chunk_size, channels]``); else a
-        feature kind for every modality or a modality → kind mapping
-        (:mod:`emodistill.data.physio_features`).
-    bands, welch_seconds, feature_layout
-        Feature settings; ``feature_layout`` ``flat`` gives ``[1, K * C]``,
-        ``bands`` gives ``[K, C]`` per window.
-    cache : bool
-        Cache computed features (:class:`~emodistill.data.cache.FeatureCache`).
-    cache_dir : str, optional
-        Cache folder (default: the user cache folder).
+    options : PhysioOptions, optional
+        Window, label and feature options (default :data:`SYNTHETIC_PHYSIO_OPTIONS`:
+        256-sample = 2 s windows at 128 Hz, four per 8 s trial; rating > 5 is high;
+        raw windows; no feature cache).
+    **option_values
+        Any :class:`~emodistill.data.formats._physio.PhysioOptions` field
+        (``chunk_size``, ``overlap``, ``baseline``, ``max_windows``, ``threshold``,
+        ``comparison``, ``features``, ``bands``, ``welch_seconds``,
+        ``feature_layout``, ``cache``, ``cache_dir``), replacing ``options``'. With
+        ``features=None`` a modality is ``[chunk_size, channels]`` per window.
 
     Returns
     -------
@@ -239,6 +218,8 @@ def make_synthetic_physio(
         (regression, 1-9); groups ``subject`` and ``trial``. ``post_split``
         windows each part of a fold.
     """
+    opts = (options or SYNTHETIC_PHYSIO_OPTIONS).updated("make_synthetic_physio",
+                                                          option_values)
     unknown = sorted(set(channel_groups) - set(SYNTHETIC_PHYSIO_MODALITIES))
     if unknown or not channel_groups:
         raise ConfigError(
@@ -247,12 +228,14 @@ def make_synthetic_physio(
         )
     if n_subjects < 1 or n_trials < 1 or eeg_channels < 1:
         raise ConfigError("n_subjects, n_trials and eeg_channels must be >= 1")
-    rng = np.random.default_rng(seed)
-    n = n_subjects * n_trials
-    subj = np.repeat(np.arange(n_subjects), n_trials)
     tb, ts = int(round(baseline_seconds * fs)), int(round(trial_seconds * fs))
     if ts < 1:
         raise ConfigError(f"trial_seconds={trial_seconds} gives no samples at fs={fs}")
+    mods = [m for m in SYNTHETIC_PHYSIO_MODALITIES if m in channel_groups]
+    acc = TrialAccumulator(mods, opts, fs=fs, baseline_samples=tb)
+    rng = np.random.default_rng(seed)
+    n = n_subjects * n_trials
+    subj = np.repeat(np.arange(n_subjects), n_trials)
     ratings = {
         "valence": np.round(1 + 8 * rng.beta(2.0, 2.0, size=n), 2),
         "arousal": np.round(1 + 8 * rng.beta(2.0, 2.0, size=n), 2),
@@ -297,29 +280,7 @@ def make_synthetic_physio(
         if m in channel_groups:
             signals[m] = np.concatenate(parts, axis=1)
 
-    window = WindowConfig(chunk_size=int(chunk_size), overlap=int(overlap),
-                          baseline_samples=tb, baseline=baseline, max_windows=max_windows)
-    kinds = resolve_feature_kinds(features, list(signals))
-    total = tb + ts
-    lengths = {m: np.full(n, total) for m in signals}
-    feature_steps: dict[str, int] = {}
-    if any(k != "raw" for k in kinds.values()):
-        if feature_layout not in ("flat", "bands"):
-            raise ConfigError(f"feature_layout={feature_layout!r}; use flat or bands")
-        store = FeatureCache(cache_dir) if cache else None
-        feats = cached_trial_features(
-            signals, np.full(n, total), kinds=kinds, window=window, fs=fs, bands=bands,
-            welch_seconds=welch_seconds, cache=store, description=f"synthetic_physio seed={seed}",
-        )
-        for m, k in kinds.items():
-            if k == "raw":
-                continue
-            signals[m] = feats[m]
-            lengths[m] = feats["n_windows"]
-            feature_steps[m] = 1 if feature_layout == "flat" else n_feature_steps(k, bands)
-    elif baseline == "subtract_features":
-        raise ConfigError("baseline='subtract_features' needs a feature mode (features=de, ...)")
-    targets, specs = rating_targets(ratings, threshold=threshold, comparison=comparison)
+    acc.add(signals, np.full(n, tb + ts), description=f"synthetic_physio seed={seed}")
     channels = {
         "eeg": list(EEG_CHANNELS_32) if c == 32 else [f"EEG{i + 1}" for i in range(c)],
         "eog": ["hEOG", "vEOG"],
@@ -330,21 +291,21 @@ def make_synthetic_physio(
         "seed": seed,
         "fs": fs,
         "channels": {m: channels[m] for m in signals},
-        "features": kinds,
+        "features": acc.kinds,
         "baseline_samples": tb,
     }
-    return build_physio_dataset(
+    return acc.build(
         "synthetic_physio",
-        signals=signals,
-        lengths=lengths,
-        targets=targets,
-        target_specs=specs,
+        ratings=ratings,
         ids=[f"s{s + 1:02d}_t{i % n_trials + 1:02d}" for i, s in enumerate(subj)],
         groups={
             "subject": np.array([f"s{s + 1:02d}" for s in subj]),
             "trial": np.array([f"t{i % n_trials + 1:02d}" for i in range(n)]),
         },
-        window=window,
-        feature_steps=feature_steps,
         info=info,
     )
+
+
+@DATASETS.register("synthetic_physio")
+def _synthetic_physio(**p: Any) -> MultimodalDataset:
+    return make_synthetic_physio(**p)

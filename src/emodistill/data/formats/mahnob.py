@@ -45,22 +45,12 @@ from typing import Any, Literal
 import numpy as np
 
 from emodistill.data._io import require_dir
-from emodistill.data.cache import FeatureCache
 from emodistill.data.dataset import MultimodalDataset, repair_nonfinite
-from emodistill.data.deap import DEAP_EEG_CHANNELS
-from emodistill.data.eeg_tables import EMOTION_CODES
-from emodistill.data.physio_features import (
-    cached_trial_features,
-    n_feature_steps,
-    resolve_feature_kinds,
-)
+from emodistill.data.formats._physio import PhysioOptions, TrialAccumulator
+from emodistill.data.formats.deap import DEAP_EEG_CHANNELS
+from emodistill.data.formats.eeg_tables import EMOTION_CODES
+from emodistill.data.registry import DATASETS, data_root
 from emodistill.data.spec import TargetSpec
-from emodistill.data.windowing import (
-    BaselineMode,
-    WindowConfig,
-    build_physio_dataset,
-    rating_targets,
-)
 from emodistill.errors import ConfigError, DataFormatError, DataNotFoundError
 
 __all__ = [
@@ -72,6 +62,7 @@ __all__ = [
     "read_bdf",
     "find_stimulus",
     "check_bdf_size",
+    "MAHNOB_OPTIONS",
     "load_mahnob",
 ]
 
@@ -99,6 +90,8 @@ MAHNOB_RATINGS: dict[str, str] = {
 }
 #: MNE keeps the low 17 bits of a BDF status channel
 STATUS_MASK = (1 << 17) - 1
+#: MAHNOB-HCI's default window, label and feature options (4 s windows at 128 Hz)
+MAHNOB_OPTIONS = PhysioOptions(chunk_size=512, cache=True)
 _LAYOUT = "Sessions/<id>/*.bdf and Sessions/<id>/session.xml (MAHNOB-HCI)"
 _EXTRA = 'pip install "emodistill[eeg]" (pyedflib, mne)'
 
@@ -379,22 +372,12 @@ def load_mahnob(
     sessions: Sequence[int | str] | None = None,
     fs: float = 128.0,
     baseline_seconds: float = 30.0,
-    chunk_size: int = 512,
-    overlap: int = 0,
-    baseline: BaselineMode = "drop",
-    max_windows: int | None = None,
-    threshold: float = 5.0,
-    comparison: Literal[">", ">="] = ">",
-    features: str | Mapping[str, str] | None = None,
-    bands: Mapping[str, Sequence[float]] | None = None,
-    welch_seconds: float = 1.0,
-    feature_layout: Literal["flat", "bands"] = "flat",
     backend: Literal["pyedflib", "mne"] = "pyedflib",
     status_mask: int = STATUS_MASK,
     cut_tolerance: float | None = 1.0,
-    cache: bool = True,
-    cache_dir: str | Path | None = None,
     name: str = "mahnob",
+    options: PhysioOptions | None = None,
+    **option_values: Any,
 ) -> MultimodalDataset:
     """Load MAHNOB-HCI emotion sessions as whole trials, windowed after the split.
 
@@ -412,15 +395,6 @@ def load_mahnob(
         Common sampling rate every channel is resampled to.
     baseline_seconds : float
         Pre-stimulus seconds kept before the onset as the trial's baseline.
-    chunk_size, overlap, baseline, max_windows
-        Windowing (:class:`~emodistill.data.windowing.WindowConfig`), in samples
-        at ``fs``. TorchEEG keeps 30 one-second windows per trial
-        (``chunk_size=128, max_windows=30``).
-    threshold, comparison
-        Label binarisation (default: rating > 5 is high; TorchEEG: ``>=``).
-    features, bands, welch_seconds, feature_layout
-        Optional per-window features (:mod:`emodistill.data.physio_features`),
-        computed per session at load time and cached.
     backend : {"pyedflib", "mne"}
         BDF reader.
     status_mask : int
@@ -431,10 +405,18 @@ def load_mahnob(
         ``Status`` events; a session that differs more is refused with an error
         naming it. ``None`` skips the check (for copies whose XML is known to be
         off). Default 1 s (a reconstruction choice: no published tolerance).
-    cache, cache_dir
-        Feature cache (:class:`~emodistill.data.cache.FeatureCache`).
     name : str
         Dataset name in the spec.
+    options : PhysioOptions, optional
+        Window, label and feature options (default :data:`MAHNOB_OPTIONS`), in
+        samples at ``fs``; features are computed per session at load time and
+        cached. TorchEEG keeps 30 one-second windows per trial
+        (``chunk_size=128, max_windows=30``) and calls ``rating >= 5`` high.
+    **option_values
+        Any :class:`~emodistill.data.formats._physio.PhysioOptions` field
+        (``chunk_size``, ``overlap``, ``baseline``, ``max_windows``, ``threshold``,
+        ``comparison``, ``features``, ``bands``, ``welch_seconds``,
+        ``feature_layout``, ``cache``, ``cache_dir``), replacing ``options``'.
 
     Returns
     -------
@@ -446,21 +428,12 @@ def load_mahnob(
         groups ``subject``, ``trial`` (the session) and ``video`` (the media
         file). ``info["skipped"]`` lists sessions left out and why.
     """
+    opts = (options or MAHNOB_OPTIONS).updated("load_mahnob", option_values)
     dirs = _session_dirs(root, sessions)
     groups = _groups(list(channel_groups), channels)
-    kinds = resolve_feature_kinds(features, list(groups))
-    any_features = any(k != "raw" for k in kinds.values())
-    if baseline == "subtract_features" and not any_features:
-        raise ConfigError("baseline='subtract_features' needs a feature mode (features=de, ...)")
-    if feature_layout not in ("flat", "bands"):
-        raise ConfigError(f"feature_layout={feature_layout!r}; use flat or bands")
     b = int(round(baseline_seconds * fs))
-    window = WindowConfig(chunk_size=int(chunk_size), overlap=int(overlap), baseline_samples=b,
-                          baseline=baseline, max_windows=max_windows)
-    store = FeatureCache(cache_dir) if (cache and any_features) else None
+    acc = TrialAccumulator(list(groups), opts, fs=fs, baseline_samples=b)
     wanted = [c for g in groups.values() for c in g]
-    per_mod: dict[str, list[np.ndarray]] = {g: [] for g in groups}
-    per_len: dict[str, list[int]] = {g: [] for g in groups}
     metas: list[dict[str, Any]] = []
     skipped: dict[str, str] = {}
     for d in dirs:
@@ -496,20 +469,8 @@ def load_mahnob(
             trial[g], _ = repair_nonfinite(np.stack([c[:n] for c in cols], axis=-1),
                                            what=f"{name} session {d.name} {g}")
         n = min(x.shape[0] for x in trial.values())
-        trial = {g: x[:n] for g, x in trial.items()}
-        if any_features:
-            feats = cached_trial_features(
-                {g: x[None] for g, x in trial.items()}, np.array([n]), kinds=kinds,
-                window=window, fs=fs, bands=bands, welch_seconds=welch_seconds, cache=store,
-                description=f"{name} session {d.name} ({bdf.name})",
-            )
-        for g in groups:
-            if kinds[g] == "raw":
-                per_mod[g].append(trial[g])
-                per_len[g].append(n)
-            else:
-                per_mod[g].append(feats[g][0])
-                per_len[g].append(int(feats["n_windows"][0]))
+        acc.add({g: x[None, :n] for g, x in trial.items()}, np.array([n]),
+                description=f"{name} session {d.name} ({bdf.name})")
         meta["session"] = d.name
         metas.append(meta)
     if not metas:
@@ -518,59 +479,42 @@ def load_mahnob(
         )
     if skipped:
         log.warning("%s: %d sessions skipped: %s", name, len(skipped), skipped)
-    signals_all = {}
-    for g, arrs in per_mod.items():
-        t = max(a.shape[0] for a in arrs)
-        out = np.zeros((len(arrs), max(1, t), arrs[0].shape[1]), dtype=np.float32)
-        for i, a in enumerate(arrs):
-            out[i, : a.shape[0]] = a
-        signals_all[g] = out
-    del per_mod
     where = Path(str(root))
     present = [t for t, a in MAHNOB_RATINGS.items() if all(a in m for m in metas)]
     ratings = {t: np.array([_rating(m, MAHNOB_RATINGS[t], where / m["session"]) for m in metas])
                for t in present}
-    targets, specs = rating_targets(ratings, threshold=threshold, comparison=comparison)
+    extra: dict[str, tuple[np.ndarray, TargetSpec]] = {}
     if all("feltEmo" in m for m in metas):
         codes = np.array([int(float(m["feltEmo"])) for m in metas])
         known = sorted(set(codes.tolist()))
         unknown = [c for c in known if c not in EMOTION_CODES]
         if unknown:
             raise DataFormatError(f"{name}: unknown feltEmo code(s) {unknown}")
-        targets["emotion"] = np.searchsorted(known, codes)
-        specs = specs + (TargetSpec("emotion", "multiclass",
-                                    class_names=tuple(EMOTION_CODES[c] for c in known)),)
-    feature_steps = {
-        g: (1 if feature_layout == "flat" else n_feature_steps(k, bands))
-        for g, k in kinds.items() if k != "raw"
-    }
+        extra["emotion"] = (np.searchsorted(known, codes), TargetSpec(
+            "emotion", "multiclass", class_names=tuple(EMOTION_CODES[c] for c in known)))
     info: dict[str, Any] = {
         "source": str(root),
         "fs": fs,
         "backend": backend,
         "channels": groups,
-        "features": kinds,
+        "features": acc.kinds,
         "baseline_samples": b,
-        "label_rule": f"rating {comparison} {threshold} is high",
+        "label_rule": f"rating {opts.comparison} {opts.threshold} is high",
         "skipped": skipped,
     }
-    if store is not None:
-        info["feature_cache"] = {"dir": str(store.dir), "hits": store.hits,
-                                 "misses": store.misses}
     subj = [f"s{int(m['subject']):02d}" if str(m.get("subject", "")).isdigit()
             else str(m.get("subject")) for m in metas]
-    return build_physio_dataset(
+    return acc.build(
         name,
-        signals=signals_all,
-        lengths={g: np.array(v) for g, v in per_len.items()},
-        targets=targets,
-        target_specs=specs,
+        ratings=ratings,
         ids=[f"session{m['session']}" for m in metas],
         groups={"subject": np.array(subj),
                 "trial": np.array([m["session"] for m in metas]),
                 "video": np.array([str(m.get("mediaFile", "")) for m in metas])},
-        window=window,
-        feature_steps=feature_steps,
         info=info,
+        extra_targets=extra,
     )
 
+@DATASETS.register("mahnob")
+def _mahnob(**p: Any) -> MultimodalDataset:
+    return load_mahnob(data_root(p, "mahnob"), **p)

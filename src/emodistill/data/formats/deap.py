@@ -39,20 +39,10 @@ from typing import Any, Literal
 import numpy as np
 
 from emodistill.data._io import require_dir
-from emodistill.data._unpickler import safe_load_pickle
-from emodistill.data.cache import FeatureCache
 from emodistill.data.dataset import MultimodalDataset, repair_nonfinite
-from emodistill.data.physio_features import (
-    cached_trial_features,
-    n_feature_steps,
-    resolve_feature_kinds,
-)
-from emodistill.data.windowing import (
-    BaselineMode,
-    WindowConfig,
-    build_physio_dataset,
-    rating_targets,
-)
+from emodistill.data.formats._physio import PhysioOptions, TrialAccumulator
+from emodistill.data.formats._unpickler import safe_load_pickle
+from emodistill.data.registry import DATASETS, data_root
 from emodistill.errors import ConfigError, DataFormatError, DataNotFoundError
 
 __all__ = [
@@ -63,6 +53,7 @@ __all__ = [
     "DEAP_RATINGS",
     "find_deap_files",
     "read_deap_file",
+    "DEAP_OPTIONS",
     "load_deap",
 ]
 
@@ -90,6 +81,8 @@ DEAP_CHANNEL_GROUPS: dict[str, tuple[str, ...]] = {
     "temp": ("Temperature",),
 }
 DEAP_RATINGS: tuple[str, ...] = ("valence", "arousal", "dominance", "liking")
+#: DEAP's default window, label and feature options (4 s windows, EmotionKD)
+DEAP_OPTIONS = PhysioOptions(chunk_size=512, cache=True)
 _LAYOUT = "s01.dat ... s32.dat (DEAP data_preprocessed_python)"
 _FILE_RE = re.compile(r"^s(\d+)\.dat$")
 
@@ -210,21 +203,11 @@ def load_deap(
     channel_groups: Sequence[str] = ("eeg", "eog", "gsr"),
     channels: Mapping[str, Sequence[str]] | None = None,
     subjects: Sequence[int | str] | None = None,
-    chunk_size: int = 512,
-    overlap: int = 0,
-    baseline: BaselineMode = "drop",
     baseline_seconds: float = 3.0,
-    max_windows: int | None = None,
-    threshold: float = 5.0,
-    comparison: Literal[">", ">="] = ">",
-    features: str | Mapping[str, str] | None = None,
-    bands: Mapping[str, Sequence[float]] | None = None,
-    welch_seconds: float = 1.0,
-    feature_layout: Literal["flat", "bands"] = "flat",
     gsr_unit: Literal["ohm", "microsiemens"] = "ohm",
-    cache: bool = True,
-    cache_dir: str | Path | None = None,
     name: str = "deap",
+    options: PhysioOptions | None = None,
+    **option_values: Any,
 ) -> MultimodalDataset:
     """Load DEAP's preprocessed Python files as whole trials, windowed after the split.
 
@@ -239,29 +222,22 @@ def load_deap(
         channels) or define a new group from DEAP channel names.
     subjects : sequence, optional
         Subject numbers (``1``) or names (``"s01"``) to load; default all files.
-    chunk_size, overlap, baseline, max_windows
-        Windowing (:class:`~emodistill.data.windowing.WindowConfig`); the
-        default 512 samples = 4 s (EmotionKD) gives 15 windows per trial.
     baseline_seconds : float
         Length of the pre-trial baseline at the start of each trial (3 s).
-    threshold, comparison
-        Label binarisation (:func:`~emodistill.data.windowing.binarize_ratings`).
-    features : str or mapping, optional
-        None: raw windows; else a feature kind (``band_power``,
-        ``log_band_power``, ``de``, ``stats``) for every group, or a group →
-        kind mapping (:mod:`emodistill.data.physio_features`). Features are
-        computed per subject at load time, per window, and cached.
-    bands, welch_seconds, feature_layout
-        Feature settings (``flat``: ``[1, K * C]`` per window; ``bands``: ``[K, C]``).
     gsr_unit : {"ohm", "microsiemens"}
         ``ohm`` keeps DEAP's stored resistance; ``microsiemens`` converts to
         conductance, ``1e6 / R`` (non-positive resistances become 0, logged).
-    cache : bool
-        Cache computed features (:class:`~emodistill.data.cache.FeatureCache`).
-    cache_dir : path, optional
-        Cache folder (default ``$EMODISTILL_CACHE_DIR`` or ``~/.cache/emodistill``).
     name : str
         Dataset name in the spec.
+    options : PhysioOptions, optional
+        Window, label and feature options (default :data:`DEAP_OPTIONS`: 512-sample
+        = 4 s windows (EmotionKD), 15 per trial; rating > 5 is high; raw windows;
+        features computed per subject and cached).
+    **option_values
+        Any :class:`~emodistill.data.formats._physio.PhysioOptions` field
+        (``chunk_size``, ``overlap``, ``baseline``, ``max_windows``, ``threshold``,
+        ``comparison``, ``features``, ``bands``, ``welch_seconds``,
+        ``feature_layout``, ``cache``, ``cache_dir``), replacing ``options``'.
 
     Returns
     -------
@@ -271,22 +247,14 @@ def load_deap(
         ``subject``, ``trial`` and ``video`` (DEAP's preprocessed trials are in
         video order, so trial k shows video k).
     """
+    opts = (options or DEAP_OPTIONS).updated("load_deap", option_values)
     files = _subject_filter(find_deap_files(root), subjects)
     groups_idx = _channel_index(list(channel_groups), channels)
-    kinds = resolve_feature_kinds(features, list(groups_idx))
-    any_features = any(k != "raw" for k in kinds.values())
-    if baseline == "subtract_features" and not any_features:
-        raise ConfigError("baseline='subtract_features' needs a feature mode (features=de, ...)")
     if gsr_unit not in ("ohm", "microsiemens"):
         raise ConfigError(f"gsr_unit={gsr_unit!r}; use ohm or microsiemens")
-    if feature_layout not in ("flat", "bands"):
-        raise ConfigError(f"feature_layout={feature_layout!r}; use flat or bands")
     b = int(round(baseline_seconds * DEAP_FS))
-    window = WindowConfig(chunk_size=int(chunk_size), overlap=int(overlap), baseline_samples=b,
-                          baseline=baseline, max_windows=max_windows)
-    store = FeatureCache(cache_dir) if (cache and any_features) else None
-    per_mod: dict[str, list[np.ndarray]] = {g: [] for g in groups_idx}
-    per_len: dict[str, list[np.ndarray]] = {g: [] for g in groups_idx}
+    acc = TrialAccumulator(list(groups_idx), opts, fs=DEAP_FS, baseline_samples=b)
+    chunk_size = int(opts.chunk_size)
     labels_all, ids, subj, trial = [], [], [], []
     n_samples = None
     repaired: dict[str, int] = {}
@@ -315,54 +283,31 @@ def load_deap(
             if count:
                 repaired[f"{sid}/{g}"] = count
             trials[g] = x32
-        lengths = np.full(n, n_samples, dtype=np.int64)
-        if any_features:
-            feats = cached_trial_features(
-                trials, lengths, kinds=kinds, window=window, fs=DEAP_FS, bands=bands,
-                welch_seconds=welch_seconds, cache=store, description=f"{name} {path.name}",
-            )
-        for g in groups_idx:
-            if kinds[g] == "raw":
-                per_mod[g].append(trials[g])
-                per_len[g].append(lengths)
-            else:
-                per_mod[g].append(feats[g])
-                per_len[g].append(feats["n_windows"])
+        acc.add(trials, np.full(n, n_samples, dtype=np.int64), description=f"{name} {path.name}")
         labels_all.append(labels)
         ids += [f"{sid}_t{t + 1:02d}" for t in range(n)]
         subj += [sid] * n
         trial += [f"{t + 1:02d}" for t in range(n)]
         del data, trials
-    signals = {g: np.concatenate(v) for g, v in per_mod.items()}
-    del per_mod
-    lengths_all = {g: np.concatenate(v) for g, v in per_len.items()}
     ratings = np.concatenate(labels_all)
-    targets, specs = rating_targets(
-        {r: ratings[:, i] for i, r in enumerate(DEAP_RATINGS)},
-        threshold=threshold, comparison=comparison,
-    )
-    feature_steps = {
-        g: (1 if feature_layout == "flat" else n_feature_steps(k, bands))
-        for g, k in kinds.items() if k != "raw"
-    }
     chan_names = {g: [DEAP_CHANNELS[i] for i in idx] for g, idx in groups_idx.items()}
     info: dict[str, Any] = {
         "source": str(files[0].parent),
         "files": [p.name for p in files],
         "fs": DEAP_FS,
         "channels": chan_names,
-        "features": kinds,
+        "features": acc.kinds,
         "baseline_samples": b,
         "gsr_unit": gsr_unit,
-        "label_rule": f"rating {comparison} {threshold} is high",
+        "label_rule": f"rating {opts.comparison} {opts.threshold} is high",
         "nonfinite_repaired": repaired,
     }
-    if store is not None:
-        info["feature_cache"] = {"dir": str(store.dir), "hits": store.hits,
-                                 "misses": store.misses}
-    return build_physio_dataset(
-        name, signals=signals, lengths=lengths_all, targets=targets, target_specs=specs,
-        ids=ids, groups={"subject": np.array(subj), "trial": np.array(trial),
-                         "video": np.array(trial)},
-        window=window, feature_steps=feature_steps, info=info,
+    return acc.build(
+        name, ratings={r: ratings[:, i] for i, r in enumerate(DEAP_RATINGS)}, ids=ids,
+        groups={"subject": np.array(subj), "trial": np.array(trial), "video": np.array(trial)},
+        info=info,
     )
+
+@DATASETS.register("deap")
+def _deap(**p: Any) -> MultimodalDataset:
+    return load_deap(data_root(p, "deap"), **p)

@@ -22,12 +22,14 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from emodistill.data._io import refuse_wrong_kind, require_dir, require_file
 from emodistill.data.dataset import MultimodalDataset, repair_nonfinite
+from emodistill.data.registry import DATASETS, data_root
 from emodistill.data.spec import DatasetSpec, ModalitySpec, TargetSpec
 from emodistill.errors import ConfigError, DataFormatError
 
@@ -259,3 +261,11 @@ def load_mosi_utterance(root: str | Path | None, *, target: str = "polarity") ->
         splits={k: v[idx] for k, v in splits.items()},
         info=info,
     )
+
+
+@DATASETS.register("mosi_utterance")
+def _mosi_utterance(**p: Any) -> MultimodalDataset:
+    return load_mosi_utterance(data_root(p, "mosi_utterance"), **p)
+
+
+_mosi_utterance.takes_target = True  # type: ignore[attr-defined]  # dataset.target selects labels

@@ -22,12 +22,14 @@ chosen electrodes x 5 bands in the same band-major layout.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from emodistill.data._io import refuse_wrong_kind, require_dir, require_file
 from emodistill.data.dataset import MultimodalDataset, repair_nonfinite
 from emodistill.data.montage import DEAP_32, resolve_montage, select_band_major
+from emodistill.data.registry import DATASETS, data_root
 from emodistill.data.spec import DatasetSpec, ModalitySpec, TargetSpec
 from emodistill.errors import ConfigError, DataFormatError
 
@@ -194,3 +196,14 @@ def load_eeg_bandpower(
               "electrode_order_in_file": electrode_order, "electrodes": electrodes,
               "layout": f"{layout}, band-major over {', '.join(BANDS)}"},
     )
+
+
+@DATASETS.register("deap_bandpower")
+def _deap_bandpower(**p: Any) -> MultimodalDataset:
+    return load_eeg_bandpower(data_root(p, "eeg_bandpower/DEAP"), name="deap_bandpower", **p)
+
+
+@DATASETS.register("mahnob_bandpower")
+def _mahnob_bandpower(**p: Any) -> MultimodalDataset:
+    return load_eeg_bandpower(data_root(p, "eeg_bandpower/MAHNOB-HCI"), name="mahnob_bandpower",
+                              **p)

@@ -13,10 +13,12 @@ aggregate over time.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
 from emodistill.data.dataset import MultimodalDataset
+from emodistill.data.registry import DATASETS
 from emodistill.data.spec import DatasetSpec, ModalitySpec, TargetSpec
 from emodistill.errors import ConfigError
 
@@ -156,3 +158,11 @@ def make_synthetic_mer(
         splits={"standard": part[video].astype(str)},
         info={"source": "synthetic", "seed": seed, "dominant": dominant},
     )
+
+
+@DATASETS.register("synthetic")
+def _synthetic(**p: Any) -> MultimodalDataset:
+    mods = p.pop("modalities_spec", None)
+    if mods is not None:
+        p["modalities"] = {k: tuple(v) for k, v in dict(mods).items()}
+    return make_synthetic_mer(**p)
