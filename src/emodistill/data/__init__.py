@@ -12,12 +12,14 @@
   format; :mod:`~emodistill.data.registry` holds ``DATASETS`` and ``build_dataset``.
 
 Importing this package imports every format (which registers it), as importing
-:mod:`emodistill.models` registers every method.
+:mod:`emodistill.models` registers every method. Users' own data: ``save_npz`` /
+``load_npz`` (the npz layout in the README).
 """
 
 from emodistill.data import formats  # noqa: F401  (importing it registers every file format)
 from emodistill.data.batch import Batch
 from emodistill.data.dataset import MultimodalDataset
+from emodistill.data.formats.npz import load_npz, save_npz
 from emodistill.data.normalize import Standardizer
 from emodistill.data.protocols import PROTOCOLS, Fold, make_folds
 from emodistill.data.registry import DATASETS, build_dataset
@@ -32,6 +34,8 @@ __all__ = [
     "make_folds",
     "DATASETS",
     "build_dataset",
+    "load_npz",
+    "save_npz",
     "DatasetSpec",
     "ModalitySpec",
     "TargetSpec",
