@@ -1,12 +1,10 @@
-"""Sub-commands for using trained models and raw data (registered by :mod:`emodistill.cli`).
+"""``emodistill evaluate``, ``predict`` and ``export``: using a trained checkpoint.
 
 ::
 
+    emodistill evaluate CHECKPOINT [--split test] [-d DATASET] [key=value ...]
     emodistill predict CHECKPOINT --input FILE.npz [--modalities text,audio] [--output F]
     emodistill export CHECKPOINT --format onnx|torchscript [--output FILE]
-    emodistill report RUN_OR_BENCHMARK_DIR [--output FILE] [--embedding pca|tsne|none]
-    emodistill features text --input FILE.csv --column text [--id-column id] --output F.npz
-    emodistill features audio --input A.wav [B.wav ...] --output F.npz
 
 Only argparse is imported here; each command imports what it needs when run.
 """
@@ -20,6 +18,19 @@ from pathlib import Path
 from typing import Any
 
 __all__ = ["add_commands"]
+
+
+def _cmd_evaluate(a: argparse.Namespace) -> int:
+    from emodistill.training.evaluate import evaluate_checkpoint
+
+    if a.dataset:  # another dataset: every sample, beside its majority class
+        from emodistill.training.transfer import evaluate_on_dataset
+
+        print(json.dumps(evaluate_on_dataset(a.checkpoint, a.dataset, a.overrides), indent=2))
+        return 0
+    metrics = evaluate_checkpoint(a.checkpoint, split=a.split, overrides=a.overrides)
+    print(json.dumps(metrics, indent=2))
+    return 0
 
 
 def _cmd_predict(a: argparse.Namespace) -> int:
@@ -59,75 +70,17 @@ def _cmd_export(a: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_report(a: argparse.Namespace) -> int:
-    from emodistill.report.html import build_report
-
-    out = build_report(a.folder, output=a.output, embedding=a.embedding,
-                       overrides=a.overrides, max_points=a.max_points)
-    print(f"report written to {out}")
-    return 0
-
-
-def _save_features(path: str, modality: str, feats: Any, lengths: Any, ids: list[str],
-                   extra: dict[str, Any] | None = None) -> None:
-    import numpy as np
-
-    from emodistill._fs import atomic_write
-
-    arrays = {"modalities": np.array([modality], dtype=str), modality: feats,
-              f"{modality}_lengths": lengths, "id": np.array(ids, dtype=str),
-              **(extra or {})}
-    atomic_write(path, lambda f: np.savez(f, **arrays), mode="wb")
-
-
-def _cmd_features_text(a: argparse.Namespace) -> int:
-    import pandas as pd
-
-    from emodistill.data._io import refuse_wrong_kind
-    from emodistill.errors import DataFormatError, DataNotFoundError
-    from emodistill.features.text import TextEncoder
-
-    if not Path(a.input).is_file():
-        raise DataNotFoundError(f"--input {a.input!r}: no such file")
-    refuse_wrong_kind(a.input, expected="a CSV text file", accept=("text",))
-    try:
-        df = pd.read_csv(a.input, dtype=str, keep_default_na=False,
-                         header=None if a.no_header else "infer")
-    except (pd.errors.ParserError, pd.errors.EmptyDataError) as e:
-        raise DataFormatError(f"{a.input}: not a readable CSV ({str(e).strip()})") from None
-    col: Any = int(a.column) if a.no_header else a.column
-    if col not in df.columns:
-        raise DataFormatError(f"{a.input}: no column {a.column!r}; columns: {list(df.columns)}")
-    ids = (df[int(a.id_column) if a.no_header else a.id_column].astype(str).tolist()
-           if a.id_column else [str(i) for i in range(len(df))])
-    tf = TextEncoder(a.model).encode(df[col].tolist(), level=a.level, max_tokens=a.max_tokens)
-    _save_features(a.output, a.modality, tf.features, tf.lengths, ids)
-    print(f"{len(ids)} transcripts -> {a.modality} {tuple(tf.features.shape)} ({tf.level}, "
-          f"{tf.model}) written to {a.output}")
-    return 0
-
-
-def _cmd_features_audio(a: argparse.Namespace) -> int:
-    import numpy as np
-
-    from emodistill.features.audio import AudioExtractor
-
-    files = []
-    for item in a.input:
-        p = Path(item)
-        files += sorted(p.glob("*.wav")) if p.is_dir() else [p]
-    ex = AudioExtractor(a.feature_set, level=a.level)
-    af = ex.extract(files)
-    ids = [f.stem for f in files]
-    _save_features(a.output, a.modality, af.features, af.lengths, ids,
-                   {f"{a.modality}_feature_names": np.array(af.names, dtype=str)})
-    print(f"{len(ids)} recordings -> {a.modality} {tuple(af.features.shape)} "
-          f"({af.feature_set} {af.level}) written to {a.output}")
-    return 0
-
-
 def add_commands(sub: Any) -> None:
-    """Add ``predict``, ``export``, ``report`` and ``features`` to the CLI's sub-parsers."""
+    """Add ``evaluate``, ``predict`` and ``export`` to the CLI's sub-parsers."""
+    e = sub.add_parser("evaluate", help="evaluate a saved checkpoint on its split")
+    e.add_argument("checkpoint")
+    e.add_argument("--split", default="test", choices=["train", "valid", "test"])
+    e.add_argument("-d", "--dataset", default=None,
+                   help="evaluate on all samples of another dataset config (e.g. a DEAP model "
+                        "on mahnob_bandpower); refused when layout or labels differ")
+    e.add_argument("overrides", nargs="*", help="e.g. dataset.root=PATH if the data moved")
+    e.set_defaults(fn=_cmd_evaluate)
+
     p = sub.add_parser("predict", help="predict with a trained checkpoint (any modality subset)")
     p.add_argument("checkpoint", help="a model.pt written by training")
     p.add_argument("--input", "-i", required=True,
@@ -150,39 +103,3 @@ def add_commands(sub: Any) -> None:
     e.add_argument("--legacy-onnx", action="store_true",
                    help="use torch's legacy TorchScript-based ONNX exporter")
     e.set_defaults(fn=_cmd_export)
-
-    r = sub.add_parser("report", help="self-contained HTML report of a run or benchmark folder")
-    r.add_argument("folder", help="a run folder or a benchmark folder")
-    r.add_argument("--output", "-o", default=None, help="default: <folder>/report.html")
-    r.add_argument("--embedding", choices=["pca", "tsne", "none"], default="pca")
-    r.add_argument("--max-points", type=int, default=2000)
-    r.add_argument("overrides", nargs="*",
-                   help="overrides of the stored config to rebuild the test data, e.g. "
-                        "dataset.root=PATH")
-    r.set_defaults(fn=_cmd_report)
-
-    f = sub.add_parser("features", help="extract features from raw transcripts or audio")
-    fsub = f.add_subparsers(dest="features_command", required=True)
-    t = fsub.add_parser("text", help="sentence embeddings (local all-MiniLM-L6-v2, offline)")
-    t.add_argument("--input", "-i", required=True, help="a CSV file of transcripts")
-    t.add_argument("--column", default="text", help="transcript column (index if --no-header)")
-    t.add_argument("--id-column", default=None, help="id column (default: row numbers)")
-    t.add_argument("--no-header", action="store_true", help="the CSV has no header row")
-    t.add_argument("--level", choices=["pooled", "tokens"], default="pooled")
-    t.add_argument("--max-tokens", type=int, default=50)
-    t.add_argument("--model", default=None, help="a local model folder (default: packaged)")
-    t.add_argument("--modality", default="text", help="array name in the npz")
-    t.add_argument("--output", "-o", required=True, help="the .npz to write")
-    t.set_defaults(fn=_cmd_features_text)
-    au = fsub.add_parser("audio", help="openSMILE features (eGeMAPS by default)")
-    au.add_argument("--input", "-i", required=True, nargs="+",
-                    help="audio files, or folders of .wav files")
-    au.add_argument("--feature-set", default="eGeMAPSv02")
-    au.add_argument("--level", choices=["functionals", "lld"], default="functionals")
-    au.add_argument("--modality", default="audio", help="array name in the npz")
-    au.add_argument("--output", "-o", required=True, help="the .npz to write")
-    au.set_defaults(fn=_cmd_features_audio)
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit("use the 'emodistill' command")
