@@ -1,4 +1,4 @@
-"""Reading a run is separate from rendering it; only the embedding step loads a model."""
+"""Reading a run needs no torch (render + model step: tests/integration/test_report_html)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from emodistill.report.embedding import compute_embeddings
-from emodistill.report.html import render_report
-from emodistill.report.reader import read_report, read_target
+from emodistill.report.reader import read_target
 from helpers.report_runs import write_run
 
 SRC = Path(__file__).resolve().parents[3] / "src"
@@ -48,22 +46,3 @@ def test_target_is_read_from_the_checkpoint_as_torch_stored_it(run):
     assert read_target(run / "nope.pt") is None
     (run / "bad.pt").write_bytes(b"not a zip")
     assert read_target(run / "bad.pt") is None
-
-
-def test_render_needs_no_embeddings_and_the_model_step_is_explicit(run):
-    data = read_report(run)
-    assert compute_embeddings(data, "none") == {}
-    page = render_report(data)
-    assert "Confusion matrices" in page and "Learned features" not in page
-    embs = compute_embeddings(data, "pca", max_points=50)
-    (emb,) = embs.values()
-    assert emb.points.shape == (min(50, len(data.runs[0].records[0].predictions)), 2)
-    assert "Learned features" in render_report(data, embs)
-    # a method without a checkpoint gets the reason instead of a plot (rendered as a note:
-    # tests/integration/test_report_html.py)
-    (run / "standard" / "model.pt").rename(run / "standard" / "moved.pt")
-    try:
-        assert list(compute_embeddings(read_report(run), "pca").values()) == [
-            "no model.pt (train.save_checkpoint=false): embedding skipped"]
-    finally:
-        (run / "standard" / "moved.pt").rename(run / "standard" / "model.pt")
