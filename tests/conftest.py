@@ -6,10 +6,6 @@ import warnings
 
 import pytest
 
-# re-exported for tests that still write ``from conftest import shared_path`` (default import
-# mode only); new tests import from ``helpers``, which works under every import mode
-from helpers import SHARED_DATA, shared_path  # noqa: F401
-
 
 @pytest.fixture(autouse=True)
 def _quiet_lightning():

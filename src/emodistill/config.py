@@ -36,7 +36,8 @@ from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBase
 from emodistill.errors import ConfigError, UnknownNameError
 
 __all__ = ["compose", "list_configs", "load_group", "parent_of", "apply_overrides",
-           "parse_value", "to_container", "GROUPS", "check_seed", "MAX_SEED"]
+           "parse_value", "to_container", "GROUPS", "check_seed", "MAX_SEED",
+           "split_top_level", "split_method_entries"]
 
 GROUPS = ("dataset", "method", "experiment")
 
@@ -304,6 +305,86 @@ def parse_value(text: str) -> Any:
 
 
 _parse_value = parse_value  # the former private name
+
+
+_OPEN, _CLOSE = "([{", ")]}"
+
+
+def split_top_level(text: str, sep: str = ",") -> list[str]:
+    """Split ``text`` on ``sep`` outside brackets and quotes.
+
+    ``"a=1,b=[1,2],c='x,y'"`` → ``["a=1", "b=[1,2]", "c='x,y'"]``: a comma inside
+    ``[...]``, ``{...}``, ``(...)`` or a quoted string (a quote that starts a value)
+    belongs to its value. Items
+    are stripped; empty items are kept (the caller decides whether they are errors).
+
+    Raises
+    ------
+    ConfigError
+        Unbalanced brackets or an unclosed quote (the message shows ``text``).
+    """
+    items: list[str] = []
+    depth: list[str] = []
+    quote: str | None = None
+    cur: list[str] = []
+    for ch in str(text):
+        if quote:
+            quote = None if ch == quote else quote
+        elif ch in "'\"" and "".join(cur).rstrip()[-1:] in ("", *"=:,[{("):
+            quote = ch  # a quote opens only where a value starts (``it's`` is a word)
+        elif ch in _OPEN:
+            depth.append(_CLOSE[_OPEN.index(ch)])
+        elif ch in _CLOSE:
+            if not depth or depth.pop() != ch:
+                raise ConfigError(f"{text!r}: unbalanced {ch!r}; close every bracket it opens")
+        elif ch == sep and not depth:
+            items.append("".join(cur).strip())
+            cur = []
+            continue
+        cur.append(ch)
+    if quote or depth:
+        missing = quote or depth[-1]
+        raise ConfigError(f"{text!r}: {missing!r} is never closed")
+    items.append("".join(cur).strip())
+    return items
+
+
+_KEY_VALUE = re.compile(r"\+?[A-Za-z_][\w.]*=")
+
+
+def split_method_entries(text: str) -> list[str]:
+    """Split a ``-m`` list of method entries: ``"unimodal,late_fusion:aux_weight=0.5,dropout=0.1"``.
+
+    Entries are ``NAME`` or ``NAME:key=value,key=value,...`` separated by commas.
+    A comma-separated item that looks like ``key=value`` continues the overrides
+    of the entry before it; any other item starts a new entry. Commas inside
+    brackets or quotes never split (``late_fusion:hidden_sizes=[8,16]``).
+
+    Returns
+    -------
+    list of str
+        One ``NAME`` or ``NAME:k=v,...`` string per method entry.
+
+    Raises
+    ------
+    ConfigError
+        An empty item, or a ``key=value`` with no ``NAME:`` entry before it.
+    """
+    entries: list[str] = []
+    for item in split_top_level(text):
+        if not item:
+            continue  # "a,,b" and a trailing comma: as before, ignored
+        if _KEY_VALUE.match(item):
+            if not entries or ":" not in entries[-1]:
+                name = entries[-1] if entries else "late_fusion"
+                where = f"after {entries[-1]!r}" if entries else "first"
+                raise ConfigError(
+                    f"-m {text!r}: {item!r} comes {where} without a method; overrides follow "
+                    f"the method's name and a colon, e.g. {name}:{item}")
+            entries[-1] += f",{item}"
+        else:
+            entries.append(item)
+    return entries
 
 
 _NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")

@@ -21,20 +21,6 @@ TINY = ["dataset.n=200", "train.max_epochs=2", "train.progress_bar=false", "meth
         "method.encoder_layers=1"]
 
 
-@pytest.fixture(autouse=True)
-def _drop_cli_log_handlers():
-    yield
-    log = logging.getLogger("emodistill")
-    for h in [h for h in log.handlers if getattr(h, "_emodistill_cli", False)]:
-        log.removeHandler(h)
-
-
-def run(capsys, *argv):
-    rc = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return rc, out, err
-
-
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     out = tmp_path_factory.mktemp("runs")
@@ -73,29 +59,29 @@ def test_train_writes_the_run_folder(trained):
     assert ck.meta["test_metrics"] == pytest.approx(test)
 
 
-def test_train_prints_a_summary(capsys, tmp_path):
-    rc, out, _ = run(capsys, "train", "-m", "unimodal", "method.modality=audio", *TINY[:3],
+def test_train_prints_a_summary(cli, tmp_path):
+    rc, out, _ = cli("train", "-m", "unimodal", "method.modality=audio", *TINY[:3],
                      "train.max_epochs=1", f"output_dir={tmp_path}")
     assert rc == 0
     assert f"run folder: {tmp_path}" in out and "[standard] best epoch" in out and "acc=" in out
 
 
-def test_evaluate_reproduces_the_stored_test_metrics(capsys, trained):
+def test_evaluate_reproduces_the_stored_test_metrics(cli, trained):
     ckpt = trained / "standard" / "model.pt"
-    rc, out, _ = run(capsys, "evaluate", ckpt)
+    rc, out, _ = cli("evaluate", ckpt)
     assert rc == 0
     stored = json.loads((trained / "standard" / "test_metrics.json").read_text())
     assert json.loads(out) == pytest.approx(stored, abs=1e-6)
-    rc, out, _ = run(capsys, "evaluate", ckpt, "--split", "valid")
+    rc, out, _ = cli("evaluate", ckpt, "--split", "valid")
     assert rc == 0 and set(json.loads(out)) == set(stored)
 
 
-def test_the_saved_model_is_the_one_selected_on_validation(capsys, trained):
+def test_the_saved_model_is_the_one_selected_on_validation(cli, trained):
     """model.pt reproduces the validation numbers of its best epoch in metrics.csv."""
     best = json.loads((trained / "results.json").read_text())["folds"]["standard"]["best_epoch"]
     hist = pd.read_csv(trained / "standard" / "metrics.csv").set_index("epoch")
     assert hist["val/task_loss"].idxmin() == best  # selection on val/task_loss, mode min
-    rc, out, _ = run(capsys, "evaluate", trained / "standard" / "model.pt", "--split", "valid")
+    rc, out, _ = cli("evaluate", trained / "standard" / "model.pt", "--split", "valid")
     assert rc == 0
     got = json.loads(out)
     for k in ("acc", "f1_macro", "f1_weighted"):
@@ -115,9 +101,9 @@ def test_best_epoch_matches_checkpoint_selection(mode, values, best):
     assert _best_epoch([{"epoch": 0}], "val/acc", mode) == -1
 
 
-def test_max_mode_selection_on_a_tied_metric(capsys, tmp_path):
+def test_max_mode_selection_on_a_tied_metric(cli, tmp_path):
     """With ties in val/acc the reported best epoch is the one whose weights were saved."""
-    rc, _, _ = run(capsys, "train", "-m", "feature_fusion", *TINY, "train.max_epochs=4",
+    rc, _, _ = cli("train", "-m", "feature_fusion", *TINY, "train.max_epochs=4",
                    "train.monitor=val/acc", "train.mode=max", "train.lr=1e-6",
                    f"output_dir={tmp_path}", "run_name=r")
     assert rc == 0
@@ -126,7 +112,7 @@ def test_max_mode_selection_on_a_tied_metric(capsys, tmp_path):
         "best_epoch"]
     assert (hist["val/acc"] == hist["val/acc"].max()).sum() >= 2  # the tie under test
     assert best == hist["val/acc"].idxmax()  # first epoch of the maximum
-    rc, out, _ = run(capsys, "evaluate", tmp_path / "r" / "standard" / "model.pt", "--split",
+    rc, out, _ = cli("evaluate", tmp_path / "r" / "standard" / "model.pt", "--split",
                      "valid")
     assert json.loads(out)["acc"] == pytest.approx(hist.loc[best, "val/acc"], abs=1e-6)
 
@@ -151,32 +137,32 @@ def test_test_part_is_evaluated_once_after_training(monkeypatch, tmp_path):
     assert sum(b for h, b in calls if h == "validation_step") == 3 * 20  # valid every epoch
 
 
-def test_evaluate_overrides_are_typed_and_data_changes_are_flagged(capsys, caplog, trained):
+def test_evaluate_overrides_are_typed_and_data_changes_are_flagged(cli, caplog, trained):
     ckpt = trained / "standard" / "model.pt"
     with caplog.at_level(logging.WARNING, logger="emodistill"):
-        rc, out, _ = run(capsys, "evaluate", ckpt, "dataset.n=200", "dataset.seed=0")
+        rc, out, _ = cli("evaluate", ckpt, "dataset.n=200", "dataset.seed=0")
     assert rc == 0 and not [r for r in caplog.records if "fingerprint" in r.getMessage()]
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="emodistill"):
-        rc, out, _ = run(capsys, "evaluate", ckpt, "dataset.seed=1")  # other data
+        rc, out, _ = cli("evaluate", ckpt, "dataset.seed=1")  # other data
     assert rc == 0
     assert [r for r in caplog.records if "fingerprint" in r.getMessage()]
-    rc, _, err = run(capsys, "evaluate", ckpt, "dataset.nope=1")
+    rc, _, err = cli("evaluate", ckpt, "dataset.nope=1")
     assert rc == 2 and "no key 'dataset.nope'" in err
 
 
-def test_evaluate_refuses_a_fold_the_protocol_does_not_make(capsys, trained, tmp_path):
+def test_evaluate_refuses_a_fold_the_protocol_does_not_make(cli, trained, tmp_path):
     import torch
 
     raw = torch.load(trained / "standard" / "model.pt", weights_only=True)
     raw["meta"]["fold"] = "fold9"
     torch.save(raw, tmp_path / "moved.pt")
-    rc, _, err = run(capsys, "evaluate", tmp_path / "moved.pt")
+    rc, _, err = cli("evaluate", tmp_path / "moved.pt")
     assert rc == 2 and "fold 'fold9' is not a fold of protocol 'split'" in err
 
 
-def test_benchmark_two_methods_two_seeds(capsys, tmp_path):
-    rc, out, _ = run(capsys, "benchmark", "-d", "synthetic", "-m", "late_fusion,early_fusion",
+def test_benchmark_two_methods_two_seeds(cli, tmp_path):
+    rc, out, _ = cli("benchmark", "-d", "synthetic", "-m", "late_fusion,early_fusion",
                      "--seeds", "3,4", "--output", tmp_path, "--name", "bench",
                      "--reference", "early_fusion",
                      "dataset.n=160", "train.max_epochs=1", "train.progress_bar=false",
@@ -208,16 +194,16 @@ def test_benchmark_two_methods_two_seeds(capsys, tmp_path):
     assert len(list((bench / "runs").iterdir())) == 4
 
 
-def test_benchmark_resume_reads_finished_runs_and_retrains_the_rest(capsys, tmp_path):
+def test_benchmark_resume_reads_finished_runs_and_retrains_the_rest(cli, tmp_path):
     common = ["-d", "synthetic", "--seeds", "3,4", "--output", tmp_path, "--name", "bench",
               "dataset.n=160", "train.max_epochs=1", "train.progress_bar=false",
               "method.hidden=8", "method.encoder_layers=1"]
-    assert run(capsys, "benchmark", "-m", "late_fusion", *common)[0] == 0
+    assert cli("benchmark", "-m", "late_fusion", *common)[0] == 0
     runs = tmp_path / "bench" / "runs"
     first = pd.read_csv(tmp_path / "bench" / "per_seed.csv")
     (runs / "late_fusion-seed4" / "results.json").unlink()  # as if killed during seed 4
     stamp = (runs / "late_fusion-seed3" / "results.json").stat().st_mtime_ns
-    rc, _, err = run(capsys, "benchmark", "-m", "late_fusion,early_fusion", *common, "--resume")
+    rc, _, err = cli("benchmark", "-m", "late_fusion,early_fusion", *common, "--resume")
     assert rc == 0
     assert (runs / "late_fusion-seed3" / "results.json").stat().st_mtime_ns == stamp  # read back
     assert sorted(p.name for p in runs.iterdir()) == [  # the unfinished run was replaced
@@ -226,16 +212,16 @@ def test_benchmark_resume_reads_finished_runs_and_retrains_the_rest(capsys, tmp_
     assert len(per_seed) == 4
     assert per_seed.iloc[0]["acc"] == pytest.approx(first.iloc[0]["acc"])
     # a finished run of another config is never mixed into the table
-    rc, _, err = run(capsys, "benchmark", "-m", "late_fusion", *common, "method.hidden=16",
+    rc, _, err = cli("benchmark", "-m", "late_fusion", *common, "method.hidden=16",
                      "--resume")
     assert rc == 2 and "late_fusion-seed3 was trained with a different config" in err
     assert "hidden: 8" in err and "hidden: 16" in err
-    rc, _, err = run(capsys, "benchmark", "-m", "late_fusion", *common[:6], "--name", "absent",
+    rc, _, err = cli("benchmark", "-m", "late_fusion", *common[:6], "--name", "absent",
                      "--resume")
     assert rc == 2 and "no benchmark folder" in err
 
 
-def test_teacher_checkpoint_from_other_fold_rows_is_refused_before_writing(capsys, tmp_path):
+def test_teacher_checkpoint_from_other_fold_rows_is_refused_before_writing(cli, tmp_path):
     kfold = ["dataset.n=200", "train.max_epochs=1", "train.progress_bar=false",
              "protocol.name=group_kfold", "+protocol.group=video", "+protocol.k=2",
              "protocol.fold=fold0"]
@@ -247,12 +233,12 @@ def test_teacher_checkpoint_from_other_fold_rows_is_refused_before_writing(capsy
     student = ["train", "-m", "hinton_kd", "method.modality=audio",
                f"method.teacher.checkpoint={teacher_runs / 't'}", f"output_dir={tmp_path / 's'}"]
     # same name "fold0", but another protocol seed puts other videos in it
-    rc, _, err = run(capsys, *student, *kfold, "+protocol.seed=1")
+    rc, _, err = cli(*student, *kfold, "+protocol.seed=1")
     assert rc == 2 and "other train/valid/test samples" in err and "allow_foreign" in err
     assert not (tmp_path / "s").exists()
     # another fold (the file named directly)
     student[4] = f"method.teacher.checkpoint={teacher_runs / 't' / 'fold0' / 'model.pt'}"
-    rc, _, err = run(capsys, *student, *kfold[:-1], "protocol.fold=fold1")
+    rc, _, err = cli(*student, *kfold[:-1], "protocol.fold=fold1")
     assert rc == 2 and "trained on fold 'fold0'" in err
     assert not (tmp_path / "s").exists()
 
@@ -277,8 +263,8 @@ def test_seed_and_method_parsing():
     ]
 
 
-def test_data_verify_prints_a_fingerprint(capsys):
-    rc, out, _ = run(capsys, "data", "verify", "-d", "synthetic", "dataset.n=100")
+def test_data_verify_prints_a_fingerprint(cli):
+    rc, out, _ = cli("data", "verify", "-d", "synthetic", "dataset.n=100")
     assert rc == 0
     fp = build_dataset({"name": "synthetic", "n": 100, "seed": 0}).fingerprint()
     assert out.strip().endswith(f"OK: synthetic verified, fingerprint {fp}")
@@ -287,9 +273,9 @@ def test_data_verify_prints_a_fingerprint(capsys):
 
 
 @pytest.mark.shared_data
-def test_data_verify_on_real_mosi(capsys):
+def test_data_verify_on_real_mosi(cli):
     root = shared_path("mosi_utterance")
-    rc, out, _ = run(capsys, "data", "verify", "-d", "mosi_utterance", f"dataset.root={root}")
+    rc, out, _ = cli("data", "verify", "-d", "mosi_utterance", f"dataset.root={root}")
     assert rc == 0
     summary = json.loads(out[: out.rindex("}") + 1])
     (fold,) = summary["protocol"]["folds"].values()
@@ -298,14 +284,14 @@ def test_data_verify_on_real_mosi(capsys):
     assert "fingerprint" in out.splitlines()[-1]
 
 
-def test_list(capsys):
-    rc, out, _ = run(capsys, "list")
+def test_list(cli):
+    rc, out, _ = cli("list")
     assert rc == 0
     for line in ("dataset configs:", "method configs:", "experiment configs:", "protocols:",
                  "encoders:"):
         assert line in out
     assert all(m in out for m in METHODS.names())
-    rc, out, _ = run(capsys, "list", "protocols")
+    rc, out, _ = cli("list", "protocols")
     assert out.strip() == "protocols: group_kfold, loso, split, subject_dependent"
 
 
@@ -353,13 +339,13 @@ BAD = [
 
 
 @pytest.mark.parametrize("argv,message", BAD, ids=[" ".join(a[:3])[:40] for a, _ in BAD])
-def test_bad_input_exits_2_naming_the_value_and_writes_nothing(capsys, tmp_path, argv, message):
+def test_bad_input_exits_2_naming_the_value_and_writes_nothing(cli, tmp_path, argv, message):
     _unsafe_pickle(tmp_path / "evil.pkl")
     runs = tmp_path / "runs"
     argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
     if argv[0] == "train":
         argv += [f"output_dir={runs}", "train.progress_bar=false"]
-    rc, out, err = run(capsys, *argv)
+    rc, out, err = cli(*argv)
     assert rc == 2
     assert err.startswith("emodistill: error: ") and message in err, err
     assert "Traceback" not in err
@@ -383,12 +369,12 @@ def test_console_script_is_installed():
     assert res.returncode == 0 and res.stdout.startswith("encoders: ")
 
 
-def test_sweep_flags_of_the_other_backend_are_refused(capsys, tmp_path):
+def test_sweep_flags_of_the_other_backend_are_refused(cli, tmp_path):
     space = tmp_path / "s.yaml"
     space.write_text("train.lr: {type: float, low: 1.0e-4, high: 1.0e-2}\n")
     base = ["sweep", "-d", "synthetic", "-m", "feature_fusion", "--space", space]
-    rc, _, err = run(capsys, *base, "--workers", "2")
+    rc, _, err = cli(*base, "--workers", "2")
     assert rc != 0 and "--workers belong to --backend ray" in err
-    rc, _, err = run(capsys, *base, "--backend", "ray", "--storage", "sqlite:///x.db")
+    rc, _, err = cli(*base, "--backend", "ray", "--storage", "sqlite:///x.db")
     assert rc != 0 and "--storage belongs to --backend optuna" in err
     assert not (tmp_path / "x.db").exists()

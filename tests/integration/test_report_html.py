@@ -96,3 +96,27 @@ def test_attention_columns_named_or_indexed():
 def test_not_a_run_folder(tmp_path):
     with pytest.raises(DataNotFoundError, match="neither a benchmark folder"):
         build_report(tmp_path)
+
+
+def test_render_needs_no_embeddings_and_the_model_step_is_explicit(tmp_path):
+    from emodistill.report.embedding import compute_embeddings
+    from emodistill.report.html import render_report
+    from emodistill.report.reader import read_report
+
+    run = write_run(tmp_path / "run", target="sentiment3")
+    data = read_report(run)
+    assert compute_embeddings(data, "none") == {}
+    page = render_report(data)
+    assert "Confusion matrices" in page and "Learned features" not in page
+    embs = compute_embeddings(data, "pca", max_points=50)
+    (emb,) = embs.values()
+    assert emb.points.shape == (min(50, len(data.runs[0].records[0].predictions)), 2)
+    assert "Learned features" in render_report(data, embs)
+    # a method without a checkpoint gets the reason instead of a plot (rendered as a note, as
+    # in test_embedding_is_skipped_with_a_reason_when_data_cannot_be_rebuilt)
+    (run / "standard" / "model.pt").rename(run / "standard" / "moved.pt")
+    try:
+        assert list(compute_embeddings(read_report(run), "pca").values()) == [
+            "no model.pt (train.save_checkpoint=false): embedding skipped"]
+    finally:
+        (run / "standard" / "moved.pt").rename(run / "standard" / "model.pt")

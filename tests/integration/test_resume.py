@@ -5,7 +5,6 @@ continues unfinished runs, and finds the unfinished benchmark folder by itself."
 from __future__ import annotations
 
 import json
-import logging
 import os
 import shutil
 import signal
@@ -19,7 +18,6 @@ import pandas as pd
 import pytest
 
 import emodistill.training.run as run_module
-from emodistill.cli import main
 from emodistill.errors import ConfigError
 from emodistill.training.benchmark import _unfinished_folder
 
@@ -29,20 +27,6 @@ TINY = ["-m", "late_fusion", "dataset.n=120", "train.max_epochs=5", "train.patie
         "train.scheduler_patience=0", "train.lr=0.03", "train.batch_size=16",
         "train.progress_bar=false",
         "method.hidden=8", "method.encoder_layers=1", "run_name=r"]
-
-
-@pytest.fixture(autouse=True)
-def _drop_cli_log_handlers():
-    yield
-    log = logging.getLogger("emodistill")
-    for h in [h for h in log.handlers if getattr(h, "_emodistill_cli", False)]:
-        log.removeHandler(h)
-
-
-def run(capsys, *argv):
-    rc = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return rc, out, err
 
 
 KILLER = textwrap.dedent("""
@@ -76,9 +60,9 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-def test_train_killed_by_sigkill_resumes_to_the_uninterrupted_metrics(capsys, tmp_path,
+def test_train_killed_by_sigkill_resumes_to_the_uninterrupted_metrics(cli, tmp_path,
                                                                       one_thread):
-    assert run(capsys, "train", *TINY, f"output_dir={tmp_path / 'ref'}")[0] == 0
+    assert cli("train", *TINY, f"output_dir={tmp_path / 'ref'}")[0] == 0
     ref = tmp_path / "ref" / "r"
     env = {**os.environ, "PYTHONPATH": str(SRC), "OMP_NUM_THREADS": "1"}
     proc = subprocess.run([sys.executable, "-c", KILLER, "train", *TINY,
@@ -94,7 +78,7 @@ def test_train_killed_by_sigkill_resumes_to_the_uninterrupted_metrics(capsys, tm
     shutil.move(killed, run_dir)
     ckpts = run_dir / "standard" / "checkpoints"
 
-    rc, out, err = run(capsys, "train", "--resume", run_dir)
+    rc, out, err = cli("train", "--resume", run_dir)
     assert rc == 0, err
     assert f"run folder: {run_dir}" in out
     for name in ("metrics.csv", "predictions.csv", "test_metrics.json"):
@@ -108,19 +92,19 @@ def test_train_killed_by_sigkill_resumes_to_the_uninterrupted_metrics(capsys, tm
     assert not any((tmp_path / "int").iterdir())
     assert sorted(p.name for p in (tmp_path / "moved").iterdir()) == ["r"]
 
-    rc, _, err = run(capsys, "train", "--resume", run_dir)
+    rc, _, err = cli("train", "--resume", run_dir)
     assert rc == 2 and "finished" in err
-    rc, _, err = run(capsys, "train", "--resume", run_dir, "train.lr=0.1")
+    rc, _, err = cli("train", "--resume", run_dir, "train.lr=0.1")
     assert rc == 2 and "train.lr=0.1" in err
 
 
-def test_train_resume_is_not_a_config_key(capsys, tmp_path):
-    rc, _, err = run(capsys, "train", *TINY, "+train.resume=true", f"output_dir={tmp_path}")
+def test_train_resume_is_not_a_config_key(cli, tmp_path):
+    rc, _, err = cli("train", *TINY, "+train.resume=true", f"output_dir={tmp_path}")
     assert rc == 2 and "--resume RUN_DIR" in err
-    rc, _, err = run(capsys, "train", *TINY, "+train.resum=true", f"output_dir={tmp_path}")
+    rc, _, err = cli("train", *TINY, "+train.resum=true", f"output_dir={tmp_path}")
     assert rc == 2 and "train.resum" in err and "nothing would read it" in err
     assert not any(tmp_path.iterdir())
-    rc, _, err = run(capsys, "train", "--resume", tmp_path / "nothing")
+    rc, _, err = cli("train", "--resume", tmp_path / "nothing")
     assert rc == 2 and "no such run folder" in err
 
 
@@ -144,11 +128,12 @@ class _Interrupt(L.Callback):
             raise _Interrupted
 
 
-def test_benchmark_resume_continues_the_unfinished_folder_and_run(capsys, tmp_path, monkeypatch):
+def test_benchmark_resume_continues_the_unfinished_folder_and_run(cli, capsys, tmp_path,
+                                                                   monkeypatch):
     # one Lightning fit per run (the parallel path keeps no training checkpoints)
     common = ["-d", "synthetic", "-m", "late_fusion", "--seeds", "3,4", "--output", tmp_path,
               "--parallel", "off", *TINY[2:-1]]
-    rc, out, err = run(capsys, "benchmark", *common)
+    rc, out, err = cli("benchmark", *common)
     assert rc == 0 and "benchmark folder:" in err
     first = tmp_path / "synthetic-polarity"
     orig = run_module._trainer
@@ -156,14 +141,14 @@ def test_benchmark_resume_continues_the_unfinished_folder_and_run(capsys, tmp_pa
     monkeypatch.setattr(run_module, "_trainer",
                         lambda cfg, cbs, root: orig(cfg, [*cbs, _Interrupt(2)], root))
     with pytest.raises(_Interrupted):  # killed during seed 4
-        run(capsys, "benchmark", *common)
+        cli("benchmark", *common)
     err = capsys.readouterr().err
     second = tmp_path / "synthetic-polarity-1"
     assert f"benchmark folder: {second}" in err  # printed at the start
     seed4 = second / "runs" / "late_fusion-seed4"
     assert (seed4 / "standard" / "checkpoints" / "last.ckpt").is_file()
     monkeypatch.setattr(run_module, "_trainer", orig)
-    rc, out, err = run(capsys, "benchmark", *common, "--resume")  # no --name: the unfinished one
+    rc, out, err = cli("benchmark", *common, "--resume")  # no --name: the unfinished one
     assert rc == 0, err
     assert f"benchmark folder: {second} (resumed)" in err and "continues" in err
     a = pd.read_csv(first / "per_seed.csv")
@@ -172,7 +157,7 @@ def test_benchmark_resume_continues_the_unfinished_folder_and_run(capsys, tmp_pa
     for seed in (3, 4):
         name = f"runs/late_fusion-seed{seed}/standard/metrics.csv"
         assert (first / name).read_bytes() == (second / name).read_bytes()
-    rc, _, err = run(capsys, "benchmark", *common, "--resume")
+    rc, _, err = cli("benchmark", *common, "--resume")
     assert rc == 2 and "nothing to resume" in err
 
 

@@ -5,7 +5,6 @@ own values and the learning rate; MLflow refused with its extra named when absen
 from __future__ import annotations
 
 import importlib.util
-import logging
 import struct
 import sys
 
@@ -15,14 +14,6 @@ from emodistill.cli import main
 
 TINY = ["-m", "hinton_kd", "method.modality=audio", "dataset.n=120", "train.max_epochs=2",
         "method.student.width=8", "method.teacher.method.width=8", "run_name=r"]
-
-
-@pytest.fixture(autouse=True)
-def _drop_cli_log_handlers():
-    yield
-    log = logging.getLogger("emodistill")
-    for h in [h for h in log.handlers if getattr(h, "_emodistill_cli", False)]:
-        log.removeHandler(h)
 
 
 def _tags(folder) -> dict[str, list[tuple[int, float]]]:

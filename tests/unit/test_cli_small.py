@@ -41,7 +41,7 @@ def test_a_closed_pipe_ends_quietly():
             for i in range(200000):
                 print(f'{{"row": {i}}}')
             return 0
-        cli._cmd_list = many
+        cli.listing._cmd_list = many
         raise SystemExit(cli.main(["list"]))
     """)
     p = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,

@@ -18,7 +18,7 @@ PACKAGE = Path(emodistill.__file__).resolve().parent
 #: layers that must stay below the engine (they are what the engine is made of)
 LOWER = ("models", "distill", "data", "metrics")
 #: what they must never import
-UPPER = ("emodistill.training", "emodistill.cli", "emodistill._cli_serving", "emodistill.report")
+UPPER = ("emodistill.training", "emodistill.cli", "emodistill.report")
 
 
 def _module_name(path: Path) -> str:

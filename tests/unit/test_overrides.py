@@ -37,15 +37,15 @@ def test_stored_config_gets_the_values_compose_gives():
 
 
 def test_report_rebuilds_data_with_the_same_parser():
-    from emodistill.report.html import _DataCache
+    from emodistill.report.embedding import DataCache
 
     stored = to_container(compose(overrides=["dataset.n=60"]))
-    cache = _DataCache(["dataset.missing_rate=2e-1"])  # plain YAML read this as a string
+    cache = DataCache(["dataset.missing_rate=2e-1"])  # plain YAML read this as a string
     part = cache.test_part(stored, "standard")
     (key,) = cache.cache
     assert '"missing_rate": 0.2' in key and len(part) > 0
     with pytest.raises(ConfigError, match="no key 'dataset.nope' in the stored config"):
-        _DataCache(["dataset.nope=1"]).test_part(stored, "standard")
+        DataCache(["dataset.nope=1"]).test_part(stored, "standard")
 
 
 def test_evaluate_uses_the_same_parser(tmp_path):

@@ -13,119 +13,49 @@ resources (CSS inline, figures as base64 PNG ``data:`` URIs), holding
   ``predictions.csv`` has ``sample_attention_*`` columns, and a 2-D
   embedding (PCA or t-SNE) of the learned features of the test part.
 
-The embedding needs the data: it is rebuilt from the config stored in the
-checkpoint (``overrides`` such as ``dataset.root=PATH`` point to moved data);
-when that fails the report says why and carries on.
+This module renders; it reads no files itself. :func:`build_report` runs the
+three steps of the report:
+
+1. :func:`emodistill.report.reader.read_report`: the folder's files into plain
+   data (no torch, no model);
+2. :func:`emodistill.report.embedding.compute_embeddings`: the one step that
+   needs a model and the data. Each method's ``model.pt`` embeds its test part,
+   rebuilt from the config stored in the checkpoint (``overrides`` such as
+   ``dataset.root=PATH`` point to moved data); when that fails the report says
+   why and carries on. Skipped with ``embedding="none"``;
+3. :func:`render_report`: plain data (and the embeddings) into the HTML page.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
 import html
-import json
 import logging
 import re
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 
 from emodistill import __version__
 from emodistill._fs import atomic_write
-from emodistill.errors import DataNotFoundError
 from emodistill.report import plots
+from emodistill.report.embedding import Embedding, EmbeddingMethod, compute_embeddings
+from emodistill.report.reader import (
+    ReportData,
+    RunEntry,
+    TargetInfo,
+    find_runs,
+    read_report,
+    run_modalities,
+)
 from emodistill.report.tables import PERCENT_METRICS
 
-__all__ = ["build_report", "find_runs", "RunEntry", "edge_tables", "attention_columns"]
+__all__ = ["build_report", "render_report", "find_runs", "RunEntry", "edge_tables",
+           "attention_columns"]
 
 log = logging.getLogger(__name__)
-
-EmbeddingMethod = Literal["pca", "tsne", "none"]
-
-
-@dataclass
-class RunEntry:
-    """One training run (one seed of one method) found under the report folder."""
-
-    label: str
-    seed: int | None
-    path: Path
-    config: dict[str, Any]
-    results: dict[str, Any]
-    folds: list[Path] = field(default_factory=list)
-
-
-# ---------------------------------------------------------------- discovery
-def _read_yaml(path: Path) -> dict[str, Any]:
-    import yaml
-
-    return yaml.safe_load(path.read_text()) or {}
-
-
-def _run_entry(path: Path, label: str | None = None) -> RunEntry:
-    cfg = _read_yaml(path / "config.yaml") if (path / "config.yaml").is_file() else {}
-    res = json.loads((path / "results.json").read_text()) if (
-        path / "results.json").is_file() else {}
-    folds = [path / f for f in res.get("folds", {})] or sorted(
-        p.parent for p in path.glob("*/metrics.csv"))
-    lab = label or str(cfg.get("method_config") or cfg.get("method", {}).get("name", path.name))
-    seed = cfg.get("seed")
-    return RunEntry(lab, int(seed) if seed is not None else None, path, cfg, res,
-                    [f for f in folds if f.is_dir()])
-
-
-def _run_name(label: str, seed: int) -> str:
-    # the benchmark's run folder naming (training/benchmark.py)
-    return re.sub(r"[^A-Za-z0-9_.=-]+", "_", label).strip("_") + f"-seed{seed}"
-
-
-def find_runs(path: str | Path) -> tuple[str, list[RunEntry]]:
-    """Classify ``path`` and list its runs.
-
-    Returns
-    -------
-    kind : {"benchmark", "run"}
-        A benchmark folder (``per_seed.csv``, ``runs/``) or one run folder
-        (``config.yaml``, ``results.json``, ``<fold>/``).
-    runs : list of RunEntry
-        For a benchmark, in ``per_seed.csv`` order, labelled by method.
-    """
-    p = Path(path).expanduser()
-    if not p.is_dir():
-        raise DataNotFoundError(f"report: {str(p)!r} is not a folder; give a run folder or a "
-                                "benchmark folder")
-    if (p / "per_seed.csv").is_file():
-        per_seed = pd.read_csv(p / "per_seed.csv")
-        run_dirs = sorted(d for d in (p / "runs").glob("*") if (d / "config.yaml").is_file())
-        by_name = {d.name: d for d in run_dirs}
-        used: set[Path] = set()
-        runs = []
-        for _, row in per_seed.iterrows():
-            label, seed = str(row["method"]), int(row["seed"])
-            d = by_name.get(str(row["run"])) if "run" in row and isinstance(
-                row.get("run"), str) else by_name.get(_run_name(label, seed))
-            if d is None:  # older benchmarks: match on method config and seed
-                cands = [e for e in run_dirs if e not in used and
-                         (cfg := _read_yaml(e / "config.yaml")).get("seed") == seed and
-                         label.startswith(str(cfg.get("method_config")))]
-                d = cands[0] if cands else None
-            if d is None:
-                log.warning("report: no run folder found for %s seed %d", label, seed)
-                continue
-            used.add(d)
-            runs.append(_run_entry(d, label))
-        return "benchmark", runs
-    if (p / "config.yaml").is_file():
-        return "run", [_run_entry(p)]
-    if (p / "metrics.csv").is_file() and (p.parent / "config.yaml").is_file():
-        return "run", [_run_entry(p.parent)]
-    raise DataNotFoundError(
-        f"report: {str(p)!r} is neither a benchmark folder (per_seed.csv) nor a run folder "
-        "(config.yaml + <fold>/metrics.csv)"
-    )
 
 
 # ------------------------------------------------------------------- tables
@@ -168,8 +98,7 @@ def _table_html(rows: list[tuple[str, dict[str, tuple[float, float | None]], str
             f"<tbody>{''.join(body)}</tbody></table>")
 
 
-def _benchmark_table(folder: Path) -> tuple[str, list[str]]:
-    summary = pd.read_csv(folder / "summary.csv", index_col=0)
+def _benchmark_table(summary: pd.DataFrame) -> tuple[str, list[str]]:
     metrics = [c[:-5] for c in summary.columns if c.endswith("_mean")]
     rows = []
     for name, r in summary.iterrows():
@@ -262,7 +191,8 @@ def attention_columns(pred: pd.DataFrame, modalities: Sequence[str]) -> pd.DataF
     return pred[cols].rename(columns=rename).astype(float)
 
 
-def _confusions(pred: pd.DataFrame, target: Any) -> list[tuple[np.ndarray, list[str], str]]:
+def _confusions(pred: pd.DataFrame, target: TargetInfo | None
+                ) -> list[tuple[np.ndarray, list[str], str]]:
     from sklearn.metrics import confusion_matrix
 
     if target is not None and target.kind != "regression" or "prediction_name" in pred:
@@ -285,75 +215,6 @@ def _confusions(pred: pd.DataFrame, target: Any) -> list[tuple[np.ndarray, list[
     cm2 = confusion_matrix(y >= 0, p >= 0, labels=[False, True])
     out.append((cm2, ["negative", "non-negative"], "2-class (Acc-2, has-0)"))
     return out
-
-
-class _DataCache:
-    """Datasets rebuilt from stored configs, loaded once per dataset section."""
-
-    def __init__(self, overrides: Sequence[str]) -> None:
-        self.overrides = list(overrides)
-        self.cache: dict[str, Any] = {}
-
-    def test_part(self, ck_config: dict[str, Any], fold: str) -> Any:
-        from omegaconf import OmegaConf
-
-        from emodistill.config import apply_overrides, to_container
-        from emodistill.data.parts import fold_parts
-        from emodistill.data.protocols import make_folds
-        from emodistill.data.registry import build_dataset
-
-        cfg = apply_overrides(OmegaConf.create(ck_config), self.overrides,
-                              source="the stored config")
-        dcfg = to_container(cfg.dataset)
-        key = json.dumps(dcfg, sort_keys=True, default=str)
-        if key not in self.cache:
-            self.cache[key] = build_dataset(dcfg)
-        ds = self.cache[key]
-        proto = to_container(cfg.protocol)
-        name = proto.pop("name")
-        subject_norm = proto.pop("subject_norm", None)
-        for k in ("fold", "allow_leaky"):
-            proto.pop(k, None)
-        folds = {f.name: f for f in make_folds(ds, name, **proto)}
-        # as the model was tested, less the standardisation (the predictor applies its own)
-        return fold_parts(ds, folds[fold], ("test",), subject_norm=subject_norm)[0]["test"]
-
-
-def _embedding(fold_dir: Path, data: _DataCache, method: EmbeddingMethod,
-               max_points: int, seed: int = 0) -> tuple[str, str]:
-    """(base64 PNG, caption) of the 2-D embedding of the test part's learned features."""
-    from emodistill.serving.predict import load
-
-    pred = load(fold_dir / "model.pt")
-    part = data.test_part(pred.config, str(pred.meta.get("fold", fold_dir.name)))
-    feats, source = pred.embed(part, return_source=True)
-    y = part.targets[pred.target.name].cpu().numpy()
-    rng = np.random.default_rng(seed)
-    if len(feats) > max_points:
-        keep = np.sort(rng.choice(len(feats), max_points, replace=False))
-        feats, y = feats[keep], y[keep]
-    if method == "tsne" and len(feats) > 5:
-        from sklearn.manifold import TSNE
-
-        pts = TSNE(n_components=2, init="pca", random_state=seed,
-                   perplexity=min(30.0, (len(feats) - 1) / 3)).fit_transform(feats)
-        name, extra = "t-SNE", ""
-    else:
-        from sklearn.decomposition import PCA
-
-        pca = PCA(n_components=2, random_state=seed).fit(feats)
-        pts = pca.transform(feats)
-        ev = pca.explained_variance_ratio_
-        name, extra = "PCA", f"; explained variance {ev[0]:.0%} + {ev[1]:.0%}"
-    cat = pred.target.kind != "regression"
-    fig = plots.embedding_figure(pts, y, categorical=cat,
-                                 labels=list(pred.target.class_names or ()) or None,
-                                 method=name)
-    what = {"fused": "fused representation", "features": "modality features (concatenated)",
-            "outputs": "outputs"}[source]
-    cap = (f"{name} of the learned {what} ({feats.shape[1]}-d) of {len(feats)} test samples, "
-           f"coloured by the true {pred.target.name}{extra}.")
-    return plots.to_png_base64(fig), cap
 
 
 # ------------------------------------------------------------------- HTML
@@ -389,30 +250,6 @@ def _note(text: str) -> str:
     return f'<p class="note">{html.escape(text)}</p>'
 
 
-def _modalities(run: RunEntry) -> list[str]:
-    mods = run.config.get("dataset", {}).get("modalities")
-    if mods:
-        return list(mods)
-    djson = run.path / "data.json"
-    if djson.is_file():
-        return list(json.loads(djson.read_text()).get("modalities", {}))
-    return []
-
-
-def _target(fold_dir: Path) -> Any:
-    ck = fold_dir / "model.pt"
-    if not ck.is_file():
-        return None
-    import torch
-
-    from emodistill.data.spec import TargetSpec
-
-    t = torch.load(ck, map_location="cpu", weights_only=True)["target"]
-    return TargetSpec(t["name"], t["kind"],
-                      value_range=tuple(t["value_range"]) if t["value_range"] else None,
-                      class_names=tuple(t["class_names"]) if t["class_names"] else None)
-
-
 def _teacher_student_section(runs: list[RunEntry]) -> list[str]:
     """Put the test metrics of each fold's teacher beside the student's (KD runs).
 
@@ -420,12 +257,12 @@ def _teacher_student_section(runs: list[RunEntry]) -> list[str]:
     """
     rows = []
     for r in runs:
-        for f in r.folds:
-            t_file, s_res = f / "teacher" / "test_metrics.json", r.results.get("folds", {})
-            if not t_file.is_file() or f.name not in s_res:
+        s_res = r.results.get("folds", {})
+        for f in r.records:
+            if f.teacher_test is None or f.name not in s_res:
                 continue
             key = (f"seed {r.seed}" if r.seed is not None else r.path.name) + f" / {f.name}"
-            rows.append((key, json.loads(t_file.read_text()), s_res[f.name]["test"]))
+            rows.append((key, f.teacher_test, s_res[f.name]["test"]))
     if not rows:
         return []
     metrics = [m for m in rows[0][2] if m in rows[0][1]]
@@ -449,8 +286,19 @@ def _teacher_student_section(runs: list[RunEntry]) -> list[str]:
             f"<table><tr><th>run / fold</th>{head}</tr>{''.join(body)}</table>"]
 
 
-def _method_section(label: str, runs: list[RunEntry], data: _DataCache,
-                    embedding: EmbeddingMethod, max_points: int) -> str:
+def _embedding_section(label: str, emb: Embedding | str | None, seed_txt: str) -> list[str]:
+    if emb is None:
+        return []
+    if isinstance(emb, str):
+        return [_note(emb)]
+    fig = plots.embedding_figure(emb.points, emb.y, categorical=emb.categorical,
+                                 labels=emb.labels, method=emb.method)
+    return ["<h3>Learned features</h3>" + _img(
+        plots.to_png_base64(fig), f"{emb.caption} ({seed_txt}, {emb.fold})",
+        f"feature embedding of {label}")]
+
+
+def _method_section(label: str, runs: list[RunEntry], emb: Embedding | str | None) -> str:
     parts = [f'<h2 id="{html.escape(re.sub(r"[^A-Za-z0-9]+", "-", label))}">'
              f"{html.escape(label)}</h2>"]
     first = runs[0]
@@ -459,13 +307,13 @@ def _method_section(label: str, runs: list[RunEntry], data: _DataCache,
         parts.append(_note(f"Model selection: {sel['summary']}."))
     curves, best = {}, {}
     for r in runs:
-        for f in r.folds:
-            mcsv = f / "metrics.csv"
-            if mcsv.is_file():
+        for f in r.records:
+            if f.metrics is not None:
                 key = (f"seed {r.seed}" if r.seed is not None else r.path.name) + (
-                    f" / {f.name}" if len(r.folds) > 1 else "")
-                curves[key] = pd.read_csv(mcsv)
-                best[key] = int(r.results.get("folds", {}).get(f.name, {}).get("best_epoch", -1))
+                    f" / {f.name}" if len(r.records) > 1 else "")
+                curves[key] = f.metrics
+                ep = r.best_epoch(f.name)
+                best[key] = ep if ep is not None else -1
     if curves:
         chosen = ("last epoch (fixed recipe)" if sel.get("selection") == "last"
                   else "epoch selected on validation")
@@ -481,9 +329,9 @@ def _method_section(label: str, runs: list[RunEntry], data: _DataCache,
         parts.append(_note("no metrics.csv found: learning curves skipped"))
     seed_txt = f"seed {first.seed}" if first.seed is not None else first.path.name
     parts.extend(_teacher_student_section(runs))
-    preds = [pd.read_csv(f / "predictions.csv") for f in first.folds
-             if (f / "predictions.csv").is_file()]
-    target = _target(first.folds[0]) if first.folds else None
+    preds = [f.predictions for f in first.records if f.predictions is not None]
+    target = first.records[0].target if first.records else None
+    modalities = run_modalities(first)
     if preds:
         pred = pd.concat(preds, ignore_index=True)
         cms = _confusions(pred, target)
@@ -493,7 +341,7 @@ def _method_section(label: str, runs: list[RunEntry], data: _DataCache,
             f"{', all folds' if len(preds) > 1 else ''}): {'; '.join(c[2] for c in cms)}. "
             "Rows: true, columns: predicted; colour: fraction of the true row.",
             f"confusion matrices of {label}"))
-        att = attention_columns(pred, _modalities(first))
+        att = attention_columns(pred, modalities)
         if att is not None:
             order = pred["prediction"].to_numpy(float) if "prediction" in pred else None
             parts.append("<h3>Modality attention</h3>" + _img(
@@ -502,30 +350,78 @@ def _method_section(label: str, runs: list[RunEntry], data: _DataCache,
                 f"modality attention of {label}"))
     else:
         parts.append(_note("no predictions.csv found: confusion matrices skipped"))
-    if first.folds and (first.folds[0] / "metrics.csv").is_file():
-        f0 = first.folds[0]
+    if first.records and first.records[0].metrics is not None:
+        f0 = first.records[0]
         ep = first.results.get("folds", {}).get(f0.name, {}).get("best_epoch")
-        edges = edge_tables(pd.read_csv(f0 / "metrics.csv"), _modalities(first), epoch=ep)
+        edges = edge_tables(f0.metrics, modalities, epoch=ep)
         if edges:
             parts.append("<h3>Distillation-graph edges</h3>" + _img(
                 plots.to_png_base64(plots.edge_heatmap(edges)),
                 f"Mean learned edge weight (teacher row → student column) at the selected "
                 f"epoch {ep} ({seed_txt}, {f0.name}).", f"edge heatmaps of {label}"))
-    if embedding != "none" and first.folds:
-        f0 = first.folds[0]
-        if not (f0 / "model.pt").is_file():
-            parts.append(_note("no model.pt (train.save_checkpoint=false): embedding skipped"))
-        else:
-            try:
-                b64, cap = _embedding(f0, data, embedding, max_points)
-                parts.append("<h3>Learned features</h3>" + _img(
-                    b64, f"{cap} ({seed_txt}, {f0.name})", f"feature embedding of {label}"))
-            except Exception as e:  # the report must not fail on a moved dataset
-                log.warning("report: embedding of %s skipped: %s", label, e)
-                parts.append(_note(
-                    f"embedding skipped: the test data could not be rebuilt from the stored "
-                    f"config ({e}); rerun with e.g. dataset.root=PATH"))
+    parts.extend(_embedding_section(label, emb, seed_txt))
     return "\n".join(parts)
+
+
+def render_report(report: ReportData, embeddings: Mapping[str, Embedding | str] | None = None,
+                  *, title: str | None = None) -> str:
+    """Render what :func:`~emodistill.report.reader.read_report` read as one HTML page.
+
+    Parameters
+    ----------
+    report : ReportData
+        The folder's runs, read.
+    embeddings : mapping of str to (Embedding or str), optional
+        Per method label, its embedding or why it was skipped
+        (:func:`~emodistill.report.embedding.compute_embeddings`); methods
+        absent from it get no embedding section. None: no embeddings.
+    title : str, optional
+        Page title (default ``emodistill report: <folder name>``).
+
+    Returns
+    -------
+    str
+        The HTML page (no file is read or written; no model is loaded).
+    """
+    embeddings = embeddings or {}
+    folder, runs = report.folder, report.runs
+    first = report.config
+    dataset = first.get("dataset", {}).get("name", "?")
+    target = first.get("dataset", {}).get("target") or "?"
+    protocol = first.get("protocol", {})
+    if report.kind == "benchmark" and report.summary is not None:
+        table, _ = _benchmark_table(report.summary)
+        seeds = sorted({r.seed for r in runs if r.seed is not None})
+        scope = f"mean ± sample std over {len(seeds)} seed(s) ({', '.join(map(str, seeds))})"
+    else:
+        table, _ = _run_table(runs[0])
+        scope = "one row per fold, weights selected on validation"
+    groups = report.groups
+    sections = [_method_section(lbl, rs, embeddings.get(lbl)) for lbl, rs in groups.items()]
+    ttl = title or f"emodistill report: {folder.name}"
+    toc = " · ".join(
+        f'<a href="#{html.escape(re.sub(r"[^A-Za-z0-9]+", "-", lbl))}">{html.escape(lbl)}</a>'
+        for lbl in groups)
+    now = _dt.datetime.now().strftime("%Y-%m-%d %H:%M")
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{html.escape(ttl)}</title><style>{_CSS}</style>
+<script>{_CHECK_JS}</script></head>
+<body>
+<h1>{html.escape(ttl)}</h1>
+<p class="meta">{html.escape(report.kind)} folder <code>{html.escape(str(folder))}</code> ·
+dataset <b>{html.escape(str(dataset))}</b> · target <b>{html.escape(str(target))}</b> ·
+protocol <b>{html.escape(str(protocol.get("name", "?")))}</b>
+{html.escape(str(protocol.get("split", "")))} · written {now} by emodistill {__version__}</p>
+<h2>Results</h2>
+<p class="meta">Test metrics, {html.escape(scope)}. Accuracies and F1 in %, MAE and Corr raw;
+best value per column in bold.</p>
+{table}
+<p class="meta">Methods: {toc}</p>
+{''.join(sections)}
+</body></html>
+"""
 
 
 def build_report(
@@ -537,7 +433,7 @@ def build_report(
     max_points: int = 2000,
     title: str | None = None,
 ) -> Path:
-    """Write the HTML report of a run or benchmark folder.
+    """Write the HTML report of a run or benchmark folder (read, embed, render).
 
     Parameters
     ----------
@@ -547,7 +443,10 @@ def build_report(
     output : path, optional
         The HTML file (default ``<path>/report.html``).
     embedding : {"pca", "tsne", "none"}
-        Projection of the learned features (``none`` skips the data rebuild).
+        Projection of the learned features. ``pca`` and ``tsne`` load each
+        method's ``model.pt`` and rebuild its test data
+        (:mod:`emodistill.report.embedding`); ``none`` skips that step, so no
+        model or dataset is loaded.
     overrides : sequence of str
         ``key=value`` overrides of the stored configs when rebuilding the test
         data (e.g. ``dataset.root=../shared/data/mosi_utterance``).
@@ -561,63 +460,11 @@ def build_report(
     Path
         The written report.
     """
-    folder = Path(path).expanduser()
-    if (folder / "runs").is_dir() and not (folder / "per_seed.csv").is_file():
-        raise DataNotFoundError(
-            f"report: the benchmark {str(folder)!r} did not finish (no per_seed.csv; killed?). "
-            f"Finish it with `emodistill benchmark ... --resume --name {folder.name}`, then "
-            "report it")
-    kind, runs = find_runs(folder)
-    if not runs:
-        raise DataNotFoundError(f"report: no run folders found under {str(folder)!r}")
-    unfinished = [r.path for r in runs if not r.results]
-    if unfinished:
-        raise DataNotFoundError(
-            f"report: the run {str(unfinished[0])!r} did not finish (no results.json; killed?): "
-            f"there is nothing to report yet. Continue it with `emodistill train --resume "
-            f"{unfinished[0]}`, then report it")
-    first = runs[0].config
-    dataset = first.get("dataset", {}).get("name", "?")
-    target = first.get("dataset", {}).get("target") or "?"
-    protocol = first.get("protocol", {})
-    if kind == "benchmark" and (folder / "summary.csv").is_file():
-        table, _ = _benchmark_table(folder)
-        seeds = sorted({r.seed for r in runs if r.seed is not None})
-        scope = f"mean ± sample std over {len(seeds)} seed(s) ({', '.join(map(str, seeds))})"
-    else:
-        table, _ = _run_table(runs[0])
-        scope = "one row per fold, weights selected on validation"
-    groups: dict[str, list[RunEntry]] = {}
-    for r in runs:
-        groups.setdefault(r.label, []).append(r)
-    data = _DataCache(overrides)
-    sections = [_method_section(lbl, rs, data, embedding, max_points)
-                for lbl, rs in groups.items()]
-    ttl = title or f"emodistill report: {folder.name}"
-    toc = " · ".join(
-        f'<a href="#{html.escape(re.sub(r"[^A-Za-z0-9]+", "-", lbl))}">{html.escape(lbl)}</a>'
-        for lbl in groups)
-    now = _dt.datetime.now().strftime("%Y-%m-%d %H:%M")
-    page = f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{html.escape(ttl)}</title><style>{_CSS}</style>
-<script>{_CHECK_JS}</script></head>
-<body>
-<h1>{html.escape(ttl)}</h1>
-<p class="meta">{html.escape(kind)} folder <code>{html.escape(str(folder))}</code> ·
-dataset <b>{html.escape(str(dataset))}</b> · target <b>{html.escape(str(target))}</b> ·
-protocol <b>{html.escape(str(protocol.get("name", "?")))}</b>
-{html.escape(str(protocol.get("split", "")))} · written {now} by emodistill {__version__}</p>
-<h2>Results</h2>
-<p class="meta">Test metrics, {html.escape(scope)}. Accuracies and F1 in %, MAE and Corr raw;
-best value per column in bold.</p>
-{table}
-<p class="meta">Methods: {toc}</p>
-{''.join(sections)}
-</body></html>
-"""
-    out = Path(output).expanduser() if output else folder / "report.html"
+    report = read_report(path)
+    embeddings = compute_embeddings(report, embedding, overrides=overrides,
+                                    max_points=max_points)
+    page = render_report(report, embeddings, title=title)
+    out = Path(output).expanduser() if output else report.folder / "report.html"
     atomic_write(out, lambda f: f.write(page))
     log.info("report written to %s", out)
     return out

@@ -2,7 +2,9 @@
 
 Methods are named by their config file (``configs/method/<name>.yaml``) and may
 carry overrides after a colon: ``unimodal:modality=audio`` or
-``late_fusion:aux_weight=0.5,dropout=0.1``. A ``unimodal`` entry without a
+``late_fusion:aux_weight=0.5,dropout=0.1`` (commas inside brackets or quotes do
+not split: ``late_fusion:hidden_sizes=[8,16]``; on the command line
+:func:`emodistill.config.split_method_entries` splits ``-m``). A ``unimodal`` entry without a
 modality expands to one entry per modality of the dataset. For k-fold
 protocols each seed's number is the mean over its folds; the table reports
 mean ± sample std over seeds.
@@ -23,7 +25,7 @@ import pandas as pd
 from omegaconf import OmegaConf
 
 from emodistill._fs import atomic_write, unique_dir
-from emodistill.config import check_seed, compose, to_container
+from emodistill.config import check_seed, compose, split_top_level, to_container
 from emodistill.data.registry import build_dataset
 from emodistill.errors import ConfigError
 from emodistill.metrics import metric_names
@@ -81,7 +83,7 @@ def expand_methods(entries: list[str], modalities: list[str]) -> list[MethodEntr
     out = []
     for e in entries:
         name, _, rest = e.partition(":")
-        ov = [f"method.{kv.strip()}" for kv in rest.split(",") if kv.strip()]
+        ov = [f"method.{kv}" for kv in split_top_level(rest) if kv]
         if name == "unimodal" and not any(o.startswith("method.modality=") for o in ov):
             out += [MethodEntry(f"unimodal({m})", name, [*ov, f"method.modality={m}"])
                     for m in modalities]

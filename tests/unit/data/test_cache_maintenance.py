@@ -9,8 +9,8 @@ import time
 import numpy as np
 import pytest
 
-from emodistill._cli_cache import parse_size
 from emodistill.cli import main
+from emodistill.cli.cache import parse_size
 from emodistill.data.cache import FeatureCache
 
 

@@ -15,17 +15,13 @@ pyedflib = pytest.importorskip("pyedflib", reason="the 'eeg' extra (pyedflib) is
 
 from emodistill.data.cache import FeatureCache  # noqa: E402
 from emodistill.data.formats.mahnob import (  # noqa: E402
-    MAHNOB_CHANNELS,
     find_stimulus,
     load_mahnob,
     read_session_xml,
 )
 from emodistill.data.protocols import make_folds  # noqa: E402
 from emodistill.errors import ConfigError, DataFormatError, DataNotFoundError  # noqa: E402
-
-FS_SRC = 256
-PRE, POST = 2.0, 1.0
-UPPER_BITS = (1 << 20) | (1 << 22)  # BioSemi status bits above the trigger bits
+from helpers.mahnob import PRE, UPPER_BITS, write_bdf, write_xml  # noqa: E402
 
 # session id: (subject, stimulus seconds, valence, arousal, dominance, predictability, emo, video)
 SESSIONS = {
@@ -41,55 +37,6 @@ SESSIONS = {
 }
 
 
-def _write_bdf(path, stim_seconds, valence):
-    n = int((PRE + stim_seconds + POST) * FS_SRC)
-    t = np.arange(n) / FS_SRC
-    rng = np.random.default_rng(int(stim_seconds * 10) + valence)
-    headers, data = [], []
-    for i, label in enumerate(MAHNOB_CHANNELS):
-        if label == "Status":
-            st = np.full(n, UPPER_BITS, dtype=np.float64)
-            on, off = int(PRE * FS_SRC), int((PRE + stim_seconds) * FS_SRC)
-            st[on:on + 10] += 1  # onset trigger
-            st[off:off + 10] += 2  # offset trigger
-            headers.append(dict(label=label, dimension="Boolean", sample_frequency=FS_SRC,
-                                physical_max=8388607, physical_min=-8388608,
-                                digital_max=8388607, digital_min=-8388608,
-                                transducer="Triggers and Status", prefilter="No filtering"))
-            data.append(st)
-            continue
-        if label == "GSR1":
-            x = 1000.0 * t  # a ramp: value = time in ms, locates the cut exactly
-        elif i < 32:
-            x = (5.0 + valence) * np.sin(2 * np.pi * 10 * t + i) + rng.standard_normal(n)
-        else:
-            x = rng.standard_normal(n)
-        headers.append(dict(label=label, dimension="uV", sample_frequency=FS_SRC,
-                            physical_max=262143, physical_min=-262144,
-                            digital_max=8388607, digital_min=-8388608,
-                            transducer="", prefilter=""))
-        data.append(x)
-    w = pyedflib.EdfWriter(str(path), len(MAHNOB_CHANNELS), file_type=pyedflib.FILETYPE_BDF)
-    try:
-        w.setSignalHeaders(headers)
-        w.writeSamples(data)
-    finally:
-        w.close()
-
-
-def _write_xml(path, sid, subject, v, a, d, p, emo, video, bdf, emotion=True, cut=60.0):
-    felt = (f'feltEmo="{emo}" feltArsl="{a}" feltVlnc="{v}" feltCtrl="{d}" feltPred="{p}" '
-            if emotion else "")
-    path.write_text(
-        '<?xml version="1.0" encoding="utf-8"?>\n'
-        f'<session cutNr="1" cutLenSec="{cut}" sessionId="{sid}" mediaFile="{video}" '
-        f'isStim="{1 if emotion else 0}" {felt}>\n'
-        f'  <subject id="{subject}" />\n'
-        f'  <track type="Physiological" id="1" filename="{bdf}" />\n'
-        "</session>\n"
-    )
-
-
 @pytest.fixture(scope="module")
 def mahnob_root(tmp_path_factory):
     import warnings
@@ -101,11 +48,11 @@ def mahnob_root(tmp_path_factory):
             folder = root / "Sessions" / sid
             folder.mkdir(parents=True)
             bdf = f"Part_{subj}_S_Trial{int(sid) % 10}_emotion.bdf"
-            _write_bdf(folder / bdf, secs, v)
-            _write_xml(folder / "session.xml", sid, subj, v, a, d, p, emo, video, bdf, cut=secs)
+            write_bdf(folder / bdf, secs, v)
+            write_xml(folder / "session.xml", sid, subj, v, a, d, p, emo, video, bdf, cut=secs)
         other = root / "Sessions" / "1000"  # a non-emotion session: skipped
         other.mkdir()
-        _write_xml(other / "session.xml", "1000", 1, 0, 0, 0, 0, 0, "x.avi", "none.bdf",
+        write_xml(other / "session.xml", "1000", 1, 0, 0, 0, 0, 0, "x.avi", "none.bdf",
                    emotion=False)
     return root
 

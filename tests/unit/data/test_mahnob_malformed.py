@@ -6,10 +6,11 @@ import pytest
 
 pytest.importorskip("pyedflib", reason="the 'eeg' extra (pyedflib) is not installed")
 
-from test_mahnob import PRE, _write_bdf, _write_xml  # noqa: E402
-
 from emodistill.data.formats.mahnob import check_bdf_size, load_mahnob, read_bdf  # noqa: E402
 from emodistill.errors import DataFormatError  # noqa: E402
+from helpers.mahnob import PRE  # noqa: E402
+from helpers.mahnob import write_bdf as _write_bdf  # noqa: E402
+from helpers.mahnob import write_xml as _write_xml  # noqa: E402
 
 BDF = "Part_1_S_Trial2_emotion.bdf"
 

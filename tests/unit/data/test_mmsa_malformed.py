@@ -115,20 +115,3 @@ def test_sims_per_modality_targets(tmp_path):
     del raw["test"]["regression_labels_T"]
     with pytest.raises(DataFormatError, match=r"regression_labels_T is missing from split"):
         load_mmsa(write(tmp_path / "sims_bad.pkl", raw), name="sims")
-
-
-def test_checkpoint_evaluated_on_data_of_another_dim(tmp_path):
-    from emodistill.training.evaluate import evaluate_checkpoint
-    from emodistill.training.run import run_experiment
-
-    raw = make_mmsa()
-    f = write(tmp_path / "mosi.pkl", raw)
-    cfg = compose(dataset="mosi", method="late_fusion", overrides=[
-        f"dataset.path={f}", "method.hidden=8", "method.encoder_layers=1", "train.max_epochs=1",
-        "train.progress_bar=false", f"output_dir={tmp_path / 'runs'}"])
-    res = run_experiment(cfg)
-    for s in raw.values():  # the same file, rewritten with 6 audio features
-        s["audio"] = np.concatenate([s["audio"], s["audio"][:, :, :1]], axis=2)
-    write(f, raw)
-    with pytest.raises(DataFormatError, match=r"'audio' has 6 features per step .*D = 5"):
-        evaluate_checkpoint(res.path / "standard" / "model.pt")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 import torch
@@ -16,16 +14,8 @@ from emodistill.data.protocols import make_folds
 from emodistill.data.spec import DatasetSpec, ModalitySpec, TargetSpec
 from emodistill.data.subject_norm import subject_normalize
 from emodistill.errors import ConfigError
-from emodistill.training.run import prepare, run_experiment
 from helpers import shared_path
-
-
-def _write_table(root, x, subjects, labels):
-    root.mkdir(parents=True, exist_ok=True)
-    np.savetxt(root / "EEG_feature.txt", x, delimiter="\t")
-    np.savetxt(root / "subject_video.txt",
-               np.c_[subjects, np.arange(len(subjects)) % 7 + 1], fmt="%d", delimiter="\t")
-    np.savetxt(root / "valence_arousal_label.txt", labels, fmt="%d", delimiter="\t")
+from helpers.eeg_tables import write_table as _write_table
 
 
 def test_presets_and_user_lists_resolve_against_the_order():
@@ -107,28 +97,6 @@ def test_subject_norm_reads_no_label_and_uses_each_subjects_own_statistics():
         subject_normalize(parts, mode="train")
 
 
-def test_subject_norm_is_a_protocol_option_recorded_in_the_run(tmp_path):
-    root = tmp_path / "data"
-    rng = np.random.default_rng(1)
-    subj = np.repeat([1, 2, 3, 4], 8)
-    _write_table(root, rng.gamma(2.0, size=(32, 160)) + subj[:, None], subj,
-                 rng.integers(1, 3, size=(32, 2)))
-    over = [f"dataset.root={root}", f"output_dir={tmp_path / 'runs'}",
-            "dataset.montages=[frontal4]", "protocol.fold=subject1", "train.progress_bar=false"]
-    cfg = compose(dataset="mahnob_bandpower", method="logistic",
-                  overrides=[*over, "protocol.subject_norm=transductive",
-                             "method.modality=frontal4"])
-    res = run_experiment(cfg)
-    rec = json.loads((res.folds[0].path / "subject_norm.json").read_text())
-    assert rec["mode"] == "transductive" and rec["statistics_from"] == ["train", "valid", "test"]
-    assert rec["samples_per_subject"] == {"1": 8, "2": 8, "3": 8, "4": 8}
-    assert "subject_norm: transductive" in (res.path / "config.yaml").read_text()
-    bad = compose(dataset="mahnob_bandpower", method="logistic",
-                  overrides=[*over, "protocol.subject_norm=train"])
-    with pytest.raises(ConfigError, match="subject_norm=train: in fold"):
-        prepare(bad)
-
-
 @pytest.mark.shared_data
 @pytest.mark.parametrize("name", ["DEAP", "MAHNOB-HCI"])
 def test_configured_electrode_order_matches_the_scalp(name):
@@ -147,23 +115,3 @@ def test_configured_electrode_order_matches_the_scalp(name):
     iu = np.triu_indices(32, 1)
     d = np.linalg.norm(p[:, None] - p[None], axis=-1)[iu]
     assert spearmanr(corr[iu], -d).statistic > 0.4  # random orders: 0.0 ± 0.06
-
-
-def test_parallel_members_apply_subject_norm_as_the_sequential_fit(tmp_path):
-    from emodistill.config import to_container
-    from emodistill.data.registry import build_dataset
-    from emodistill.training.parallel import run_parallel
-
-    root = tmp_path / "data"
-    rng = np.random.default_rng(2)
-    subj = np.repeat([1, 2, 3, 4], 8)
-    _write_table(root, rng.gamma(2.0, size=(32, 160)) + 3 * subj[:, None], subj,
-                 rng.integers(1, 3, size=(32, 2)))
-    cfg = compose(dataset="mahnob_bandpower", method="unimodal", overrides=[
-        f"dataset.root={root}", "protocol.subject_norm=transductive", "protocol.fold=subject1",
-        "method.hidden=8", "train.max_epochs=2", "train.progress_bar=false", "seed=1"])
-    ds = build_dataset(to_container(cfg.dataset))
-    seq = run_experiment(cfg, dataset=ds, output_dir=tmp_path / "seq")
-    par = run_parallel([cfg], dataset=ds, output_dir=tmp_path / "par")[0]
-    assert (par.folds[0].path / "subject_norm.json").is_file()
-    assert par.folds[0].test == pytest.approx(seq.folds[0].test, abs=1e-4)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from test_registry_models import method_config
 
 from emodistill.checkpoint import load_checkpoint, save_checkpoint
 from emodistill.data.batch import ContextLayout
@@ -14,6 +13,7 @@ from emodistill.data.formats.synthetic import make_synthetic_mer
 from emodistill.errors import ConfigError
 from emodistill.models import METHODS, build_method
 from emodistill.models.context import CONTEXT_LAYERS, context_sites
+from helpers.tiny_methods import method_config
 
 VEC = {"text": (1, 6, 1.2), "audio": (1, 4, 0.5), "vision": (1, 5, 0.5)}
 #: methods of the physiological family read one signal modality; the rest are MER methods

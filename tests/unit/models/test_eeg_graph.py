@@ -6,16 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from emodistill.checkpoint import load_checkpoint
-from emodistill.config import compose
 from emodistill.data.batch import Batch
-from emodistill.data.formats.eeg_tables import load_eeg_bandpower
 from emodistill.data.montage import DEAP_32
 from emodistill.data.spec import DatasetSpec, ModalitySpec, TargetSpec
 from emodistill.errors import ConfigError
 from emodistill.models import build_method
-from emodistill.serving.predict import Predictor
-from emodistill.training.run import run_experiment
 
 TARGET = TargetSpec("valence", "binary", class_names=("low", "high"))
 
@@ -67,70 +62,3 @@ def test_the_same_weights_run_on_any_montage():
         hh, _ = bh(hh, head.dist2)
     torch.testing.assert_close(hf[:, idx], hh, atol=1e-5, rtol=1e-5)
     assert att.shape == (3, 4, 32, 32)
-
-
-def _table(root, n_subj=4, per=12, seed=0):
-    rng = np.random.default_rng(seed)
-    subj = np.repeat(np.arange(1, n_subj + 1), per)
-    y = rng.integers(0, 2, len(subj))
-    x = rng.gamma(2.0, size=(len(subj), 160)) + y[:, None] * 0.5
-    root.mkdir(parents=True, exist_ok=True)
-    np.savetxt(root / "EEG_feature.txt", x, delimiter="\t")
-    np.savetxt(root / "subject_video.txt", np.c_[subj, np.arange(len(subj)) % per + 1],
-               fmt="%d", delimiter="\t")
-    np.savetxt(root / "valence_arousal_label.txt", np.c_[2 - y, 2 - y], fmt="%d",
-               delimiter="\t")
-
-
-@pytest.mark.parametrize("method", ["eeg_hinton_kd", "eeg_kd_feature"])
-def test_wearable_student_from_the_full_cap_predicts_from_its_electrodes_only(tmp_path, method):
-    _table(tmp_path / "data")
-    cfg = compose(dataset="mahnob_bandpower", method=method, overrides=[
-        f"dataset.root={tmp_path / 'data'}", "dataset.montages=[frontal4]",
-        "protocol.fold=subject1", "train.max_epochs=2", "train.progress_bar=false",
-        f"output_dir={tmp_path / 'runs'}", "protocol.subject_norm=transductive",
-    ])
-    res = run_experiment(cfg)
-    fold = res.folds[0].path
-    teacher = load_checkpoint(fold / "teacher" / "model.pt")
-    assert teacher.model.modalities == ["eeg"]  # the teacher saw the full cap only
-    ck = load_checkpoint(fold / "model.pt")
-    assert ck.model.modalities == ["frontal4"]
-    assert ck.model.spec.modality("frontal4").dim == 20
-    pred = Predictor.from_checkpoint(ck).predict(frontal4=np.random.rand(3, 20))
-    assert len(pred) == 3  # four electrodes x five bands are all the student needs
-    ds = load_eeg_bandpower(tmp_path / "data", montages=["frontal4"])
-    np.testing.assert_array_equal(
-        ds.features["frontal4"][:, 0].numpy(),
-        ds.features["eeg"][:, 0].numpy().reshape(-1, 5, 32)[:, :, [1, 17, 3, 20]].reshape(-1, 20))
-
-
-def test_a_checkpoint_carries_to_another_table_only_when_layout_and_labels_match(tmp_path):
-    from emodistill.training.transfer import evaluate_on_dataset
-
-    _table(tmp_path / "a", seed=1)
-    _table(tmp_path / "b", n_subj=3, seed=2)
-    cfg = compose(dataset="mahnob_bandpower", method="logistic", overrides=[
-        f"dataset.root={tmp_path / 'a'}", "dataset.montages=[frontal4]", "method.C=0.1",
-        "method.modality=frontal4", "protocol.fold=subject1", "train.progress_bar=false",
-        f"output_dir={tmp_path / 'runs'}", "protocol.subject_norm=transductive",
-    ])
-    ckpt = run_experiment(cfg).folds[0].path / "model.pt"
-    res = evaluate_on_dataset(ckpt, "deap_bandpower", [f"dataset.root={tmp_path / 'b'}"])
-    from emodistill.cli import main  # the syntax: overrides after -d
-
-    assert main(["evaluate", str(ckpt), "-d", "deap_bandpower",
-                 f"dataset.root={tmp_path / 'b'}"]) == 0
-    assert res["n"] == 36 and res["trained_on"] == "mahnob_bandpower"
-    assert res["subject_norm"] == "transductive"
-    y = load_eeg_bandpower(tmp_path / "b").targets["valence"].numpy()
-    assert res["majority_acc"] == pytest.approx(max(y.mean(), 1 - y.mean()))
-    assert 0.0 <= res["acc"] <= 1.0 and "f1_macro" in res
-    with pytest.raises(ConfigError, match="no modality 'frontal4'"):
-        evaluate_on_dataset(ckpt, "deap_bandpower",
-                            [f"dataset.root={tmp_path / 'b'}", "dataset.montages=[emotiv14]"])
-    with pytest.raises(ConfigError, match=r"reads \[1 x 20\] features"):
-        evaluate_on_dataset(ckpt, "deap_bandpower",
-                            [f"dataset.root={tmp_path / 'b'}", "dataset.layout=bands"])
-    with pytest.raises(ConfigError, match="synthetic has no modality 'frontal4'"):
-        evaluate_on_dataset(ckpt, "synthetic", [])

@@ -26,6 +26,9 @@ from emodistill.models.hkd_mer import (
     hkd_label_loss,
 )
 from emodistill.training.run import Prepared, fold_context
+from helpers.hkd_mer import toy_batch as _batch
+from helpers.hkd_mer import toy_model as _model
+from helpers.hkd_mer import toy_spec as _spec
 
 CONFIGS = Path(__file__).resolve().parents[3] / "src" / "emodistill" / "configs" / "method"
 
@@ -80,39 +83,6 @@ def test_label_loss_regression_targets():
     s, t = torch.tensor([0.0, 1.0, -2.0]), torch.tensor([1.0, 1.0, 0.0])
     assert hkd_label_loss(s, t, regression="l1").item() == pytest.approx(1.0)
     assert hkd_label_loss(s, t, regression="mse").item() == pytest.approx(5.0 / 3)
-
-
-# --------------------------------------------------------------------------- model
-def _spec(n_classes: int | None = 2) -> tuple[DatasetSpec, TargetSpec]:
-    target = (TargetSpec("y", "regression", value_range=(-3.0, 3.0)) if n_classes is None
-              else TargetSpec("y", "binary" if n_classes == 2 else "multiclass",
-                              class_names=tuple(f"c{i}" for i in range(n_classes))))
-    spec = DatasetSpec(name="toy", modalities=(ModalitySpec("text", 6, 1),
-                                               ModalitySpec("audio", 4, 5),
-                                               ModalitySpec("vision", 3, 1)),
-                       targets=(target,), group_keys=("video",))
-    return spec, target
-
-
-def _batch(spec: DatasetSpec, n: int = 8, *, missing: dict[str, list[int]] | None = None,
-           regression: bool = False):
-    g = torch.Generator().manual_seed(1)
-    feats = {m.name: torch.randn(n, m.seq_len, m.dim, generator=g).numpy()
-             for m in spec.modalities}
-    present = {m.name: np.ones(n, bool) for m in spec.modalities}
-    for m, rows in (missing or {}).items():
-        present[m][rows] = False
-    y = (np.linspace(-2, 2, n).astype(np.float32) if regression else np.arange(n) % 2)
-    ds = MultimodalDataset(spec, feats, targets={"y": y}, ids=[f"s{i}" for i in range(n)],
-                           groups={"video": np.arange(n)}, present=present)
-    return ds.batch(torch.arange(n), "y")
-
-
-def _model(spec, target, **params) -> HKDMER:
-    torch.manual_seed(0)
-    params.setdefault("hidden", 16)
-    params.setdefault("dominant", "text")
-    return build_method("hkd_mer", spec=spec, target=target, params=params)  # type: ignore[return-value]
 
 
 def test_forward_shapes_heads_and_attention():

@@ -3,16 +3,14 @@ label-level KD from cross-fitted dominant teachers."""
 
 from __future__ import annotations
 
-import json
-
 import pytest
 import torch
-from test_hkd_mer import _batch, _model, _spec
 
-from emodistill.config import compose
 from emodistill.errors import ConfigError
 from emodistill.models import build_method
-from emodistill.training.crossfit import CrossFitTeacher
+from helpers.hkd_mer import toy_batch as _batch
+from helpers.hkd_mer import toy_model as _model
+from helpers.hkd_mer import toy_spec as _spec
 
 
 def _dominant_init(spec, target):
@@ -61,21 +59,3 @@ def test_bad_teacher_settings():
         _model(spec, target, dominant_teacher="teacher")
     with pytest.raises(ConfigError, match="dominant_crossfit needs"):
         _model(spec, target, dominant_crossfit=2)
-
-
-def test_engine_pretrains_and_crossfits_the_dominant_teacher(tmp_path):
-    from emodistill.training.run import run_experiment
-
-    cfg = compose(dataset="synthetic", method="hkd_mer", overrides=[
-        "dataset.n=200", "train.max_epochs=1", "train.progress_bar=false", "method.hidden=8",
-        "method.dominant=text", "method.dominant_teacher=frozen",
-        "method.dominant_teacher_epochs=1", "method.dominant_crossfit=2",
-        "train.save_checkpoint=false", f"output_dir={tmp_path}"])
-    fold = run_experiment(cfg).folds[0]
-    rec = json.loads((fold.path / "dominant.json").read_text())
-    assert rec["teacher"]["how"] == "frozen" and rec["teacher"]["crossfit"] == 2
-    assert (fold.path / "dominant_teacher" / "metrics.csv").is_file()
-    cf = json.loads((fold.path / "dominant_teacher_crossfit" / "crossfit.json").read_text())
-    assert cf["k"] == 2 and len(cf["members"]) == 2
-    teacher = fold.model._label_teacher[0]
-    assert isinstance(teacher, CrossFitTeacher) and teacher.modalities == ["text"]

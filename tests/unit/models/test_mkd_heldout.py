@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from test_mkd import TRAIN_CFG, FakeLit, changed, make_batch, make_mkd, teacher_state
 
 from emodistill.errors import ConfigError
+from helpers.mkd import TRAIN_CFG, FakeLit, changed, make_batch, make_mkd, teacher_state
 
 
 def test_heldout_rows_are_never_taught_and_are_what_feedback_measures():

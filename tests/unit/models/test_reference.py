@@ -2,20 +2,13 @@
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 
-from emodistill.checkpoint import load_checkpoint
-from emodistill.config import compose
 from emodistill.data.formats.synthetic import make_synthetic_mer
 from emodistill.errors import ConfigError
 from emodistill.models import build_method
-from emodistill.training.evaluate import evaluate_checkpoint
-from emodistill.training.run import run_experiment
 
 MODS = {"text": (1, 6, 1.2), "audio": (3, 4, 0.5)}
 
@@ -79,30 +72,6 @@ def test_bad_reference_params_are_refused(ds):
         _model("logistic", ds, "polarity", C=[0.1, -1])
     with pytest.raises(ConfigError, match="method.pool="):
         _model("trees", ds, "polarity", pool="max")
-
-
-def test_engine_fits_selects_on_valid_and_writes_the_same_files(tmp_path):
-    cfg = compose(dataset="synthetic", method="logistic", overrides=[
-        "dataset.n=240", "method.C=[0.001,1.0]", "train.progress_bar=false",
-        f"output_dir={tmp_path}",
-    ])
-    res = run_experiment(cfg)
-    fold = res.folds[0]
-    for f in ("metrics.csv", "test_metrics.json", "predictions.csv", "model.pt"):
-        assert (fold.path / f).is_file(), f
-    hist = pd.read_csv(fold.path / "metrics.csv")
-    assert list(hist["choice/C"]) == [0.001, 1.0]  # one row per candidate, scored on valid
-    best = int(hist["val/task_loss"].idxmin())
-    assert fold.best_epoch == best
-    results = json.loads((res.path / "results.json").read_text())
-    assert results["folds"]["standard"]["best_epoch"] == best
-    ck = load_checkpoint(fold.path / "model.pt")  # pickle-free: weights_only torch.load
-    assert ck.meta["selected"] == {"C": [0.001, 1.0][best]}
-    again = evaluate_checkpoint(fold.path / "model.pt")
-    for k, v in fold.test.items():
-        assert again[k] == pytest.approx(v, abs=1e-6)
-    preds = pd.read_csv(fold.path / "predictions.csv")
-    assert len(preds) == fold.sizes["test"]
 
 
 def test_a_grid_is_a_choice_on_validation_a_single_value_is_not():

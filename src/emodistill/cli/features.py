@@ -1,71 +1,20 @@
-"""Sub-commands for using trained models and raw data (registered by :mod:`emodistill.cli`).
+"""``emodistill features text|audio``: features from raw transcripts or audio.
 
 ::
 
-    emodistill predict CHECKPOINT --input FILE.npz [--modalities text,audio] [--output F]
-    emodistill export CHECKPOINT --format onnx|torchscript [--output FILE]
-    emodistill report RUN_OR_BENCHMARK_DIR [--output FILE] [--embedding pca|tsne|none]
     emodistill features text --input FILE.csv --column text [--id-column id] --output F.npz
     emodistill features audio --input A.wav [B.wav ...] --output F.npz
 
-Only argparse is imported here; each command imports what it needs when run.
+Only argparse is imported here; the extractors (extras ``text``, ``audio``) load when run.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 from pathlib import Path
 from typing import Any
 
 __all__ = ["add_commands"]
-
-
-def _cmd_predict(a: argparse.Namespace) -> int:
-    from emodistill.serving.predict import load
-
-    pred = load(a.checkpoint)
-    mods = [m for m in a.modalities.split(",") if m] if a.modalities else None
-    import warnings
-
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", UserWarning)
-        res = pred.predict(a.input, modalities=mods, batch_size=a.batch_size)
-    for w in caught:  # e.g. arrays of the file the model does not use: one line each
-        print(f"emodistill: warning: {w.message}", file=sys.stderr)
-    if a.output:
-        out = Path(a.output)
-        if out.suffix == ".csv":
-            res.to_frame().to_csv(out, index=False)
-        else:
-            out.write_text(json.dumps(res.to_records(), indent=2))
-        print(f"{len(res)} predictions of {pred.target.name!r} written to {out}")
-    else:
-        for rec in res.to_records():
-            print(json.dumps(rec))
-    return 0
-
-
-def _cmd_export(a: argparse.Namespace) -> int:
-    from emodistill.serving.export import export_model
-
-    ext = ".onnx" if a.format == "onnx" else ".torchscript.pt"
-    out = Path(a.output) if a.output else Path(a.checkpoint).with_suffix(ext)
-    path = export_model(a.checkpoint, out, format=a.format,
-                        include_normalizer=not a.no_normalizer, opset=a.opset,
-                        dynamo=not a.legacy_onnx)
-    print(f"exported to {path} (description: {path.name}.json)")
-    return 0
-
-
-def _cmd_report(a: argparse.Namespace) -> int:
-    from emodistill.report.html import build_report
-
-    out = build_report(a.folder, output=a.output, embedding=a.embedding,
-                       overrides=a.overrides, max_points=a.max_points)
-    print(f"report written to {out}")
-    return 0
 
 
 def _save_features(path: str, modality: str, feats: Any, lengths: Any, ids: list[str],
@@ -127,40 +76,7 @@ def _cmd_features_audio(a: argparse.Namespace) -> int:
 
 
 def add_commands(sub: Any) -> None:
-    """Add ``predict``, ``export``, ``report`` and ``features`` to the CLI's sub-parsers."""
-    p = sub.add_parser("predict", help="predict with a trained checkpoint (any modality subset)")
-    p.add_argument("checkpoint", help="a model.pt written by training")
-    p.add_argument("--input", "-i", required=True,
-                   help="features in the generic npz format (<modality> arrays, optional "
-                        "<modality>_lengths / _present, id)")
-    p.add_argument("--modalities", default=None,
-                   help="use only these modalities of the input (others count as missing)")
-    p.add_argument("--output", "-o", default=None, help="write .csv or .json (default: stdout)")
-    p.add_argument("--batch-size", type=int, default=256)
-    p.set_defaults(fn=_cmd_predict)
-
-    e = sub.add_parser("export", help="export a checkpoint to ONNX or TorchScript")
-    e.add_argument("checkpoint")
-    e.add_argument("--format", "-f", choices=["onnx", "torchscript"], default="onnx")
-    e.add_argument("--output", "-o", default=None,
-                   help="output file (default: beside the checkpoint)")
-    e.add_argument("--opset", type=int, default=None, help="ONNX opset")
-    e.add_argument("--no-normalizer", action="store_true",
-                   help="leave the training normalisation out of the graph")
-    e.add_argument("--legacy-onnx", action="store_true",
-                   help="use torch's legacy TorchScript-based ONNX exporter")
-    e.set_defaults(fn=_cmd_export)
-
-    r = sub.add_parser("report", help="self-contained HTML report of a run or benchmark folder")
-    r.add_argument("folder", help="a run folder or a benchmark folder")
-    r.add_argument("--output", "-o", default=None, help="default: <folder>/report.html")
-    r.add_argument("--embedding", choices=["pca", "tsne", "none"], default="pca")
-    r.add_argument("--max-points", type=int, default=2000)
-    r.add_argument("overrides", nargs="*",
-                   help="overrides of the stored config to rebuild the test data, e.g. "
-                        "dataset.root=PATH")
-    r.set_defaults(fn=_cmd_report)
-
+    """Add ``features text`` and ``features audio`` to the CLI's sub-parsers."""
     f = sub.add_parser("features", help="extract features from raw transcripts or audio")
     fsub = f.add_subparsers(dest="features_command", required=True)
     t = fsub.add_parser("text", help="sentence embeddings (local all-MiniLM-L6-v2, offline)")
@@ -182,7 +98,3 @@ def add_commands(sub: Any) -> None:
     au.add_argument("--modality", default="audio", help="array name in the npz")
     au.add_argument("--output", "-o", required=True, help="the .npz to write")
     au.set_defaults(fn=_cmd_features_audio)
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit("use the 'emodistill' command")

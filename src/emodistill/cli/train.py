@@ -1,53 +1,25 @@
-"""The ``emodistill`` command line.
+"""``emodistill train``, ``benchmark`` and ``sweep``: the commands that train.
 
-Sub-commands::
+::
 
     emodistill train [-e EXP] [-d DATASET] [-m METHOD] [--config FILE] [key=value ...]
     emodistill train --resume RUN_DIR
-    emodistill evaluate CHECKPOINT [--split test] [-d DATASET] [key=value ...]
     emodistill benchmark -d DATASET -m M1,M2 [--seeds 1111-1115] [--reference M1]
                          [key=value ...]
     emodistill sweep -d DATASET -m METHOD --space SPACE.yaml [--trials N] [--storage URL]
                      [--backend ray [--workers N] [--address auto]]
-    emodistill data verify -d DATASET [key=value ...]
-    emodistill list [datasets|methods|experiments|protocols|encoders]
-    emodistill predict CHECKPOINT --input FILE.npz [--modalities a,b] [--output FILE]
-    emodistill export CHECKPOINT --format onnx|torchscript [--output FILE]
-    emodistill report RUN_OR_BENCHMARK_DIR [--embedding pca|tsne|none] [key=value ...]
-    emodistill features text|audio --input ... --output FILE.npz
-    emodistill cache ls|prune [--older-than DAYS] [--max-size SIZE] [--all]
+
+Only argparse is imported here; the engine (torch, Lightning) loads when a command runs.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import logging
-import sys
-import warnings
-from collections.abc import Sequence
+from typing import Any
 
 from emodistill.errors import ConfigError, EmodistillError
 
-log = logging.getLogger("emodistill")
-
-
-def _setup_logging(verbose: bool) -> None:
-    if not any(getattr(h, "_emodistill_cli", False) for h in log.handlers):  # once per process
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
-        handler._emodistill_cli = True  # type: ignore[attr-defined]
-        log.addHandler(handler)
-    log.setLevel(logging.INFO)
-    level = logging.INFO if verbose else logging.WARNING
-    for name in ("lightning.pytorch", "lightning.fabric", "lightning.pytorch.utilities.rank_zero",
-                 "lightning.fabric.utilities.rank_zero"):
-        logging.getLogger(name).setLevel(level)
-    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-    warnings.filterwarnings("ignore", message=".*number of training batches.*")
-    warnings.filterwarnings("ignore", message=".*LeafSpec.*")
-    # a resumed run continues in its own checkpoints folder
-    warnings.filterwarnings("ignore", message=".*Checkpoint directory .* exists and is not empty")
+__all__ = ["add_commands"]
 
 
 def _cmd_train(a: argparse.Namespace) -> int:
@@ -82,24 +54,12 @@ def _cmd_train(a: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_evaluate(a: argparse.Namespace) -> int:
-    from emodistill.training.evaluate import evaluate_checkpoint
-
-    if a.dataset:  # another dataset: every sample, beside its majority class
-        from emodistill.training.transfer import evaluate_on_dataset
-
-        print(json.dumps(evaluate_on_dataset(a.checkpoint, a.dataset, a.overrides), indent=2))
-        return 0
-    metrics = evaluate_checkpoint(a.checkpoint, split=a.split, overrides=a.overrides)
-    print(json.dumps(metrics, indent=2))
-    return 0
-
-
 def _cmd_benchmark(a: argparse.Namespace) -> int:
+    from emodistill.config import split_method_entries
     from emodistill.training.benchmark import parse_seeds, run_benchmark
 
     res = run_benchmark(
-        dataset=a.dataset, methods=[m for m in a.methods.split(",") if m],
+        dataset=a.dataset, methods=split_method_entries(a.methods),
         seeds=parse_seeds(a.seeds), experiment=a.experiment, overrides=a.overrides,
         output_dir=a.output, name=a.name, resume=a.resume, reference=a.reference,
         parallel=a.parallel,
@@ -143,60 +103,8 @@ def _cmd_sweep(a: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_data_verify(a: argparse.Namespace) -> int:
-    from emodistill.config import compose, to_container
-    from emodistill.data.registry import build_dataset
-    from emodistill.training.run import prepare
-
-    cfg = compose(dataset=a.dataset, overrides=a.overrides)
-    ds = build_dataset(to_container(cfg.dataset))
-    prep = prepare(cfg, ds, check_training=False)
-    summary = ds.summary()
-    summary["info"] = ds.info
-    summary["protocol"] = {
-        "name": cfg.protocol.name,
-        "folds": {f.name: {"train": len(f.train), "valid": len(f.valid), "test": len(f.test)}
-                  for f in prep.folds},
-        "group_disjoint": True,
-        # modalities whose features were learned with labels on the validation rows
-        "valid_leaked": prep.valid_leaked,
-    }
-    print(json.dumps(summary, indent=2, default=str))
-    print(f"OK: {ds.spec.name} verified, fingerprint {summary['fingerprint']}")
-    return 0
-
-
-def _cmd_list(a: argparse.Namespace) -> int:
-    from emodistill.config import list_configs
-    from emodistill.data.protocols import PROTOCOLS
-    from emodistill.data.registry import DATASETS
-    from emodistill.models import ENCODERS, METHODS
-
-    groups = {
-        "datasets": ("dataset configs", list_configs("dataset"), DATASETS.names()),
-        "methods": ("method configs", list_configs("method"), METHODS.names()),
-        "experiments": ("experiment configs", list_configs("experiment"), None),
-        "protocols": ("protocols", PROTOCOLS.names(), None),
-        "encoders": ("encoders", ENCODERS.names(), None),
-    }
-    for key, (title, names, registered) in groups.items():
-        if a.what and a.what != key:
-            continue
-        print(f"{title}: {', '.join(names)}")
-        if registered is not None:
-            print(f"  registered {key}: {', '.join(registered)}")
-    return 0
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """Build the argument parser (exposed for docs and tests)."""
-    from emodistill import __version__
-
-    p = argparse.ArgumentParser(prog="emodistill", description=__doc__.split("\n")[0])
-    p.add_argument("--version", action="version", version=f"emodistill {__version__}")
-    p.add_argument("-v", "--verbose", action="store_true", help="show Lightning's logs")
-    sub = p.add_subparsers(dest="command", required=True)
-
+def add_commands(sub: Any) -> None:
+    """Add ``train``, ``benchmark`` and ``sweep`` to the CLI's sub-parsers."""
     t = sub.add_parser("train", help="train one config (all folds of its protocol)")
     t.add_argument("-e", "--experiment", default=None, help="experiment config name")
     t.add_argument("-d", "--dataset", default=None, help="dataset config name")
@@ -207,19 +115,13 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.lr=1e-3")
     t.set_defaults(fn=_cmd_train)
 
-    e = sub.add_parser("evaluate", help="evaluate a saved checkpoint on its split")
-    e.add_argument("checkpoint")
-    e.add_argument("--split", default="test", choices=["train", "valid", "test"])
-    e.add_argument("-d", "--dataset", default=None,
-                   help="evaluate on all samples of another dataset config (e.g. a DEAP model "
-                        "on mahnob_bandpower); refused when layout or labels differ")
-    e.add_argument("overrides", nargs="*", help="e.g. dataset.root=PATH if the data moved")
-    e.set_defaults(fn=_cmd_evaluate)
-
     b = sub.add_parser("benchmark", help="methods x seeds -> mean ± std table")
     b.add_argument("-d", "--dataset", required=True)
     b.add_argument("-m", "--methods", required=True,
-                   help="comma-separated method configs, e.g. unimodal,early_fusion")
+                   help="comma-separated method configs, each with optional overrides after "
+                        "a colon, e.g. unimodal,late_fusion:aux_weight=0.5,dropout=0.1 "
+                        "(a key=value after a comma belongs to the method before it; commas "
+                        "inside [...], {...} or quotes do not split)")
     b.add_argument("-e", "--experiment", default=None)
     b.add_argument("--seeds", default="1111-1115")
     b.add_argument("--output", default="runs/benchmarks")
@@ -265,51 +167,3 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--output", default="runs/sweeps")
     sw.add_argument("overrides", nargs="*")
     sw.set_defaults(fn=_cmd_sweep)
-
-    d = sub.add_parser("data", help="data utilities")
-    dsub = d.add_subparsers(dest="data_command", required=True)
-    v = dsub.add_parser("verify", help="check files, shapes, labels, splits; print a fingerprint")
-    v.add_argument("-d", "--dataset", required=True)
-    v.add_argument("overrides", nargs="*")
-    v.set_defaults(fn=_cmd_data_verify)
-
-    ls = sub.add_parser("list", help="list configs and registered names")
-    ls.add_argument("what", nargs="?", default=None,
-                    choices=["datasets", "methods", "experiments", "protocols", "encoders"])
-    ls.set_defaults(fn=_cmd_list)
-
-    from emodistill._cli_serving import add_commands as _add_serving_commands
-
-    _add_serving_commands(sub)  # predict, export, report, features
-    from emodistill._cli_cache import add_commands as _add_cache_commands
-
-    _add_cache_commands(sub)  # cache ls|prune
-    return p
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``emodistill`` command."""
-    parser = build_parser()
-    args, extra = parser.parse_known_args(argv)
-    # ``evaluate CKPT -d DATASET key=value``: overrides after an option land in ``extra``
-    if extra and isinstance(getattr(args, "overrides", None), list) and all(
-            "=" in x and not x.startswith("-") for x in extra):
-        args.overrides = [*args.overrides, *extra]
-    elif extra:
-        parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    _setup_logging(args.verbose)
-    try:
-        return int(args.fn(args))
-    except EmodistillError as e:
-        print(f"emodistill: error: {e}", file=sys.stderr)
-        return 2
-    except BrokenPipeError:  # `emodistill predict ... | head`: the reader has gone
-        import os
-
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())  # no second error when Python flushes stdout
-        return 141  # 128 + SIGPIPE, as a shell tool killed by the closed pipe
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

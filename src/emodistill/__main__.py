@@ -1,0 +1,7 @@
+"""``python -m emodistill ...``: the ``emodistill`` command."""
+
+import sys
+
+from emodistill.cli import main
+
+sys.exit(main())
