@@ -14,7 +14,10 @@ A file may start from another file of its own group with ``inherit: <name>``
 changes). The parent is loaded first (itself possibly inheriting), the child
 is merged over it (mappings merge key by key, lists and scalars are replaced),
 and ``inherit`` is removed, so everything that reads a config sees the resolved
-file. Keys a child adds come after its parent's keys.
+file. Keys a child adds come after its parent's keys. A nested method section
+(a mapping with ``name``, e.g. a KD ``student``) to which the child gives another
+``name`` is replaced by the child's section, not merged: the old method's
+parameters are dropped, as for ``method.student.name=...`` in :func:`compose`.
 
 OmegaConf is used directly rather than Hydra's ``@hydra.main`` because the CLI
 has several sub-commands and the benchmark composes many configs in one
@@ -35,7 +38,8 @@ from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBase
 
 from emodistill.errors import ConfigError, UnknownNameError
 
-__all__ = ["compose", "list_configs", "load_group", "parent_of", "apply_overrides",
+__all__ = ["compose", "list_configs", "load_group", "parent_of", "replaced_sections",
+           "apply_overrides",
            "parse_value", "to_container", "GROUPS", "check_seed", "MAX_SEED"]
 
 GROUPS = ("dataset", "method", "experiment")
@@ -87,7 +91,24 @@ def _load_group(group: str, name: str, _chain: tuple[str, ...] = ()) -> DictConf
     if parent in chain:
         cycle = " -> ".join(f"{group}/{n}" for n in (*chain, parent))
         raise ConfigError(f"{path}: {INHERIT_KEY} forms a cycle ({cycle}); remove one link")
-    return OmegaConf.merge(_load_group(group, parent, chain), cfg)  # type: ignore[return-value]
+    base = _load_group(group, parent, chain)
+    for sec in replaced_sections(base, cfg):
+        OmegaConf.update(base, sec, OmegaConf.select(cfg, sec), merge=False)
+    return OmegaConf.merge(base, cfg)  # type: ignore[return-value]
+
+
+def replaced_sections(parent: DictConfig, child: DictConfig) -> list[str]:
+    """Dotted paths of the parent's nested method sections that ``child`` renames.
+
+    A section is a mapping with a ``name`` below ``method`` (a KD ``student``, a
+    ``teacher.method``); ``child`` replaces it when it sets another ``name`` there.
+    """
+    out = []
+    for sec in _method_sections(parent.get("method"), "method"):
+        new = OmegaConf.select(child, f"{sec}.name", default=None)
+        if new is not None and new != OmegaConf.select(parent, f"{sec}.name"):
+            out.append(sec)
+    return out
 
 
 def load_group(group: str, name: str) -> DictConfig:
