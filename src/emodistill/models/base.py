@@ -31,6 +31,7 @@ from torch import Tensor, nn
 from emodistill._registry import Registry
 from emodistill.data.batch import Batch
 from emodistill.data.spec import DatasetSpec, TargetSpec
+from emodistill.distill.losses import task_loss
 from emodistill.errors import ConfigError
 from emodistill.optim import make_optimizer
 
@@ -40,7 +41,7 @@ if TYPE_CHECKING:
     from emodistill.data.dataset import MultimodalDataset
     from emodistill.data.protocols import Fold
 
-__all__ = ["ModelOutput", "MERModel", "METHODS", "build_method", "task_loss", "Head",
+__all__ = ["ModelOutput", "MERModel", "METHODS", "build_method", "Head",
            "FoldContext", "FittedFold"]
 
 
@@ -68,28 +69,6 @@ class ModelOutput:
     logits: dict[str, Tensor] = field(default_factory=dict)
     fused: Tensor | None = None
     aux: dict[str, Tensor] = field(default_factory=dict)
-
-
-def task_loss(preds: Tensor, target: Tensor, spec: TargetSpec, kind: str = "l1") -> Tensor:
-    """Compute the supervised loss: L1 (MMSA) or MSE for regression, cross-entropy for classes.
-
-    Parameters
-    ----------
-    preds : Tensor
-        ``[B]`` values or ``[B, C]`` logits.
-    target : Tensor
-        ``[B]`` float values or int64 class indices.
-    spec : TargetSpec
-        The target being predicted.
-    kind : {"l1", "mse"}
-        Regression loss.
-    """
-    if spec.kind == "regression":
-        t = target.to(preds.dtype)
-        if kind == "mse":
-            return nn.functional.mse_loss(preds, t)
-        return nn.functional.l1_loss(preds, t)
-    return nn.functional.cross_entropy(preds.float(), target.long())
 
 
 class Head(nn.Sequential):

@@ -26,11 +26,8 @@ import torch
 from torch import Tensor
 
 from emodistill.data.batch import Batch
-from emodistill.distill.dictionary import (
-    DictionaryMatcher,
-    activation_divergence,
-    dictionary_contrastive,
-)
+from emodistill.distill.dictionary import DictionaryMatcher
+from emodistill.distill.losses import activation_divergence, dictionary_contrastive
 from emodistill.errors import ConfigError
 from emodistill.models.base import METHODS, ModelOutput
 from emodistill.models.dmd import DEFAULT_LOSS_WEIGHTS, DMD

@@ -40,6 +40,13 @@ from torch import Tensor, nn
 
 from emodistill.data.batch import Batch
 from emodistill.distill.gd_unit import GDUnit
+from emodistill.distill.losses import (
+    margin_loss,
+    margin_loss_loop,
+    masked_mse,
+    orthogonality_loss,
+    present_task_loss,
+)
 from emodistill.errors import ConfigError
 from emodistill.models._mult import MulTEncoder, groupable, last_real_step, run_grouped
 from emodistill.models.base import METHODS, MERModel, ModelOutput
@@ -49,9 +56,6 @@ __all__ = [
     "DEFAULT_LOSS_WEIGHTS",
     "DEFAULT_HOMO_PRIOR",
     "DEFAULT_HETERO_PRIOR",
-    "margin_loss",
-    "margin_loss_loop",
-    "orthogonality_loss",
     "conv_mask",
 ]
 
@@ -90,122 +94,6 @@ def conv_mask(mask: Tensor, kernel: int) -> Tensor:
     all_real = -nn.functional.max_pool1d(-m, kernel, stride=1)[:, 0] > 0.5
     any_real = nn.functional.max_pool1d(m, kernel, stride=1)[:, 0] > 0.5
     return torch.where(all_real.any(1, keepdim=True), all_real, any_real)
-
-
-def _masked_mse(a: Tensor, b: Tensor, mask: Tensor) -> Tensor:
-    """Mean squared error over the real steps: ``[B, T, D]`` × 2, ``[B, T]`` → scalar."""
-    m = mask.to(a.dtype)[..., None]
-    return ((a - b).pow(2) * m).sum() / (m.sum() * a.shape[-1]).clamp(min=1.0)
-
-
-def orthogonality_loss(s: Tensor, c: Tensor, mask: Tensor,
-                       mode: Literal["step", "sample", "batch_axis"] = "step") -> Tensor:
-    """DMD's ``CosineEmbeddingLoss(S, C, -1)``: mean of ``max(0, cos)``.
-
-    Parameters
-    ----------
-    s, c : Tensor
-        ``[B, T, d]`` private and shared sequences.
-    mask : Tensor
-        ``[B, T]`` bool mask of real steps.
-    mode : {"step", "sample", "batch_axis"}
-        ``step`` (default, the fix): cosine over the ``d`` channels of each real
-        step of each sample. ``sample``: cosine of the flattened ``T*d``
-        vectors of each sample. ``batch_axis``: what the reference computed on
-        PyTorch 1.9 with 3-D inputs, a cosine across the *batch* axis for
-        each (step, channel) — kept only for bit-level comparisons.
-    """
-    if mode == "step":
-        cos = nn.functional.cosine_similarity(s.float(), c.float(), dim=-1).clamp(min=0)
-        m = mask.to(cos.dtype)
-        return (cos * m).sum() / m.sum().clamp(min=1.0)
-    if mode == "sample":
-        m = mask.to(s.dtype)[..., None]
-        cos = nn.functional.cosine_similarity((s * m).flatten(1).float(),
-                                              (c * m).flatten(1).float(), dim=-1)
-        return cos.clamp(min=0).mean()
-    if mode == "batch_axis":
-        return nn.functional.cosine_similarity(s.float(), c.float(), dim=0).clamp(min=0).mean()
-    raise ConfigError(f"ort_cosine={mode!r}; use 'step', 'sample' or 'batch_axis'")
-
-
-def _cosine_matrix(x: Tensor) -> Tensor:
-    """Pairwise cosine ``[N, N]`` with the reference's ``sqrt(|x|^2 + 1e-8)`` norms."""
-    n = (x.pow(2).sum(1) + 1e-8).sqrt().clamp(min=1e-8)
-    return (x @ x.T) / (n[:, None] * n[None, :])
-
-
-def margin_loss(feats: Tensor, labels: Tensor, valid: Tensor | None = None, *,
-                scale: float = 0.15, chunk: int = 64) -> Tensor:
-    """DMD's label-adaptive margin (hinge) loss, vectorised.
-
-    For every anchor ``i``, positives ``j != i`` have exactly the same label,
-    negatives ``k`` a different one; the anchor's loss is the mean over all
-    (positive, negative) pairs of ``max(0, scale*|y_i - y_k| - cos(i,j) + cos(i,k))``.
-    Anchors lacking a positive or a negative are skipped; the result is the
-    mean over contributing anchors (0 if none).
-
-    Parameters
-    ----------
-    feats : Tensor
-        ``[N, F]`` vectors (DMD: the projected homogeneous features of every
-        modality of every sample, ``N = M * B``).
-    labels : Tensor
-        ``[N]`` labels (regression values or class indices).
-    valid : Tensor, optional
-        ``[N]`` bool; invalid vectors (absent modalities) take no part.
-    scale : float
-        Margin per unit of label distance (reference 0.15).
-    chunk : int
-        Anchors processed at once (memory ``chunk * N * N``).
-    """
-    x = feats.float()
-    y = labels.float()
-    N = x.shape[0]
-    cos = _cosine_matrix(x)
-    same = y[:, None] == y[None, :]
-    eye = torch.eye(N, dtype=torch.bool, device=x.device)
-    ok = torch.ones(N, dtype=torch.bool, device=x.device) if valid is None else valid
-    pair_ok = ok[:, None] & ok[None, :]
-    pos = same & ~eye & pair_ok
-    neg = ~same & pair_ok
-    margin = scale * (y[:, None] - y[None, :]).abs()
-    per_anchor = []
-    for a in range(0, N, chunk):
-        sl = slice(a, min(a + chunk, N))
-        # h[i, j, k] = max(0, margin_ik - cos_ij + cos_ik)
-        h = (margin[sl, None, :] - cos[sl, :, None] + cos[sl, None, :]).clamp(min=0)
-        w = (pos[sl, :, None] & neg[sl, None, :]).to(h.dtype)
-        per_anchor.append((h * w).sum((1, 2)) / w.sum((1, 2)).clamp(min=1.0))
-    loss_i = torch.cat(per_anchor)
-    contrib = (pos.any(1) & neg.any(1) & ok).to(loss_i.dtype)
-    return (loss_i * contrib).sum() / contrib.sum().clamp(min=1.0)
-
-
-def margin_loss_loop(feats: Tensor, labels: Tensor, valid: Tensor | None = None, *,
-                     scale: float = 0.15) -> Tensor:
-    """Straightforward per-anchor loop of :func:`margin_loss` (the reference's shape).
-
-    Kept as the test oracle and for the speed benchmark; do not use in training.
-    """
-    x, y = feats.float(), labels.float()
-    N = x.shape[0]
-    cos = _cosine_matrix(x)
-    ok = [True] * N if valid is None else valid.tolist()
-    total, count = x.new_zeros(()), 0
-    for i in range(N):
-        if not ok[i]:
-            continue
-        pos = [j for j in range(N) if j != i and ok[j] and bool(y[j] == y[i])]
-        neg = [k for k in range(N) if ok[k] and bool(y[k] != y[i])]
-        if not pos or not neg:
-            continue
-        sim = cos[i, pos][:, None]
-        dif = cos[i, neg][None, :]
-        marg = scale * (y[i] - y[neg]).abs()[None, :]
-        total = total + (marg - sim + dif).clamp(min=0).mean()
-        count += 1
-    return total / max(count, 1)
 
 
 def _residual_head(dim: int, dropout: float) -> tuple[nn.Linear, nn.Linear, nn.Dropout]:
@@ -267,9 +155,11 @@ class DMD(MERModel):
         ``replace``: features become ``sigmoid(W h)`` (reference, not a gate);
         ``multiply``: ``h * sigmoid(W h)``; ``none``: ``h``.
     ort_cosine : {"step", "sample", "batch_axis"}
-        Semantics of the orthogonality cosine, see :func:`orthogonality_loss`.
+        Semantics of the orthogonality cosine, see
+        :func:`~emodistill.distill.losses.decoupling.orthogonality_loss`.
     margin_scale : float
-        Margin per unit of label distance in :func:`margin_loss` (0.15).
+        Margin per unit of label distance in
+        :func:`~emodistill.distill.losses.decoupling.margin_loss` (0.15).
     margin_impl : {"vectorized", "loop"}
         ``loop`` is the slow per-anchor oracle (benchmarks only).
     homo_gd, hetero_gd : bool
@@ -640,13 +530,7 @@ class DMD(MERModel):
     # ------------------------------------------------------------------ loss
     def _task_present(self, preds: Tensor, target: Tensor, present: Tensor) -> Tensor:
         """Task loss averaged over the samples where the modality is present."""
-        if self.target.kind == "regression":
-            t = target.to(preds.dtype)
-            per = ((preds - t).abs() if self.regression_loss == "l1" else (preds - t).pow(2))
-        else:
-            per = nn.functional.cross_entropy(preds.float(), target.long(), reduction="none")
-        w = present.to(per.dtype)
-        return (per * w).sum() / w.sum().clamp(min=1.0)
+        return present_task_loss(preds, target, present, self.target, self.regression_loss)
 
     def loss(self, batch: Batch, out: ModelOutput) -> dict[str, Tensor]:
         """All DMD loss terms (unweighted) and the weighted total under ``"loss"``."""
@@ -661,10 +545,10 @@ class DMD(MERModel):
         for unit in self.gd:
             terms[f"gd_{unit}"] = st[f"gd_{unit}/total"]
         if w["rec"]:
-            terms["rec"] = sum(_masked_mse(st[f"recon/{m}"], st[f"proj/{m}"], st[f"mask/{m}"])
+            terms["rec"] = sum(masked_mse(st[f"recon/{m}"], st[f"proj/{m}"], st[f"mask/{m}"])
                                for m in mods)
         if w["cyc"]:
-            terms["cyc"] = sum(_masked_mse(st[f"s/{m}"], st[f"s_recon/{m}"], st[f"mask/{m}"])
+            terms["cyc"] = sum(masked_mse(st[f"s/{m}"], st[f"s_recon/{m}"], st[f"mask/{m}"])
                                for m in mods)
         if w["ort"]:
             terms["ort"] = sum(orthogonality_loss(st[f"s/{m}"], st[f"c/{m}"], st[f"mask/{m}"],

@@ -43,14 +43,14 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
 from emodistill.data.batch import Batch
-from emodistill.distill.losses import contrastive_alignment, feature_distance, soft_label_kd
+from emodistill.distill.losses.kd import FEATURE_KD, feature_kd_loss, soft_label_kd
 from emodistill.errors import ConfigError
 from emodistill.models.base import METHODS, FoldContext, Head, ModelOutput
 from emodistill.models.baselines import EncodersMixin
@@ -59,66 +59,14 @@ from emodistill.models.encoders import masked_max, masked_mean
 if TYPE_CHECKING:
     from emodistill.data.dataset import MultimodalDataset
 
-__all__ = ["HKDMER", "ModalityAttention", "hkd_feature_loss", "hkd_label_loss",
-           "choose_dominant", "linear_probe_scores"]
+__all__ = ["HKDMER", "ModalityAttention", "choose_dominant", "linear_probe_scores"]
 
 log = logging.getLogger(__name__)
 
-FeatureKD = Literal["contrastive", "mse", "cosine", "l1"]
-_FEATURE_KD = ("contrastive", "mse", "cosine", "l1")
 _ADAPTERS = ("none", "linear", "mlp")
 _FUSIONS = ("attention", "concat")
 _PROBES = ("linear", "unimodal")
 _TEACHERS = ("joint", "pretrained", "frozen")
-
-
-def hkd_feature_loss(student: Tensor, teacher: Tensor, *, kind: FeatureKD = "contrastive",
-                     temperature: float = 0.1) -> Tensor:
-    """Feature-level KD from the dominant modality (teacher side detached).
-
-    Parameters
-    ----------
-    student : Tensor
-        ``[B, F]`` weak-modality features, already mapped by its adapter.
-    teacher : Tensor
-        ``[B, F]`` dominant-modality features; no gradient flows into them.
-    kind : {"contrastive", "mse", "cosine", "l1"}
-        ``contrastive``: InfoNCE pairing sample ``i`` of the student with sample
-        ``i`` of the teacher against the other samples of the batch.
-    temperature : float
-        InfoNCE temperature (only for ``contrastive``).
-
-    Returns
-    -------
-    Tensor
-        Scalar loss.
-    """
-    if kind == "contrastive":
-        return contrastive_alignment(student, teacher, temperature=temperature, detach_b=True)
-    if kind in ("mse", "cosine", "l1"):
-        return feature_distance(student, teacher, kind=kind)
-    raise ConfigError(f"feature_kd={kind!r}; use one of {list(_FEATURE_KD)}")
-
-
-def hkd_label_loss(student: Tensor, teacher: Tensor, *, temperature: float = 2.0,
-                   regression: Literal["l1", "mse"] = "l1") -> Tensor:
-    """Label-level KD: the weak head follows the dominant head's soft prediction.
-
-    Parameters
-    ----------
-    student, teacher : Tensor
-        ``[B, C]`` logits or ``[B]`` regression values; the teacher is detached.
-    temperature : float
-        Softmax temperature ``T`` (class targets); the KL is scaled by ``T**2``.
-    regression : {"l1", "mse"}
-        Distance between regression values.
-
-    Returns
-    -------
-    Tensor
-        Scalar loss.
-    """
-    return soft_label_kd(student, teacher, temperature=temperature, regression=regression)
 
 
 class ModalityAttention(nn.Module):
@@ -272,7 +220,7 @@ class HKDMER(EncodersMixin):
         self.dominant_crossfit = int(dominant_crossfit or 0)
         # a plain list keeps the cross-fitted teacher out of submodules (not saved/optimised)
         self._label_teacher: list[nn.Module] = [label_teacher] if label_teacher is not None else []
-        for name, value, valid in (("feature_kd", feature_kd, _FEATURE_KD),
+        for name, value, valid in (("feature_kd", feature_kd, FEATURE_KD),
                                    ("kd_adapter", kd_adapter, _ADAPTERS),
                                    ("fusion", fusion, _FUSIONS),
                                    ("dominant_probe", dominant_probe, _PROBES),
@@ -395,13 +343,13 @@ class HKDMER(EncodersMixin):
             # with weight 0 the term is still measured (a diagnostic) but not optimised
             with torch.set_grad_enabled(torch.is_grad_enabled() and self.feature_weight > 0):
                 student = self.adapters[n](out.features[n][keep])
-                feat = feat + hkd_feature_loss(student, out.features[t][keep],
-                                               kind=self.feature_kd,  # type: ignore[arg-type]
-                                               temperature=self.feature_temperature)
+                feat = feat + feature_kd_loss(student, out.features[t][keep],
+                                              kind=self.feature_kd,  # type: ignore[arg-type]
+                                              temperature=self.feature_temperature)
             with torch.set_grad_enabled(torch.is_grad_enabled() and self.label_weight > 0):
-                label = label + hkd_label_loss(out.logits[n][keep], label_target[keep],
-                                               temperature=self.label_temperature,
-                                               regression=self.label_kd_regression)  # type: ignore[arg-type]
+                label = label + soft_label_kd(out.logits[n][keep], label_target[keep],
+                                              temperature=self.label_temperature,
+                                              regression=self.label_kd_regression)  # type: ignore[arg-type]
         total = task + self.unimodal_weight * uni
         if self.feature_weight > 0:
             total = total + self.feature_weight * feat
