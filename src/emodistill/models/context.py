@@ -2,7 +2,8 @@
 
 A context layer maps per-utterance representations ``[B, U, H]`` of ``B``
 videos (``[B, U]`` mask) to contextual ones of the same width. Two are
-registered in :data:`CONTEXT_LAYERS`:
+registered in :data:`CONTEXT_LAYERS` (kind ``context`` of
+:data:`~emodistill.models.blocks.BLOCKS`):
 
 * ``birnn``: a bidirectional GRU or LSTM over the utterances of a video
   (bc-LSTM, Poria et al., ACL 2017);
@@ -34,9 +35,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from emodistill._registry import Registry
 from emodistill.data.batch import Batch, ContextLayout
 from emodistill.errors import ConfigError
+from emodistill.models.blocks import CONTEXT_LAYERS
 
 __all__ = [
     "CONTEXT_LAYERS",
@@ -48,7 +49,6 @@ __all__ = [
     "context_sites",
 ]
 
-CONTEXT_LAYERS: Registry[type[nn.Module]] = Registry("context layer")
 #: ``method.context`` values: no context, a registered layer, or utterances as the sequence axis
 CONTEXT_MODES = ("none", "sequence")
 #: ``method.context_params`` keys read by the data side, not by the layer

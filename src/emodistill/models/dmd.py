@@ -50,6 +50,7 @@ from emodistill.distill.losses import (
 from emodistill.errors import ConfigError
 from emodistill.models._mult import MulTEncoder, groupable, last_real_step, run_grouped
 from emodistill.models.base import METHODS, MERModel, ModelOutput
+from emodistill.models.blocks import build_block
 
 __all__ = [
     "DMD",
@@ -323,11 +324,11 @@ class DMD(MERModel):
         adrop = ({"audio": 0.2, "vision": 0.0} if attn_dropout_modality is None
                  else dict(attn_dropout_modality))
 
-        def encoder(dim: int, n_layers: int, attn_p: float) -> MulTEncoder:
-            return MulTEncoder(dim, num_heads, n_layers, attn_dropout=attn_p,
-                               relu_dropout=relu_dropout, res_dropout=res_dropout,
-                               embed_dropout=embed_dropout, causal=causal_mask,
-                               key_padding_mask=key_padding_mask,
+        def encoder(dim: int, n_layers: int, attn_p: float) -> nn.Module:
+            return build_block("transformer", "mult", dim, num_heads, n_layers,
+                               attn_dropout=attn_p, relu_dropout=relu_dropout,
+                               res_dropout=res_dropout, embed_dropout=embed_dropout,
+                               causal=causal_mask, key_padding_mask=key_padding_mask,
                                attention_impl=attention_impl)
 
         self.self_attn_c = nn.ModuleDict({m: encoder(d, layers, adrop.get(m, attn_dropout))

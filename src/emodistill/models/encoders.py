@@ -1,4 +1,4 @@
-"""Per-modality encoders ``[B, T, D] + mask [B, T] -> [B, H]``, one registry.
+"""Per-modality encoders ``[B, T, D] + mask [B, T] -> [B, H]`` (kind ``encoder`` of :data:`BLOCKS`).
 
 ``auto`` picks an MLP for length-1 inputs (utterance or trial vectors) and a
 temporal convolution for sequences.
@@ -7,13 +7,12 @@ temporal convolution for sequences.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
 
-from emodistill._registry import Registry
 from emodistill.errors import ConfigError
+from emodistill.models.blocks import ENCODERS
 
 __all__ = ["ENCODERS", "build_encoder", "masked_mean", "masked_max", "SequenceEncoder"]
 
@@ -51,6 +50,7 @@ class SequenceEncoder(nn.Module):
         return masked_mean(self.sequence(x, mask), mask)
 
 
+@ENCODERS.register("mlp")
 class MLPEncoder(SequenceEncoder):
     """Step-wise MLP then masked mean; exactly an MLP for length-1 inputs."""
 
@@ -69,6 +69,7 @@ class MLPEncoder(SequenceEncoder):
         return self.net(x)
 
 
+@ENCODERS.register("conv")
 class ConvEncoder(SequenceEncoder):
     """Temporal 1-D convolutions (same padding, GELU) then masked mean + max pooling."""
 
@@ -98,6 +99,7 @@ class ConvEncoder(SequenceEncoder):
         return self.proj(self.norm(torch.cat([masked_mean(h, mask), masked_max(h, mask)], -1)))
 
 
+@ENCODERS.register("transformer")
 class TransformerSeqEncoder(SequenceEncoder):
     """Linear projection + sinusoidal positions + pre-norm transformer + masked mean."""
 
@@ -130,15 +132,8 @@ class TransformerSeqEncoder(SequenceEncoder):
         return self.encoder(h, src_key_padding_mask=pad)
 
 
-EncoderFactory = Callable[..., SequenceEncoder]
-ENCODERS: Registry[EncoderFactory] = Registry("encoder")
-ENCODERS.register("mlp")(MLPEncoder)
-ENCODERS.register("conv")(ConvEncoder)
-ENCODERS.register("transformer")(TransformerSeqEncoder)
-
-
 def build_encoder(name: str, dim: int, seq_len: int, **kwargs: object) -> SequenceEncoder:
     """Build encoder ``name`` (``auto``: mlp for ``seq_len == 1``, else conv)."""
     if name == "auto":
         name = "mlp" if seq_len == 1 else "conv"
-    return ENCODERS.get(name)(dim, seq_len, **kwargs)
+    return ENCODERS.get(name)(dim, seq_len, **kwargs)  # type: ignore[return-value]

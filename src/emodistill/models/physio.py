@@ -45,6 +45,7 @@ from emodistill.data.batch import Batch
 from emodistill.data.spec import ModalitySpec
 from emodistill.errors import ConfigError
 from emodistill.models.base import METHODS, Head, MERModel, ModelOutput
+from emodistill.models.blocks import TOKENIZERS, build_block
 from emodistill.models.encoders import masked_mean
 
 __all__ = [
@@ -62,6 +63,7 @@ __all__ = [
 TokenizerName = Literal["auto", "conv", "linear", "vector"]
 
 
+@TOKENIZERS.register("conv")
 class ConvTokenizer(nn.Module):
     """EmotionKD's "filter" front end: ``[B, T, C]`` → tokens ``[B, N, W]``.
 
@@ -104,6 +106,7 @@ class ConvTokenizer(nn.Module):
         return self.drop(h), tok[:, 0] > 0
 
 
+@TOKENIZERS.register("linear")
 class LinearTokenizer(nn.Module):
     """One token per time step: ``[B, T, D]`` → ``[B, T, W]`` through a linear map."""
 
@@ -118,6 +121,7 @@ class LinearTokenizer(nn.Module):
         return self.drop(self.proj(x)), mask
 
 
+@TOKENIZERS.register("vector")
 class VectorTokenizer(nn.Module):
     """A feature vector ``[B, 1, D]`` → ``n_tokens`` learned tokens ``[B, n_tokens, W]``."""
 
@@ -143,23 +147,22 @@ class VectorTokenizer(nn.Module):
 def build_tokenizer(
     name: TokenizerName, m: ModalitySpec, *, width: int, kernel_size: int, stride: int,
     vector_tokens: int, dropout: float,
-) -> ConvTokenizer | LinearTokenizer | VectorTokenizer:
-    """Tokeniser for modality ``m``.
+) -> nn.Module:
+    """Tokeniser ``name`` of :data:`~emodistill.models.blocks.TOKENIZERS` for modality ``m``.
 
     ``auto`` picks ``vector`` for length-1 inputs, ``linear`` for sequences shorter
-    than ``kernel_size`` and the convolutional front end otherwise.
+    than ``kernel_size`` and the convolutional front end otherwise. Each tokeniser
+    gets the options it reads (``conv``: kernel and stride; ``vector``: the number
+    of tokens).
     """
     if name == "auto":
         name = "vector" if m.seq_len == 1 else ("linear" if m.seq_len < kernel_size else "conv")
-    if name == "conv":
-        return ConvTokenizer(m.dim, m.seq_len, width=width, kernel_size=kernel_size,
-                             stride=stride, dropout=dropout)
-    if name == "linear":
-        return LinearTokenizer(m.dim, m.seq_len, width=width, dropout=dropout)
-    if name == "vector":
-        return VectorTokenizer(m.dim, m.seq_len, width=width, n_tokens=vector_tokens,
-                               dropout=dropout)
-    raise ConfigError(f"tokenizer={name!r}; use auto, conv, linear or vector")
+    own: dict[str, dict[str, Any]] = {
+        "conv": {"kernel_size": kernel_size, "stride": stride},
+        "vector": {"n_tokens": vector_tokens},
+    }
+    return build_block("tokenizer", name, m.dim, m.seq_len, width=width, dropout=dropout,
+                       **own.get(name, {}))
 
 
 class ScoreGate(nn.Module):

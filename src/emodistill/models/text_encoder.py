@@ -44,7 +44,8 @@ from torch import Tensor, nn
 from emodistill.data.batch import Batch
 from emodistill.data.spec import DatasetSpec, ModalitySpec
 from emodistill.errors import ConfigError, DataFormatError, DataNotFoundError
-from emodistill.models.encoders import ENCODERS, SequenceEncoder, masked_mean
+from emodistill.models.blocks import ENCODERS
+from emodistill.models.encoders import SequenceEncoder, masked_mean
 
 __all__ = ["TextTransformerEncoder", "TextFrontEnd", "TextEncoderConfig", "attach_text_encoder",
            "PARAM_GROUP_ATTR", "text_frontend"]

@@ -3,7 +3,7 @@ import torch
 
 from emodistill.data.batch import Batch
 from emodistill.data.spec import DatasetSpec, ModalitySpec, TargetSpec
-from emodistill.errors import ConfigError
+from emodistill.errors import ConfigError, UnknownNameError
 from emodistill.models import build_method
 from emodistill.models.physio import (
     ConvTokenizer,
@@ -60,7 +60,7 @@ def test_auto_tokenizer_choice():
     assert isinstance(build_tokenizer("auto", ModalitySpec("a", 2, 128), **kw), ConvTokenizer)
     with pytest.raises(ConfigError, match="length-1"):
         build_tokenizer("vector", ModalitySpec("a", 2, 128), **kw)
-    with pytest.raises(ConfigError, match="tokenizer='nope'"):
+    with pytest.raises(UnknownNameError, match="unknown tokenizer 'nope'.*conv, linear, vector"):
         build_tokenizer("nope", ModalitySpec("a", 2, 128), **kw)  # type: ignore[arg-type]
 
 
