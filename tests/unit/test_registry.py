@@ -85,7 +85,7 @@ def test_one_block_registry_holds_every_reusable_block():
     assert BLOCKS.get("tokenizer").names() == ["conv", "linear", "vector"]
     assert BLOCKS.get("transformer").names() == ["mult"]
     assert {"birnn", "attention"} <= set(CONTEXT_LAYERS.names())
-    assert isinstance(build_block("encoder", "mlp", 5, 1, hidden=8), MLPEncoder)
+    assert isinstance(build_block("encoder", "mlp", 5, 1, width=8), MLPEncoder)
     with pytest.raises(UnknownNameError, match="unknown block kind 'encoders'.*'encoder'"):
         build_block("encoders", "mlp", 5, 1)
     with pytest.raises(UnknownNameError, match="unknown tokenizer 'conf'.*'conv'"):

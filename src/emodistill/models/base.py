@@ -34,6 +34,7 @@ from emodistill.data.spec import DatasetSpec, TargetSpec
 from emodistill.distill.losses import task_loss
 from emodistill.errors import ConfigError
 from emodistill.optim import make_optimizer
+from emodistill.param_names import rename_method_params
 
 if TYPE_CHECKING:
     from omegaconf import DictConfig
@@ -322,6 +323,8 @@ def build_method(
     for token-id modalities: when ``spec`` has one, the method is built on the
     embedded spec and the encoder is attached in front of it
     (:mod:`emodistill.models.text_encoder`).
+    Former size names (:data:`~emodistill.param_names.SIZE_ALIASES`, e.g. ``hidden``
+    for ``width``) are accepted silently, so older checkpoints load.
     ``context`` (``none`` | ``sequence`` | a registered context layer) and
     ``context_params`` are taken by every method: a context layer is attached
     before the method's heads (:func:`emodistill.models.context.attach_context`).
@@ -329,7 +332,8 @@ def build_method(
     import inspect
 
     cls = METHODS.get(name)
-    params = dict(params or {})
+    # former size names (an older checkpoint's stored parameters) -> the vocabulary
+    params = rename_method_params(params or {})
     input_spec = spec
     frontend = None
     if "text_encoder" in params or any(m.is_tokens for m in spec.modalities):

@@ -111,16 +111,16 @@ class DMD(MERModel):
 
     Parameters
     ----------
-    d_model : int
+    width : int
         Common width ``d`` (``dst_feature_dim_nheads[0]``).
-    num_heads : int
+    heads : int
         Attention heads (``d`` must be divisible by it).
     layers : int
         Transformer depth (``nlevels``).
     mem_layers : int
         Requested depth of the memory transformers; the reference builds
         ``max(layers, mem_layers)`` (3 requested, 4 built).
-    conv_kernel : int or mapping
+    kernel_size : int or mapping
         Temporal kernel ``k``, one for all or per modality; the kernel used is
         ``min(k, seq_len)`` (length-1 utterance vectors get ``k = 1``).
     always_project : bool
@@ -165,7 +165,7 @@ class DMD(MERModel):
         ``loop`` is the slow per-anchor oracle (benchmarks only).
     homo_gd, hetero_gd : bool
         Build and use the HomoGD / HeteroGD unit (False = "no GD" ablation).
-    homo_gd_size, hetero_gd_size : int
+    homo_gd_width, hetero_gd_width : int
         GD embedding widths (64 and 32).
     gd_edge_temperature : float
         Edge scores are divided by it (reference ``alpha = 1/8``).
@@ -213,11 +213,11 @@ class DMD(MERModel):
     def __init__(
         self,
         *,
-        d_model: int = 50,
-        num_heads: int = 10,
+        width: int = 50,
+        heads: int = 10,
         layers: int = 4,
         mem_layers: int = 3,
-        conv_kernel: int | Mapping[str, int] = 5,
+        kernel_size: int | Mapping[str, int] = 5,
         always_project: bool = True,
         input_dropout: float | Mapping[str, float] | None = None,
         attn_dropout: float = 0.3,
@@ -237,8 +237,8 @@ class DMD(MERModel):
         margin_impl: Literal["vectorized", "loop"] = "vectorized",
         homo_gd: bool = True,
         hetero_gd: bool = True,
-        homo_gd_size: int = 64,
-        hetero_gd_size: int = 32,
+        homo_gd_width: int = 64,
+        hetero_gd_width: int = 32,
         gd_edge_temperature: float = 8.0,
         gd_normalization: Literal["all", "student"] = "all",
         gd_prior: bool = True,
@@ -261,9 +261,9 @@ class DMD(MERModel):
         super().__init__(**base)
         self.grouped_transformers = bool(grouped_transformers)
         mods = self.modalities
-        M, d = len(mods), d_model
-        if d % num_heads:
-            raise ConfigError(f"d_model={d} must be divisible by num_heads={num_heads}")
+        M, d = len(mods), width
+        if d % heads:
+            raise ConfigError(f"method.width={d} must be divisible by method.heads={heads}")
         for name, value, allowed in (
             ("homo_pool", homo_pool, ("flatten", "mean")),
             ("fusion_gate", fusion_gate, ("replace", "multiply", "none")),
@@ -288,13 +288,13 @@ class DMD(MERModel):
         self.margin_scale, self.margin_impl = margin_scale, margin_impl
 
         # 1. temporal projection
-        kern = conv_kernel if isinstance(conv_kernel, Mapping) else {m: conv_kernel for m in mods}
+        kern = kernel_size if isinstance(kernel_size, Mapping) else {m: kernel_size for m in mods}
         self.kernels: dict[str, int] = {}
         self.proj = nn.ModuleDict()
         for ms in self.spec.modalities:
             k = int(kern.get(ms.name, 1))
             if k < 1:
-                raise ConfigError(f"method.conv_kernel for {ms.name!r} is {k}; use >= 1")
+                raise ConfigError(f"method.kernel_size for {ms.name!r} is {k}; use >= 1")
             k = min(k, ms.seq_len)
             if ms.dim == d and not always_project:
                 self.kernels[ms.name] = 1
@@ -325,7 +325,7 @@ class DMD(MERModel):
                  else dict(attn_dropout_modality))
 
         def encoder(dim: int, n_layers: int, attn_p: float) -> nn.Module:
-            return build_block("transformer", "mult", dim, num_heads, n_layers,
+            return build_block("transformer", "mult", dim, heads, n_layers,
                                attn_dropout=attn_p, relu_dropout=relu_dropout,
                                res_dropout=res_dropout, embed_dropout=embed_dropout,
                                causal=causal_mask, key_padding_mask=key_padding_mask,
@@ -356,12 +356,12 @@ class DMD(MERModel):
         self.gd = nn.ModuleDict()
         if homo_gd:
             self.gd["homo"] = GDUnit(
-                mods, logit_dim=self.n_outputs, repr_dim=d, gd_size=homo_gd_size,
+                mods, logit_dim=self.n_outputs, repr_dim=d, gd_size=homo_gd_width,
                 prior=DEFAULT_HOMO_PRIOR if homo_prior is None else homo_prior,
                 repr_metric=homo_repr_metric, repr_in_loss=homo_repr_in_loss, **common)
         if hetero_gd:
             self.gd["hetero"] = GDUnit(
-                mods, logit_dim=self.n_outputs, repr_dim=H, gd_size=hetero_gd_size,
+                mods, logit_dim=self.n_outputs, repr_dim=H, gd_size=hetero_gd_width,
                 prior=DEFAULT_HETERO_PRIOR if hetero_prior is None else hetero_prior,
                 repr_metric=hetero_repr_metric, repr_in_loss=hetero_repr_in_loss, **common)
         for unit in self.gd:

@@ -54,16 +54,16 @@ class SequenceEncoder(nn.Module):
 class MLPEncoder(SequenceEncoder):
     """Step-wise MLP then masked mean; exactly an MLP for length-1 inputs."""
 
-    def __init__(self, dim: int, seq_len: int, *, hidden: int = 128, layers: int = 2,
+    def __init__(self, dim: int, seq_len: int, *, width: int = 128, layers: int = 2,
                  dropout: float = 0.1) -> None:
         super().__init__()
         mods: list[nn.Module] = []
         d = dim
         for _ in range(layers):
-            mods += [nn.Linear(d, hidden), nn.GELU(), nn.LayerNorm(hidden), nn.Dropout(dropout)]
-            d = hidden
+            mods += [nn.Linear(d, width), nn.GELU(), nn.LayerNorm(width), nn.Dropout(dropout)]
+            d = width
         self.net = nn.Sequential(*mods)
-        self.out_dim = hidden
+        self.out_dim = width
 
     def sequence(self, x: Tensor, mask: Tensor) -> Tensor:  # noqa: D102
         return self.net(x)
@@ -73,19 +73,19 @@ class MLPEncoder(SequenceEncoder):
 class ConvEncoder(SequenceEncoder):
     """Temporal 1-D convolutions (same padding, GELU) then masked mean + max pooling."""
 
-    def __init__(self, dim: int, seq_len: int, *, hidden: int = 128, layers: int = 2,
+    def __init__(self, dim: int, seq_len: int, *, width: int = 128, layers: int = 2,
                  kernel_size: int = 3, dropout: float = 0.1) -> None:
         super().__init__()
         convs: list[nn.Module] = []
         d = dim
         for _ in range(layers):
-            convs.append(nn.Conv1d(d, hidden, kernel_size, padding=kernel_size // 2))
-            d = hidden
+            convs.append(nn.Conv1d(d, width, kernel_size, padding=kernel_size // 2))
+            d = width
         self.convs = nn.ModuleList(convs)
         self.drop = nn.Dropout(dropout)
-        self.norm = nn.LayerNorm(2 * hidden)
-        self.proj = nn.Linear(2 * hidden, hidden)
-        self.out_dim = hidden
+        self.norm = nn.LayerNorm(2 * width)
+        self.proj = nn.Linear(2 * width, width)
+        self.out_dim = width
 
     def sequence(self, x: Tensor, mask: Tensor) -> Tensor:  # noqa: D102
         h = x.transpose(1, 2)
@@ -103,25 +103,25 @@ class ConvEncoder(SequenceEncoder):
 class TransformerSeqEncoder(SequenceEncoder):
     """Linear projection + sinusoidal positions + pre-norm transformer + masked mean."""
 
-    def __init__(self, dim: int, seq_len: int, *, hidden: int = 128, layers: int = 2,
+    def __init__(self, dim: int, seq_len: int, *, width: int = 128, layers: int = 2,
                  heads: int = 4, dropout: float = 0.1) -> None:
         super().__init__()
-        if heads < 1 or hidden % heads:
+        if heads < 1 or width % heads:
             raise ConfigError(
-                f"transformer encoder: hidden={hidden} is not divisible by heads={heads}; "
-                "pick hidden as a multiple of heads (e.g. method.hidden=128 with 4 heads)"
+                f"transformer encoder: width={width} is not divisible by heads={heads}; "
+                "pick width as a multiple of heads (e.g. method.width=128 with 4 heads)"
             )
-        self.proj = nn.Linear(dim, hidden)
+        self.proj = nn.Linear(dim, width)
         pos = torch.arange(seq_len)[:, None]
-        div = torch.exp(torch.arange(0, hidden, 2) * (-math.log(10000.0) / hidden))
-        pe = torch.zeros(seq_len, hidden)
+        div = torch.exp(torch.arange(0, width, 2) * (-math.log(10000.0) / width))
+        pe = torch.zeros(seq_len, width)
         pe[:, 0::2] = torch.sin(pos * div)
-        pe[:, 1::2] = torch.cos(pos * div[: hidden // 2])
+        pe[:, 1::2] = torch.cos(pos * div[: width // 2])
         self.register_buffer("pos", pe, persistent=False)
-        layer = nn.TransformerEncoderLayer(hidden, heads, 2 * hidden, dropout,
+        layer = nn.TransformerEncoderLayer(width, heads, 2 * width, dropout,
                                            batch_first=True, norm_first=True, activation="gelu")
         self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
-        self.out_dim = hidden
+        self.out_dim = width
 
     def sequence(self, x: Tensor, mask: Tensor) -> Tensor:  # noqa: D102
         h = self.proj(x) + self.pos[: x.shape[1]]

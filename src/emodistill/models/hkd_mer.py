@@ -78,14 +78,14 @@ class ModalityAttention(nn.Module):
     ----------
     dim : int
         Feature width ``H`` (the same for every modality).
-    hidden : int
+    width : int
         Width of the scoring layer ``W``.
     """
 
-    def __init__(self, dim: int, hidden: int = 64) -> None:
+    def __init__(self, dim: int, width: int = 64) -> None:
         super().__init__()
-        self.proj = nn.Linear(dim, hidden)
-        self.score = nn.Linear(hidden, 1, bias=False)
+        self.proj = nn.Linear(dim, width)
+        self.score = nn.Linear(width, 1, bias=False)
 
     def forward(self, feats: Tensor, present: Tensor) -> tuple[Tensor, Tensor]:
         """Fuse ``[B, M, H]`` features with presence ``[B, M]``.
@@ -153,7 +153,7 @@ class HKDMER(EncodersMixin):
         ``lambda_u``, weight of the per-modality task losses.
     fusion : {"attention", "concat"}
         Attentive fusion, or plain concatenation (ablation).
-    attention_hidden : int
+    attention_width : int
         Width of the attention scoring layer.
     dominant_teacher : {"joint", "pretrained", "frozen"}
         ``joint`` (the original reconstruction): the dominant branch is trained
@@ -201,7 +201,7 @@ class HKDMER(EncodersMixin):
         label_kd_regression: str = "l1",
         unimodal_weight: float = 1.0,
         fusion: str = "attention",
-        attention_hidden: int = 64,
+        attention_width: int = 64,
         dominant_teacher: str = "joint",
         dominant_teacher_epochs: int | None = None,
         dominant_crossfit: int = 0,
@@ -248,14 +248,14 @@ class HKDMER(EncodersMixin):
         self.label_weight, self.label_temperature = float(label_weight), float(label_temperature)
         self.label_kd_regression = label_kd_regression
         self.unimodal_weight, self.fusion = float(unimodal_weight), fusion
-        H = self.hidden
+        H = self.width
         self.heads = nn.ModuleDict({
             m: Head(H, self.n_outputs, hidden=H, dropout=self.dropout) for m in self.modalities
         })
         # one adapter per modality: the state dict does not depend on which is dominant
         self.adapters = nn.ModuleDict({m: _adapter(kd_adapter, H) for m in self.modalities})
         if fusion == "attention":
-            self.attention: ModalityAttention | None = ModalityAttention(H, attention_hidden)
+            self.attention: ModalityAttention | None = ModalityAttention(H, attention_width)
             self.fusion_head = Head(H, self.n_outputs, hidden=H, dropout=self.dropout)
         else:
             self.attention = None
@@ -415,7 +415,7 @@ def _pretrain_dominant(ctx: FoldContext, params: dict[str, Any],
     from emodistill.config import to_container
 
     method = {"name": "unimodal", "modality": dominant,
-              **{k: params[k] for k in ("encoder", "hidden", "encoder_layers", "dropout",
+              **{k: params[k] for k in ("encoder", "width", "layers", "dropout",
                                         "encoder_params") if k in params}}
     epochs = params.get("dominant_teacher_epochs")
     sub = OmegaConf.create(to_container(ctx.cfg))
@@ -511,7 +511,7 @@ def _unimodal_probe_scores(ctx: FoldContext, modalities: list[str],
     for m in modalities:
         sub = OmegaConf.create(to_container(ctx.cfg))
         sub.method = {"name": "unimodal", "modality": m,
-                      **{k: params[k] for k in ("encoder", "hidden", "encoder_layers",
+                      **{k: params[k] for k in ("encoder", "width", "layers",
                                                 "dropout", "encoder_params") if k in params}}
         sub.method_config = f"dominant-probe-{m}"
         sub.train.max_epochs = int(params.get("dominant_probe_epochs", 30))

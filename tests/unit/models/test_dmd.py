@@ -78,9 +78,9 @@ def test_forward_backward_every_parameter_gets_a_gradient(shape, target):
 
 
 def test_kernel_is_clipped_to_the_sequence_length():
-    model = _model(_spec(SHAPES["utterance"]), conv_kernel=5)
+    model = _model(_spec(SHAPES["utterance"]), kernel_size=5)
     assert set(model.kernels.values()) == {1}
-    model = _model(_spec(SHAPES["unaligned"]), conv_kernel={"text": 5, "audio": 1, "vision": 3})
+    model = _model(_spec(SHAPES["unaligned"]), kernel_size={"text": 5, "audio": 1, "vision": 3})
     assert model.kernels == {"text": 5, "audio": 1, "vision": 3}
     assert model.out_len == {"text": 6, "audio": 15, "vision": 11}
 
@@ -141,7 +141,7 @@ def test_ablation_switches():
     with pytest.raises(ConfigError, match="at least 2"):
         _model(_spec({"text": (4, 3)}))
     with pytest.raises(ConfigError, match="divisible"):
-        _model(spec, d_model=10, num_heads=3)
+        _model(spec, width=10, heads=3)
 
 
 def test_total_is_the_weighted_sum_of_the_terms():
@@ -212,8 +212,8 @@ def test_yaml_defaults_are_the_constructor_defaults():
 
 @pytest.mark.parametrize("cfg", ["dmd_no_gd", "dmd_no_prior", "dmd_no_decoupling"])
 def test_ablation_configs_build(cfg, synthetic_small):
-    c = compose(dataset="synthetic", method=cfg, overrides=["method.d_model=8",
-                                                           "method.num_heads=2"])
+    c = compose(dataset="synthetic", method=cfg, overrides=["method.width=8",
+                                                           "method.heads=2"])
     params = to_container(c.method)
     model = build_method(params.pop("name"), spec=synthetic_small.spec,
                          target=synthetic_small.spec.target("sentiment"), params=params)

@@ -57,7 +57,7 @@ def _batch(spec: DatasetSpec, n: int = 8, *, missing: dict[str, list[int]] | Non
 
 def _model(spec, target, **params) -> HKDMER:
     torch.manual_seed(0)
-    params.setdefault("hidden", 16)
+    params.setdefault("width", 16)
     params.setdefault("dominant", "text")
     return build_method("hkd_mer", spec=spec, target=target, params=params)  # type: ignore[return-value]
 

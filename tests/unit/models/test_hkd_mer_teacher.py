@@ -18,7 +18,7 @@ from emodistill.training.crossfit import CrossFitTeacher
 def _dominant_init(spec, target):
     torch.manual_seed(5)
     uni = build_method("unimodal", spec=spec, target=target,
-                       params={"modality": "text", "hidden": 16})
+                       params={"modality": "text", "width": 16})
     state = uni.state_dict()
     init = {k.replace("encoders.text.", "encoder.", 1): v for k, v in state.items()
             if k.startswith("encoders.text.")}
@@ -67,7 +67,7 @@ def test_engine_pretrains_and_crossfits_the_dominant_teacher(tmp_path):
     from emodistill.training.run import run_experiment
 
     cfg = compose(dataset="synthetic", method="hkd_mer", overrides=[
-        "dataset.n=200", "train.max_epochs=1", "train.progress_bar=false", "method.hidden=8",
+        "dataset.n=200", "train.max_epochs=1", "train.progress_bar=false", "method.width=8",
         "method.dominant=text", "method.dominant_teacher=frozen",
         "method.dominant_teacher_epochs=1", "method.dominant_crossfit=2",
         "train.save_checkpoint=false", f"output_dir={tmp_path}"])

@@ -10,7 +10,7 @@ from emodistill.models.kd import probe_batch
 from emodistill.models.mkd import MKD
 
 TARGET = TargetSpec("valence", "binary", class_names=("low", "high"))
-SMALL = dict(width=16, depth=1, heads=2, head_hidden=16, kernel_size=8, stride=4,
+SMALL = dict(width=16, layers=1, heads=2, head_width=16, kernel_size=8, stride=4,
              score_norm="batch")
 TRAIN_CFG = {"lr": 1e-3, "weight_decay": 0.0, "optimizer": "adam"}
 

@@ -14,7 +14,7 @@ from emodistill.models.physio import (
 )
 
 TARGET = TargetSpec("valence", "binary", class_names=("low", "high"))
-SMALL = dict(width=16, depth=2, heads=2, head_hidden=16)
+SMALL = dict(width=16, layers=2, heads=2, head_width=16)
 
 
 def physio_spec() -> DatasetSpec:
@@ -126,7 +126,7 @@ def test_batch_of_one_in_train_mode_and_vector_inputs():
 
 @pytest.mark.parametrize("params,match", [
     ({"width": 10, "heads": 4}, "not divisible"),
-    ({"depth": 0}, "at least one block"),
+    ({"layers": 0}, "at least one block"),
     ({"score_norm": "group"}, "score_norm"),
     ({"fusion": "max"}, "fusion"),
 ])

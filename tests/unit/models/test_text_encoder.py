@@ -155,7 +155,7 @@ def test_engine_checkpoint_and_predict_on_raw_text(tmp_path):
     ds = token_dataset()
     cfg = compose(dataset="synthetic", method="late_fusion", overrides=[
         "dataset.target=sentiment", "train.max_epochs=1", "train.batch_size=4",
-        "train.progress_bar=false", "method.hidden=16", "method.text_encoder.warmup_steps=2",
+        "train.progress_bar=false", "method.width=16", "method.text_encoder.warmup_steps=2",
         "method.text_encoder.lr=1e-3", "train.accelerator=cpu"])
     from safetensors import safe_open
 
@@ -263,7 +263,7 @@ def test_registry_encoder_ignores_padding_and_is_batch_independent():
     x = torch.from_numpy(ids)
     mask = torch.arange(20)[None] < torch.from_numpy(ln)[:, None]
     torch.manual_seed(0)
-    enc = build_encoder("minilm", 30522, 20, hidden=8).eval()
+    enc = build_encoder("minilm", 30522, 20, width=8).eval()
     assert enc.out_dim == 8
     garbage = torch.where(mask, x, torch.randint(1000, 2000, x.shape))
     with torch.no_grad():

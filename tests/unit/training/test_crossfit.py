@@ -28,8 +28,8 @@ def _strip(cfg):
     """Keep only the params unimodal / feature_fusion accept (the yaml has physio ones)."""
     from omegaconf import OmegaConf
 
-    cfg.method.student = OmegaConf.create({"name": "unimodal", "hidden": 8})
-    cfg.method.teacher.method = OmegaConf.create({"name": "feature_fusion", "hidden": 8})
+    cfg.method.student = OmegaConf.create({"name": "unimodal", "width": 8})
+    cfg.method.teacher.method = OmegaConf.create({"name": "feature_fusion", "width": 8})
     return cfg
 
 

@@ -21,7 +21,7 @@ FIXED = ["train.selection=last", "train.scheduler=none",
 
 
 def _cfg(tmp_path, *overrides, method="late_fusion", dataset="synthetic"):
-    small = [] if method == "hinton_kd" else ["method.hidden=8"]
+    small = [] if method == "hinton_kd" else ["method.width=8"]
     return compose(dataset=dataset, method=method, overrides=[
         *small, "train.max_epochs=2", "train.progress_bar=false",
         "train.save_checkpoint=false", f"output_dir={tmp_path}", *overrides])
@@ -121,7 +121,7 @@ def test_poria_features_refuse_validation_selection_and_run_the_fixed_recipe(tmp
         prepare(_cfg(tmp_path, f"dataset.root={root}", dataset="mosi_utterance"))
     # the project's experiment carries the fixed recipe
     cfg = compose(experiment="mosi_poria", method="late_fusion", overrides=[
-        f"dataset.root={root}", "method.hidden=8", "train.max_epochs=1",
+        f"dataset.root={root}", "method.width=8", "train.max_epochs=1",
         "train.save_checkpoint=false", f"output_dir={tmp_path}"])
     assert cfg.train.selection == "last" and cfg.train.recipe_from
     res = run_experiment(cfg)
