@@ -48,8 +48,7 @@ from emodistill.param_names import new_key, rename_section
 log = logging.getLogger(__name__)
 
 __all__ = ["compose", "list_configs", "load_group", "parent_of", "replaced_sections",
-           "apply_overrides",
-           "parse_value", "to_container", "GROUPS", "check_seed", "MAX_SEED"]
+           "apply_overrides", "parse_value", "to_container", "GROUPS", "check_seed", "MAX_SEED"]
 
 GROUPS = ("dataset", "method", "experiment")
 

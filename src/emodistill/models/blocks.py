@@ -10,7 +10,7 @@ for ``auto``), never by a second list of names.
 =================  ==================================================================
 kind               blocks and their convention
 =================  ==================================================================
-``encoder``        ``(dim, seq_len, *, hidden, layers, dropout, ...)``: per-modality
+``encoder``        ``(dim, seq_len, *, width, layers, dropout, ...)``: per-modality
                    sequence encoder ``[B, T, D] + mask [B, T] -> [B, H]``
                    (``mlp``, ``conv``, ``transformer``, ``minilm``; :mod:`.encoders`,
                    :mod:`.text_encoder`); ``method.encoder`` names one

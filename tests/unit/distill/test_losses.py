@@ -241,6 +241,17 @@ def test_l1_distance_sums_over_features():
         pair_distance(a, b, "hamming")
 
 
+def test_pair_distance_hand_values():
+    s = torch.tensor([[[3.0, 4.0]]])  # one edge, one sample
+    t = torch.tensor([[[0.0, 0.0]]])
+    assert pair_distance(s, t, "l2").item() == pytest.approx(25.0)
+    assert pair_distance(s, t, "mse").item() == pytest.approx(12.5)
+    u = torch.tensor([[[4.0, 3.0]]])  # cos(s, u) = 24 / 25
+    assert pair_distance(s, u, "cosine").item() == pytest.approx(1 / 25)
+    assert pair_distance(s, u, "min_cosine").item() == pytest.approx(24 / 25)
+    assert pair_distance(s, -u, "min_cosine").item() == 0.0  # only cos > 0 counts
+
+
 def test_edge_weighted_distance_and_min_cosine_reduction():
     s = torch.tensor([[[1.0, 0.0], [0.0, 1.0]]])  # one edge, two samples
     t = torch.tensor([[[0.0, 0.0], [0.0, 0.0]]])
@@ -306,6 +317,8 @@ def test_contrastive_detach_teacher_blocks_the_teacher_gradient():
 
 
 def test_activation_divergence():
+    one_hot = {"a": torch.tensor([[1.0, 0.0]]), "b": torch.tensor([[0.0, 1.0]])}
+    assert activation_divergence(one_hot).item() == pytest.approx(math.log(2))  # disjoint
     p = torch.softmax(torch.randn(4, 6), -1)
     assert activation_divergence({"a": p, "b": p.clone()}).item() == pytest.approx(0, abs=1e-6)
     q = torch.softmax(torch.randn(4, 6) * 3, -1)
