@@ -14,7 +14,15 @@ A file may start from another file of its own group with ``inherit: <name>``
 changes). The parent is loaded first (itself possibly inheriting), the child
 is merged over it (mappings merge key by key, lists and scalars are replaced),
 and ``inherit`` is removed, so everything that reads a config sees the resolved
-file. Keys a child adds come after its parent's keys.
+file. Keys a child adds come after its parent's keys. A nested method section
+(a mapping with ``name``, e.g. a KD ``student``) to which the child gives another
+``name`` is replaced by the child's section, not merged: the old method's
+parameters are dropped, as for ``method.student.name=...`` in :func:`compose`.
+
+Size parameters have one vocabulary (:mod:`emodistill.param_names`): a former
+name (``method.hidden``) in an override, a ``--config`` file or a config group
+file is applied under its new name (``method.width``) with a one-line
+deprecation warning.
 
 OmegaConf is used directly rather than Hydra's ``@hydra.main`` because the CLI
 has several sub-commands and the benchmark composes many configs in one
@@ -24,6 +32,7 @@ process; the file layout is Hydra-compatible.
 from __future__ import annotations
 
 import difflib
+import logging
 import re
 from importlib import resources
 from pathlib import Path
@@ -34,9 +43,12 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
 from emodistill.errors import ConfigError, UnknownNameError
+from emodistill.param_names import new_key, rename_section
 
-__all__ = ["compose", "list_configs", "load_group", "parent_of", "apply_overrides",
-           "parse_value", "to_container", "GROUPS", "check_seed", "MAX_SEED",
+log = logging.getLogger(__name__)
+
+__all__ = ["compose", "list_configs", "load_group", "parent_of", "replaced_sections",
+           "apply_overrides", "parse_value", "to_container", "GROUPS", "check_seed", "MAX_SEED",
            "split_top_level", "split_method_entries"]
 
 GROUPS = ("dataset", "method", "experiment")
@@ -88,7 +100,24 @@ def _load_group(group: str, name: str, _chain: tuple[str, ...] = ()) -> DictConf
     if parent in chain:
         cycle = " -> ".join(f"{group}/{n}" for n in (*chain, parent))
         raise ConfigError(f"{path}: {INHERIT_KEY} forms a cycle ({cycle}); remove one link")
-    return OmegaConf.merge(_load_group(group, parent, chain), cfg)  # type: ignore[return-value]
+    base = _load_group(group, parent, chain)
+    for sec in replaced_sections(base, cfg):
+        OmegaConf.update(base, sec, OmegaConf.select(cfg, sec), merge=False)
+    return OmegaConf.merge(base, cfg)  # type: ignore[return-value]
+
+
+def replaced_sections(parent: DictConfig, child: DictConfig) -> list[str]:
+    """Dotted paths of the parent's nested method sections that ``child`` renames.
+
+    A section is a mapping with a ``name`` below ``method`` (a KD ``student``, a
+    ``teacher.method``); ``child`` replaces it when it sets another ``name`` there.
+    """
+    out = []
+    for sec in _method_sections(parent.get("method"), "method"):
+        new = OmegaConf.select(child, f"{sec}.name", default=None)
+        if new is not None and new != OmegaConf.select(parent, f"{sec}.name"):
+            out.append(sec)
+    return out
 
 
 def load_group(group: str, name: str) -> DictConfig:
@@ -150,8 +179,11 @@ def compose(
     defaults = OmegaConf.merge(base.pop("defaults", {}), exp.pop("defaults", {}))
     ds_name = dataset or defaults.get("dataset")
     m_name = method or defaults.get("method")
-    named = [base, _load_group("dataset", ds_name), _load_group("method", m_name)]
-    explicit = [exp] + ([_load_yaml(Path(config_file))] if config_file is not None else [])
+    named = [base, _load_group("dataset", ds_name),
+             _renamed(_load_group("method", m_name), f"method/{m_name}.yaml")]
+    explicit = [_renamed(exp, f"experiment/{experiment}.yaml")]
+    if config_file is not None:
+        explicit.append(_renamed(_load_yaml(Path(config_file)), str(config_file)))
     cfg = OmegaConf.merge(*named, *explicit)
     _renew_renamed_sections(cfg, OmegaConf.merge(*named), explicit, overrides)
     cfg.experiment = experiment or "default"
@@ -159,6 +191,28 @@ def compose(
     OmegaConf.set_struct(cfg, True)
     apply_overrides(cfg, overrides)
     return cfg
+
+
+def _deprecated(old: str, new: str, where: str) -> None:
+    log.warning("%s: %s is now %s (the former name still works; please rename it)",
+                where, old, new)
+
+
+def _renamed(layer: DictConfig, where: str) -> DictConfig:
+    """``layer`` with the former size names of its method section renamed (with a warning)."""
+    section = layer.get("method")
+    if not isinstance(section, DictConfig):
+        return layer
+    plain = OmegaConf.to_container(section, resolve=False)
+    new, renamed = rename_section(plain)  # type: ignore[arg-type]
+    if not renamed:
+        return layer
+    for item in renamed:
+        old, _, nk = item.partition(" -> ")
+        _deprecated(old, nk, where)
+    layer = layer.copy()
+    layer.method = OmegaConf.create(new)
+    return layer
 
 
 def _method_sections(node: Any, path: str) -> list[str]:
@@ -178,7 +232,8 @@ def _method_defaults(name: str) -> DictConfig:
     """Return the ``method`` section of ``configs/method/<name>.yaml`` if it defines ``name``."""
     path = _config_dir() / "method" / f"{name}.yaml"
     if path.is_file():
-        section = _load_group("method", name).get("method")  # inherit: resolved
+        section = _renamed(_load_group("method", name),  # inherit: resolved
+                           f"method/{name}.yaml").get("method")
         if isinstance(section, DictConfig) and section.get("name") == name:
             return section
     return OmegaConf.create({"name": name})
@@ -269,6 +324,10 @@ def _apply_one(cfg: DictConfig, item: str, source: str) -> None:
     add = key.startswith("+")
     key = key.lstrip("+")
     parsed = parse_value(value)
+    renamed = new_key(key)
+    if renamed is not None and OmegaConf.select(cfg, key, default=_ABSENT) is _ABSENT:
+        _deprecated(key, renamed, f"override {item!r}")
+        key = renamed
     try:
         if add:
             with _open_struct(cfg):
@@ -305,6 +364,7 @@ def parse_value(text: str) -> Any:
 
 
 _parse_value = parse_value  # the former private name
+_ABSENT = object()
 
 
 _OPEN, _CLOSE = "([{", ")]}"

@@ -29,7 +29,7 @@ def make_checkpoint(path: Path, method: str, *, target: str = "sentiment", vecto
     if vectors:
         overrides.append("+dataset.modalities_spec={text: [1, 8, 1.0], audio: [1, 5, 0.5]}")
     cfg = to_container(compose(dataset="synthetic", method=method, overrides=overrides))
-    p = {"hidden": 16, "dropout": 0.0, **(params or {})}
+    p = {"width": 16, "dropout": 0.0, **(params or {})}
     cfg["method"].update(p)
     model = build_method(method, spec=ds.spec, target=ds.spec.target(target),
                          params={k: v for k, v in cfg["method"].items() if k != "name"})

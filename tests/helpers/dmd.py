@@ -9,8 +9,8 @@ from emodistill.data.spec import DatasetSpec, ModalitySpec, TargetSpec
 
 REG = TargetSpec("sentiment", "regression", value_range=(-3.0, 3.0))
 BIN = TargetSpec("polarity", "binary", class_names=("negative", "positive"))
-SMALL = {"d_model": 8, "num_heads": 2, "layers": 1, "mem_layers": 1, "homo_gd_size": 4,
-         "hetero_gd_size": 4, "conv_kernel": 3}
+SMALL = {"width": 8, "heads": 2, "layers": 1, "mem_layers": 1, "homo_gd_width": 4,
+         "hetero_gd_width": 4, "kernel_size": 3}
 
 
 def toy_spec(shapes, targets=(REG, BIN)):

@@ -15,7 +15,7 @@ __all__ = ["TARGET", "SMALL", "TRAIN_CFG", "spec", "make_batch", "FakeLit", "mak
 TARGET = TargetSpec("valence", "binary", class_names=("low", "high"))
 
 
-SMALL = dict(width=16, depth=1, heads=2, head_hidden=16, kernel_size=8, stride=4,
+SMALL = dict(width=16, layers=1, heads=2, head_width=16, kernel_size=8, stride=4,
              score_norm="batch")
 
 

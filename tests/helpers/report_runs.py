@@ -34,7 +34,7 @@ def write_run(run_dir: Path, *, method: str = "late_fusion", target: str = "sent
               dataset_overrides: tuple[str, ...] = ()) -> Path:
     """One run folder (fold ``standard``) with config, results, metrics, predictions, model."""
     cfg = compose(dataset="synthetic", method=method, overrides=[
-        f"dataset.target={target}", "dataset.n=120", f"seed={seed}", "method.hidden=16",
+        f"dataset.target={target}", "dataset.n=120", f"seed={seed}", "method.width=16",
         *dataset_overrides])
     c = to_container(cfg)
     ds = build_dataset(c["dataset"])

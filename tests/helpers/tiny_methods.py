@@ -14,10 +14,9 @@ __all__ = ["TINY", "method_config", "tiny", "accepts"]
 
 #: size parameters shrunk wherever a method's config has them (nested sections too)
 TINY = {
-    "hidden": 8, "d_model": 8, "num_heads": 2, "heads": 2, "layers": 1, "mem_layers": 1,
-    "encoder_layers": 1, "width": 8, "depth": 1, "head_hidden": 8, "ff": 8,
-    "homo_gd_size": 4, "hetero_gd_size": 4, "dict_size": 4, "dict_dim": 8,
-    "attention_hidden": 8, "kernel_size": 3, "stride": 2, "vector_tokens": 2,
+    "width": 8, "heads": 2, "layers": 1, "mem_layers": 1, "head_width": 8, "ff_width": 8,
+    "homo_gd_width": 4, "hetero_gd_width": 4, "dict_atoms": 4, "dict_width": 8,
+    "attention_width": 8, "kernel_size": 3, "stride": 2, "vector_tokens": 2,
     "dominant_probe_epochs": 1,
 }
 

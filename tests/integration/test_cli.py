@@ -17,8 +17,8 @@ from emodistill.data.registry import build_dataset
 from emodistill.models import METHODS
 from helpers import shared_path
 
-TINY = ["dataset.n=200", "train.max_epochs=2", "train.progress_bar=false", "method.hidden=16",
-        "method.encoder_layers=1"]
+TINY = ["dataset.n=200", "train.max_epochs=2", "train.progress_bar=false", "method.width=16",
+        "method.layers=1"]
 
 
 @pytest.fixture(scope="module")
@@ -166,7 +166,7 @@ def test_benchmark_two_methods_two_seeds(cli, tmp_path):
                      "--seeds", "3,4", "--output", tmp_path, "--name", "bench",
                      "--reference", "early_fusion",
                      "dataset.n=160", "train.max_epochs=1", "train.progress_bar=false",
-                     "method.hidden=8", "method.encoder_layers=1")
+                     "method.width=8", "method.layers=1")
     assert rc == 0
     bench = tmp_path / "bench"
     per_seed = pd.read_csv(bench / "per_seed.csv")
@@ -197,7 +197,7 @@ def test_benchmark_two_methods_two_seeds(cli, tmp_path):
 def test_benchmark_resume_reads_finished_runs_and_retrains_the_rest(cli, tmp_path):
     common = ["-d", "synthetic", "--seeds", "3,4", "--output", tmp_path, "--name", "bench",
               "dataset.n=160", "train.max_epochs=1", "train.progress_bar=false",
-              "method.hidden=8", "method.encoder_layers=1"]
+              "method.width=8", "method.layers=1"]
     assert cli("benchmark", "-m", "late_fusion", *common)[0] == 0
     runs = tmp_path / "bench" / "runs"
     first = pd.read_csv(tmp_path / "bench" / "per_seed.csv")
@@ -212,10 +212,10 @@ def test_benchmark_resume_reads_finished_runs_and_retrains_the_rest(cli, tmp_pat
     assert len(per_seed) == 4
     assert per_seed.iloc[0]["acc"] == pytest.approx(first.iloc[0]["acc"])
     # a finished run of another config is never mixed into the table
-    rc, _, err = cli("benchmark", "-m", "late_fusion", *common, "method.hidden=16",
+    rc, _, err = cli("benchmark", "-m", "late_fusion", *common, "method.width=16",
                      "--resume")
     assert rc == 2 and "late_fusion-seed3 was trained with a different config" in err
-    assert "hidden: 8" in err and "hidden: 16" in err
+    assert "width: 8" in err and "width: 16" in err
     rc, _, err = cli("benchmark", "-m", "late_fusion", *common[:6], "--name", "absent",
                      "--resume")
     assert rc == 2 and "no benchmark folder" in err
@@ -226,7 +226,7 @@ def test_teacher_checkpoint_from_other_fold_rows_is_refused_before_writing(cli, 
              "protocol.name=group_kfold", "+protocol.group=video", "+protocol.k=2",
              "protocol.fold=fold0"]
     teacher_runs = tmp_path / "teacher"
-    assert main(["train", "-m", "late_fusion", *kfold, "method.hidden=8",
+    assert main(["train", "-m", "late_fusion", *kfold, "method.width=8",
                  f"output_dir={teacher_runs}", "run_name=t"]) == 0
     ck = load_checkpoint(teacher_runs / "t" / "fold0" / "model.pt")
     assert len(ck.meta["fold_fingerprint"]) == 16
@@ -323,7 +323,7 @@ BAD = [
     (["benchmark", "-d", "synthetic", "-m", "late_fusion", "--seeds", "x-y",
       "--output", "{tmp}/runs"], "seeds='x-y'"),
     (["data", "verify", "-d", "deap_bandpower"], "needs a data folder: set dataset.root"),
-    (["train", "method.hidden=abc"], "method 'feature_fusion' cannot be built"),
+    (["train", "method.width=abc"], "method 'feature_fusion' cannot be built"),
     (["train", "method.dropout=2.0"], "dropout probability has to be between 0 and 1"),
     (["train", "dataset.n=abc"], "dataset 'synthetic': a dataset.* value has the wrong type"),
     (["train", "train.batch_size=0"], "train.batch_size=0; use an integer >= 1"),
@@ -332,7 +332,7 @@ BAD = [
     (["train", "train.optimizer=rmsprop"], "train.optimizer='rmsprop'; use one of adamw"),
     (["train", "train.scheduler=cosine"], "train.scheduler='cosine'; use one of plateau, none"),
     (["train", "dataset.modalities=[text,eeg]"], "no modality 'eeg'"),
-    (["train", "method.encoder=transformer", "method.hidden=10"], "not divisible by heads=4"),
+    (["train", "method.encoder=transformer", "method.width=10"], "not divisible by heads=4"),
     (["train", "protocol.name=group_kfold", "+protocol.group=video", "+protocol.k=2",
       "protocol.fold=fold7"], "protocol.fold='fold7'; valid folds: ['fold0', 'fold1']"),
 ]

@@ -11,7 +11,7 @@ from emodistill.cli import main
 
 # no dropout: compiled code draws dropout masks from other random streams than eager code
 RUN = ["train", "-m", "late_fusion", "dataset.n=200", "train.max_epochs=2",
-       "train.progress_bar=false", "method.hidden=16", "method.encoder_layers=1",
+       "train.progress_bar=false", "method.width=16", "method.layers=1",
        "method.dropout=0.0", "run_name=r"]
 
 

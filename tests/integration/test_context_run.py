@@ -22,7 +22,7 @@ def _cfg(tmp_path, method: str, context: str, extra=()):
     return compose(dataset="synthetic", method=method, overrides=[
         "dataset.n=120", VEC, "train.max_epochs=1",
         "train.progress_bar=false", "train.batch_size=4", f"method.context={context}",
-        "method.hidden=8", f"output_dir={tmp_path}", f"run_name={method}-{context}", *extra,
+        "method.width=8", f"output_dir={tmp_path}", f"run_name={method}-{context}", *extra,
     ])
 
 

@@ -51,7 +51,7 @@ def test_parallel_members_apply_subject_norm_as_the_sequential_fit(tmp_path):
                  rng.integers(1, 3, size=(32, 2)))
     cfg = compose(dataset="mahnob_bandpower", method="unimodal", overrides=[
         f"dataset.root={root}", "protocol.subject_norm=transductive", "protocol.fold=subject1",
-        "method.hidden=8", "train.max_epochs=2", "train.progress_bar=false", "seed=1"])
+        "method.width=8", "train.max_epochs=2", "train.progress_bar=false", "seed=1"])
     ds = build_dataset(to_container(cfg.dataset))
     seq = run_experiment(cfg, dataset=ds, output_dir=tmp_path / "seq")
     par = run_parallel([cfg], dataset=ds, output_dir=tmp_path / "par")[0]
@@ -66,7 +66,7 @@ def test_checkpoint_evaluated_on_data_of_another_dim(tmp_path):
     raw = make_mmsa()
     f = write(tmp_path / "mosi.pkl", raw)
     cfg = compose(dataset="mosi", method="late_fusion", overrides=[
-        f"dataset.path={f}", "method.hidden=8", "method.encoder_layers=1", "train.max_epochs=1",
+        f"dataset.path={f}", "method.width=8", "method.layers=1", "train.max_epochs=1",
         "train.progress_bar=false", f"output_dir={tmp_path / 'runs'}"])
     res = run_experiment(cfg)
     for s in raw.values():  # the same file, rewritten with 6 audio features

@@ -13,7 +13,7 @@ def test_engine_windows_each_part_after_the_split(tmp_path):
     cfg = compose(dataset="synthetic_physio", method="unimodal", overrides=[
         "dataset.n_subjects=3", "dataset.n_trials=5", "dataset.trial_seconds=4.0",
         "dataset.eeg_channels=4", "dataset.chunk_size=128", "method.modality=gsr",
-        "method.hidden=16", "train.max_epochs=1", "train.progress_bar=false",
+        "method.width=16", "train.max_epochs=1", "train.progress_bar=false",
         "protocol.fold=fold0", f"output_dir={tmp_path}",
     ])
     res = run_experiment(cfg)
@@ -26,7 +26,7 @@ def test_engine_windows_each_part_after_the_split(tmp_path):
 def test_sims_run_reports_the_sims_metrics(tmp_path):
     p = write(tmp_path / "sims.pkl", make_mmsa("sims_unaligned", seed=4))
     cfg = compose(dataset="sims", method="late_fusion", overrides=[
-        f"dataset.path={p}", "method.hidden=8", "method.encoder_layers=1", "train.max_epochs=1",
+        f"dataset.path={p}", "method.width=8", "method.layers=1", "train.max_epochs=1",
         "train.progress_bar=false", f"output_dir={tmp_path / 'runs'}"])
     res = run_experiment(cfg)
     assert set(res.mean) == {"acc2", "acc3", "acc5", "f1", "mae", "corr"}

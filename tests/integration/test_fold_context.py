@@ -15,7 +15,7 @@ from emodistill.training.run import fold_context, prepare
 def test_the_engine_hands_ready_train_valid_parts_and_a_fit(tmp_path):
     cfg = compose(method="hkd_mer", overrides=[
         "dataset.n=160", "train.max_epochs=1", "train.progress_bar=false",
-        "method.hidden=8", "method.encoder_layers=1"])
+        "method.width=8", "method.layers=1"])
     prep = prepare(cfg, make_synthetic_mer(160, seed=0))
     fold = prep.folds[0]
     ctx = fold_context(prep, fold, tmp_path / fold.name)
@@ -40,7 +40,7 @@ def test_hkd_mer_unimodal_probe_trains_per_modality_and_reads_valid(tmp_path):
         "train.max_epochs=1", "train.progress_bar=false", "train.batch_size=64", "seed=1"])
     prep = prepare(cfg, make_synthetic_mer(160, seed=0))
     ctx = fold_context(prep, prep.folds[0], tmp_path)
-    params = {"hidden": 8, "encoder_layers": 1, "dominant_probe_epochs": 2}
+    params = {"width": 8, "layers": 1, "dominant_probe_epochs": 2}
     rec = choose_dominant(ctx, ["audio", "text"], probe="unimodal", params=params)
     assert rec["probe"] == "unimodal" and set(rec["scores"]) == {"audio", "text"}
     assert (tmp_path / "dominant_probe" / "text" / "metrics.csv").is_file()

@@ -16,8 +16,8 @@ from emodistill.config import compose
 from emodistill.training.run import run_experiment
 
 #: a tiny DMD (the sizes of tests/unit/models/test_dmd.py)
-DMD_SMALL = {"d_model": 8, "num_heads": 2, "layers": 1, "mem_layers": 1, "homo_gd_size": 4,
-             "hetero_gd_size": 4, "conv_kernel": 3}
+DMD_SMALL = {"width": 8, "heads": 2, "layers": 1, "mem_layers": 1, "homo_gd_width": 4,
+             "hetero_gd_width": 4, "kernel_size": 3}
 
 
 def test_dmd_run_logs_edges_and_per_sample_edges(tmp_path):
@@ -41,7 +41,7 @@ def test_dmd_run_logs_edges_and_per_sample_edges(tmp_path):
 
 def test_hkd_mer_run_records_dominant_attention_heads_and_reloads(tmp_path):
     cfg = compose(dataset="synthetic", method="hkd_mer", overrides=[
-        "dataset.n=200", "train.max_epochs=2", "train.progress_bar=false", "method.hidden=16",
+        "dataset.n=200", "train.max_epochs=2", "train.progress_bar=false", "method.width=16",
         f"output_dir={tmp_path}"])
     fold = run_experiment(cfg).folds[0]
     rec = json.loads((fold.path / "dominant.json").read_text())

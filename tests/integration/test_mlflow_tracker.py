@@ -12,7 +12,7 @@ from emodistill.cli import main
 def test_mlflow_store_gets_each_epoch_and_the_test_metrics(tmp_path):
     mlflow = pytest.importorskip("mlflow", reason="MLflow not installed (extra 'mlflow')")
     assert main(["train", "-m", "late_fusion", "dataset.n=120", "train.max_epochs=2",
-                 "method.hidden=8", "train.tracker=mlflow", "run_name=r",
+                 "method.width=8", "train.tracker=mlflow", "run_name=r",
                  f"output_dir={tmp_path}"]) == 0
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
     exp = client.get_experiment_by_name("synthetic-default")  # <dataset>-<experiment>

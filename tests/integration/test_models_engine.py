@@ -26,7 +26,7 @@ def test_engine_pretrains_and_crossfits_the_dominant_teacher(tmp_path):
     from emodistill.training.run import run_experiment
 
     cfg = compose(dataset="synthetic", method="hkd_mer", overrides=[
-        "dataset.n=200", "train.max_epochs=1", "train.progress_bar=false", "method.hidden=8",
+        "dataset.n=200", "train.max_epochs=1", "train.progress_bar=false", "method.width=8",
         "method.dominant=text", "method.dominant_teacher=frozen",
         "method.dominant_teacher_epochs=1", "method.dominant_crossfit=2",
         "train.save_checkpoint=false", f"output_dir={tmp_path}"])
@@ -143,7 +143,7 @@ def test_engine_checkpoint_and_predict_on_raw_text(tmp_path):
     ds = token_dataset()
     cfg = compose(dataset="synthetic", method="late_fusion", overrides=[
         "dataset.target=sentiment", "train.max_epochs=1", "train.batch_size=4",
-        "train.progress_bar=false", "method.hidden=16", "method.text_encoder.warmup_steps=2",
+        "train.progress_bar=false", "method.width=16", "method.text_encoder.warmup_steps=2",
         "method.text_encoder.lr=1e-3", "train.accelerator=cpu"])
     from safetensors import safe_open
 

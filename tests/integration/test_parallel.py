@@ -52,7 +52,7 @@ def _assert_same_run(a, b, *, tol):
 
 def test_late_fusion_with_dropout_matches_the_sequential_fits_draw_for_draw(tmp_path):
     # dropout on: the per-member generators reproduce the sequential fit's masks
-    over = ["dataset.n=160", "method.hidden=8", "method.encoder_layers=1", *SMALL]
+    over = ["dataset.n=160", "method.width=8", "method.layers=1", *SMALL]
     seq, par = _both(tmp_path, "synthetic", "late_fusion", over, seeds=(3, 4))
     for a, b in zip(seq, par, strict=True):
         _assert_same_run(a, b, tol=1e-5)
@@ -60,7 +60,7 @@ def test_late_fusion_with_dropout_matches_the_sequential_fits_draw_for_draw(tmp_
 
 
 def test_fixed_recipe_selection_last_matches_the_sequential_fits(tmp_path):
-    over = ["dataset.n=120", "method.hidden=8", "method.encoder_layers=1", *SMALL,
+    over = ["dataset.n=120", "method.width=8", "method.layers=1", *SMALL,
             "train.selection=last", "train.scheduler=none"]
     seq, par = _both(tmp_path, "synthetic", "feature_fusion", over, seeds=(7,))
     _assert_same_run(seq[0], par[0], tol=1e-5)
@@ -70,8 +70,8 @@ def test_fixed_recipe_selection_last_matches_the_sequential_fits(tmp_path):
 def test_physio_student_on_folds_matches_the_sequential_fits(tmp_path):
     # folds x seed, BatchNorm in the tokeniser; attention dropout off (see module doc)
     over = ["dataset.n_subjects=4", "dataset.n_trials=4", "+protocol.k=2",
-            "method.modality=eeg", "method.width=16", "method.depth=1", "method.heads=2",
-            "method.head_hidden=16", "method.dropout=0.0", "method.head_dropout=0.3",
+            "method.modality=eeg", "method.width=16", "method.layers=1", "method.heads=2",
+            "method.head_width=16", "method.dropout=0.0", "method.head_dropout=0.3",
             "train.save_checkpoint=false", *SMALL]
     seq, par = _both(tmp_path, "synthetic_physio", "physio_student", over, seeds=(5,))
     assert len(par[0].folds) == 2
@@ -80,7 +80,7 @@ def test_physio_student_on_folds_matches_the_sequential_fits(tmp_path):
 
 def test_hinton_kd_teacher_then_student_per_fold_matches_the_sequential_fits(tmp_path):
     # each member's teacher is trained on its fold first (in parallel), then the students
-    tiny = ["width=16", "heads=2", "depth=1", "head_hidden=16", "dropout=0.0"]
+    tiny = ["width=16", "heads=2", "layers=1", "head_width=16", "dropout=0.0"]
     over = ["dataset.n_subjects=4", "dataset.n_trials=4", "+protocol.k=2",
             "method.modality=eeg", "train.save_checkpoint=false", *SMALL,
             *(f"method.student.{t}" for t in tiny), *(f"method.teacher.method.{t}" for t in tiny)]
@@ -92,7 +92,7 @@ def test_hinton_kd_teacher_then_student_per_fold_matches_the_sequential_fits(tmp
 
 
 def test_parallel_runs_are_deterministic_and_chunking_changes_only_rounding(tmp_path):
-    over = ["dataset.n=120", "method.hidden=8", "method.encoder_layers=1", *SMALL]
+    over = ["dataset.n=120", "method.width=8", "method.layers=1", *SMALL]
     cfgs = [compose(dataset="synthetic", method="feature_fusion", overrides=[*over, f"seed={s}"])
             for s in (1, 2, 3)]
     ds = build_dataset(to_container(cfgs[0].dataset))
@@ -136,7 +136,7 @@ def test_benchmark_parallel_and_sequential_give_the_same_table_and_say_which(tmp
 
     common = dict(dataset="synthetic", methods=["late_fusion"], seeds=[1, 2],
                   overrides=["dataset.n=120", "train.max_epochs=2", "train.progress_bar=false",
-                             "method.hidden=8", "method.encoder_layers=1"], output_dir=tmp_path)
+                             "method.width=8", "method.layers=1"], output_dir=tmp_path)
     with caplog.at_level(logging.INFO, logger="emodistill"):
         par = run_benchmark(**common, name="par", parallel="2")
         seq = run_benchmark(**common, name="seq", parallel="off")

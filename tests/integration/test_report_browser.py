@@ -40,7 +40,7 @@ def test_benchmark_report_renders_table_and_images(chromium, tmp_path):
     bench = run_benchmark(
         dataset="synthetic", methods=["late_fusion", "feature_fusion"], seeds=[1, 2],
         overrides=["dataset.n=200", "train.max_epochs=2", "train.progress_bar=false",
-                   "method.hidden=16"],
+                   "method.width=16"],
         output_dir=tmp_path, name="bench",
     )
     report = build_report(bench.path)

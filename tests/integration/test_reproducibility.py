@@ -12,7 +12,7 @@ from emodistill.training.run import run_experiment
 def _run(tmp_path, seed, name):
     cfg = compose(dataset="synthetic", method="feature_fusion", overrides=[
         "dataset.n=200", "dataset.target=sentiment", "train.max_epochs=2",
-        "train.progress_bar=false", "method.hidden=16", "method.encoder_layers=1",
+        "train.progress_bar=false", "method.width=16", "method.layers=1",
         "method.dropout=0.3", f"seed={seed}", f"output_dir={tmp_path}", f"run_name={name}",
         "train.save_checkpoint=false",
     ])

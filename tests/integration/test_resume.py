@@ -26,7 +26,7 @@ SRC = Path(__file__).resolve().parents[2] / "src"
 TINY = ["-m", "late_fusion", "dataset.n=120", "train.max_epochs=5", "train.patience=2",
         "train.scheduler_patience=0", "train.lr=0.03", "train.batch_size=16",
         "train.progress_bar=false",
-        "method.hidden=8", "method.encoder_layers=1", "run_name=r"]
+        "method.width=8", "method.layers=1", "run_name=r"]
 
 
 KILLER = textwrap.dedent("""

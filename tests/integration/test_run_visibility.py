@@ -54,7 +54,7 @@ def test_on_a_terminal_the_bar_counts_from_one_and_shows_loss_and_metric(capsys,
                                                                          monkeypatch):
     monkeypatch.setattr(sys.stdout, "isatty", lambda: True, raising=False)
     assert main(["train", "-m", "late_fusion", "dataset.n=120", "train.max_epochs=2",
-                 "method.hidden=8", "train.tracker=none", f"output_dir={tmp_path}"]) == 0
+                 "method.width=8", "train.tracker=none", f"output_dir={tmp_path}"]) == 0
     out = capsys.readouterr().out  # Lightning draws its bar on stdout
     assert "Epoch 1/2" in out and "Epoch 2/2" in out and "Epoch 0" not in out
     assert "loss=" in out and "val/task_loss=" in out

@@ -134,7 +134,7 @@ def test_students_and_transformer_teacher_export(method, tmp_path):
     ds = synthetic()
     cfg = to_container(compose(dataset="synthetic", method=method,
                                overrides=["dataset.target=sentiment"]))
-    small = {"width": 16, "depth": 1, "heads": 2, "head_hidden": 16}  # keep the test fast
+    small = {"width": 16, "layers": 1, "heads": 2, "head_width": 16}  # keep the test fast
     for d in (cfg["method"], cfg["method"].get("student") or {}):
         d.update({k: v for k, v in small.items() if k in d})
     params = {k: v for k, v in cfg["method"].items() if k != "name"}

@@ -43,7 +43,7 @@ def test_ray_sweep_runs_trials_in_ray_workers_and_selects_on_validation(tmp_path
 
     space = tmp_path / "space.yaml"
     space.write_text("train.lr: {type: float, low: 1.0e-4, high: 1.0e-2, log: true}\n"
-                     "method.hidden: {type: categorical, choices: [16, 32]}\n")
+                     "method.width: {type: categorical, choices: [16, 32]}\n")
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         grid = run_ray_sweep(
@@ -65,7 +65,7 @@ def test_ray_sweep_runs_trials_in_ray_workers_and_selects_on_validation(tmp_path
         assert r.metrics["test_acc"] == pytest.approx(saved["mean"]["acc"])
         cfg = yaml.safe_load((Path(r.metrics["run_dir"]) / "config.yaml").read_text())
         assert cfg["train"]["lr"] == pytest.approx(r.config["train.lr"])
-        assert cfg["method"]["hidden"] == r.config["method.hidden"]
+        assert cfg["method"]["width"] == r.config["method.width"]
         seen.add(r.metrics["run_dir"])
     assert len(seen) == 2
     best = grid.get_best_result()

@@ -13,7 +13,7 @@ from emodistill.training.sweep import run_sweep
 
 SPACE = {"train.lr": {"type": "float", "low": 1.0e-4, "high": 1.0e-2, "log": True}}
 TINY = ["dataset.n=120", "train.max_epochs=1", "train.progress_bar=false",
-        "train.save_checkpoint=false", "method.hidden=8"]
+        "train.save_checkpoint=false", "method.width=8"]
 
 
 def test_two_methods_sharing_a_storage_get_two_studies_and_a_best_file(tmp_path):

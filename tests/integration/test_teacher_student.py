@@ -14,7 +14,7 @@ from emodistill.training.lit import LitMER
 from emodistill.training.run import run_experiment
 from helpers import shared_path
 
-TINY = dict(width=8, depth=1, heads=2, head_hidden=8, vector_tokens=2, kernel_size=8, stride=8)
+TINY = dict(width=8, layers=1, heads=2, head_width=8, vector_tokens=2, kernel_size=8, stride=8)
 
 
 def tiny_config(tmp_path, name: str) -> str:

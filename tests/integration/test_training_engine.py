@@ -47,7 +47,7 @@ def test_poria_features_refuse_validation_selection_and_run_the_fixed_recipe(tmp
         prepare(_cfg(tmp_path, f"dataset.root={root}", dataset="mosi_utterance"))
     # the project's experiment carries the fixed recipe
     cfg = compose(experiment="mosi_poria", method="late_fusion", overrides=[
-        f"dataset.root={root}", "method.hidden=8", "train.max_epochs=1",
+        f"dataset.root={root}", "method.width=8", "train.max_epochs=1",
         "train.save_checkpoint=false", f"output_dir={tmp_path}"])
     assert cfg.train.selection == "last" and cfg.train.recipe_from
     res = run_experiment(cfg)

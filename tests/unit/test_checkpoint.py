@@ -21,12 +21,12 @@ def ds():
 
 def _model(ds, target="sentiment3", **params):
     torch.manual_seed(0)
-    p = {"hidden": 8, "encoder_layers": 1, "modalities": ["text", "vision"], **params}
+    p = {"width": 8, "layers": 1, "modalities": ["text", "vision"], **params}
     return build_method("late_fusion", spec=ds.spec, target=ds.spec.target(target), params=p)
 
 
 def _cfg(**method):
-    return {"seed": 5, "method": {"name": "late_fusion", "hidden": 8, "encoder_layers": 1,
+    return {"seed": 5, "method": {"name": "late_fusion", "width": 8, "layers": 1,
                                   **method}, "dataset": {"name": "synthetic"}}
 
 
@@ -39,7 +39,7 @@ def test_payload_is_plain_and_complete(ds, tmp_path):
     assert raw["format"] == "emodistill-checkpoint" and raw["format_version"] == FORMAT_VERSION
     assert raw["emodistill_version"] == emodistill.__version__
     assert raw["torch_version"] == str(torch.__version__)
-    assert raw["method"] == "late_fusion" and raw["method_params"]["hidden"] == 8
+    assert raw["method"] == "late_fusion" and raw["method_params"]["width"] == 8
     assert raw["config"]["seed"] == 5
     assert raw["modalities"] == ["text", "vision"]
     assert [m["name"] for m in raw["spec"]["modalities"]] == ["text", "vision"]

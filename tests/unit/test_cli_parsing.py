@@ -44,9 +44,9 @@ def test_method_entries_carry_several_overrides_and_list_values():
 def test_expand_methods_keeps_list_values_whole():
     from emodistill.training.benchmark import expand_methods
 
-    [e] = expand_methods(["late_fusion:hidden=[8,16],dropout=0.1"], ["text"])
-    assert e.overrides == ["method.hidden=[8,16]", "method.dropout=0.1"]
-    assert e.label == "late_fusion(hidden=[8,16],dropout=0.1)"
+    [e] = expand_methods(["late_fusion:width=[8,16],dropout=0.1"], ["text"])
+    assert e.overrides == ["method.width=[8,16]", "method.dropout=0.1"]
+    assert e.label == "late_fusion(width=[8,16],dropout=0.1)"
 
 
 def test_benchmark_command_hands_whole_entries_to_the_benchmark(monkeypatch, capsys):

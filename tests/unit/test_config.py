@@ -39,10 +39,10 @@ def test_composition_order(tmp_path):
     # a user file overrides the experiment; overrides override the file
     user = tmp_path / "mine.yaml"
     user.write_text(yaml.safe_dump({"train": {"max_epochs": 7, "lr": 0.5},
-                                    "method": {"hidden": 16}}))
+                                    "method": {"width": 16}}))
     cfg = compose(experiment="deap_eeg", config_file=user)
     assert (cfg.train.max_epochs, cfg.train.lr, cfg.train.batch_size) == (7, 0.5, 64)
-    assert cfg.method.hidden == 16
+    assert cfg.method.width == 16
     cfg = compose(experiment="deap_eeg", config_file=user, overrides=["train.max_epochs=3"])
     assert cfg.train.max_epochs == 3 and cfg.train.lr == 0.5
     # later overrides win over earlier ones
@@ -81,7 +81,7 @@ def test_plus_adds_keys_nested_too():
 @pytest.mark.parametrize("override,valid_under,some_valid", [
     ("train.lrr=1", "train", "'lr'"),
     ("trian.lr=1", "", "'train'"),
-    ("method.hiddden=4", "method", "'hidden'"),
+    ("method.widht=4", "method", "'width'"),
     ("protocol.k=5", "protocol", "'name'"),  # k exists only for k-fold protocols: use +
     ("dataset.root=../x", "dataset", "'n'"),  # synthetic data has no root
 ])

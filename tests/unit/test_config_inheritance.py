@@ -11,7 +11,14 @@ import pytest
 import yaml
 
 from emodistill import config as config_mod
-from emodistill.config import GROUPS, list_configs, load_group, parent_of, to_container
+from emodistill.config import (
+    GROUPS,
+    list_configs,
+    load_group,
+    parent_of,
+    replaced_sections,
+    to_container,
+)
 from emodistill.errors import ConfigError, UnknownNameError
 
 SNAPSHOT = Path(__file__).parent / "snapshots" / "configs_before_inheritance.json"
@@ -46,6 +53,17 @@ def _own_keys(group: str, name: str) -> dict[str, Any]:
     return _flat(raw)
 
 
+def _replaced(group: str, name: str, parent: str) -> list[str]:
+    """Prefixes (``"method.student."``) of the parent's sections the file renames (replaces)."""
+    raw = yaml.safe_load((config_mod._config_dir() / group / f"{name}.yaml").read_text()) or {}
+    secs = replaced_sections(load_group(group, parent), config_mod.OmegaConf.create(raw))
+    return [f"{s}." for s in secs]
+
+
+def _under(key: str, prefixes: list[str]) -> bool:
+    return any(key.startswith(p) for p in prefixes)
+
+
 def _inheriting() -> list[tuple[str, str, str]]:
     return [(g, n, p) for g in GROUPS for n in list_configs(g)
             if (p := parent_of(g, n)) is not None]
@@ -60,6 +78,12 @@ def test_the_ablations_inherit():
            for a in ("concat", "no_feature_kd", "no_kd", "no_label_kd")},
         "method/mkd_lookahead": "mkd", "method/mkd": "kd_feature",
         "method/kd_feature": "hinton_kd", "method/dhmd": "dmd",
+        "method/dhmd_hierarchical": "dhmd",
+        "method/hinton_kd_mlp": "hinton_kd", "method/hinton_kd_mlp_crossfit": "hinton_kd_mlp",
+        "method/kd_feature_mlp": "hinton_kd_mlp",
+        "method/kd_feature_mlp_crossfit": "kd_feature_mlp",
+        "method/eeg_hinton_kd": "hinton_kd_mlp", "method/eeg_kd_feature": "eeg_hinton_kd",
+        "method/eeg_mkd": "eeg_kd_feature", "method/eeg_mkd_heldout": "eeg_mkd",
         "dataset/deap_de": "deap", "experiment/dmd_mosei": "dmd_mosi",
     }
     assert found == expected
@@ -71,15 +95,20 @@ def test_child_equals_parent_except_where_its_file_says(group, name, parent):
     child = _flat(_resolved(group, name))
     base = _flat(_resolved(group, parent))
     own = _own_keys(group, name)
+    # a section that names another method (a KD student) replaces the parent's: it is the
+    # file's section, whole, and none of the parent's keys under it are kept
+    renamed = _replaced(group, name, parent)
     assert "inherit" not in child
     # every key the file sets is resolved to the file's value ...
     assert {k: child[k] for k in own} == own
+    assert {k for k in child if _under(k, renamed)} == {k for k in own if _under(k, renamed)}
     # ... and changes (or adds) something: no copied line that repeats the parent
-    repeats = sorted(k for k, v in own.items() if base.get(k, _ABSENT) == v)
+    repeats = sorted(k for k, v in own.items()
+                     if base.get(k, _ABSENT) == v and not _under(k, renamed))
     assert not repeats, f"{group}/{name}.yaml repeats its parent's values at {repeats}"
-    # everything else is the parent's, and no parent key is lost
-    assert {k: v for k, v in child.items() if k not in own} == {
-        k: v for k, v in base.items() if k not in own}
+    # everything else is the parent's, and no other parent key is lost
+    assert {k: v for k, v in child.items() if k not in own and not _under(k, renamed)} == {
+        k: v for k, v in base.items() if k not in own and not _under(k, renamed)}
 
 
 def test_resolved_configs_equal_the_files_before_inheritance():
@@ -95,15 +124,19 @@ def test_resolved_configs_equal_the_files_before_inheritance():
     for group, name, parent in _inheriting():
         old_child, old_parent = snap[f"{group}/{name}"], snap[f"{group}/{parent}"]
         oc, op = _flat(old_child), _flat(old_parent)
-        assert not set(op) - set(oc), "inheritance cannot remove a key"
-        changes = {k: v for k, v in oc.items() if op.get(k, _ABSENT) != v}
-        new_parent = _flat(_resolved(group, parent))
+        renamed = _replaced(group, name, parent)  # sections the child states whole
+        assert not {k for k in set(op) - set(oc) if not _under(k, renamed)}, \
+            "inheritance cannot remove a key"
+        changes = {k: v for k, v in oc.items()
+                   if op.get(k, _ABSENT) != v or _under(k, renamed)}
+        new_parent = {k: v for k, v in _flat(_resolved(group, parent)).items()
+                      if not _under(k, renamed)}
         new_child = _flat(_resolved(group, name))
         assert new_child == new_parent | changes, f"{group}/{name}"
         if new_parent == op:
             assert _resolved(group, name) == old_child
         checked += 1
-    assert checked == 17
+    assert checked == 26
 
 
 def _with_configs(monkeypatch, tmp_path: Path, files: dict[str, str]) -> None:
@@ -122,6 +155,19 @@ def test_chains_merge_mappings_and_replace_lists(monkeypatch, tmp_path):
     assert to_container(load_group("method", "c")) == {
         "method": {"name": "c", "w": {"x": 1, "y": 3}, "l": [9], "k": 1, "new": True}}
     assert parent_of("method", "c") == "b" and parent_of("method", "a") is None
+
+
+def test_a_renamed_method_section_is_replaced_not_merged(monkeypatch, tmp_path):
+    _with_configs(monkeypatch, tmp_path, {
+        "method/a.yaml": "method: {name: a, student: {name: x, p: 1, q: 2}, t: {u: 1}}\n",
+        "method/b.yaml": "inherit: a\nmethod: {student: {name: y, q: 3}}\n",
+        "method/c.yaml": "inherit: a\nmethod: {student: {q: 3}}\n",
+    })
+    assert to_container(load_group("method", "b"))["method"] == {
+        "name": "a", "student": {"name": "y", "q": 3}, "t": {"u": 1}}
+    # the same name merges as any mapping
+    assert to_container(load_group("method", "c"))["method"]["student"] == {
+        "name": "x", "p": 1, "q": 3}
 
 
 def test_unknown_parent_names_the_child_and_close_names(monkeypatch, tmp_path):

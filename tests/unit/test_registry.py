@@ -72,3 +72,21 @@ def test_unknown_names_at_the_build_functions():
     spec = build_dataset({"name": "synthetic", "n": 20}).spec
     with pytest.raises(UnknownNameError, match="unknown method 'dmdd'.*Valid methods"):
         build_method("dmdd", spec=spec, target=spec.target())
+
+
+def test_one_block_registry_holds_every_reusable_block():
+    from emodistill.models import BLOCKS, build_block
+    from emodistill.models.context import CONTEXT_LAYERS
+    from emodistill.models.encoders import MLPEncoder
+
+    assert BLOCKS.names() == ["context", "encoder", "tokenizer", "transformer"]
+    assert BLOCKS.get("encoder") is ENCODERS and BLOCKS.get("context") is CONTEXT_LAYERS
+    assert {"mlp", "conv", "transformer", "minilm"} <= set(ENCODERS.names())
+    assert BLOCKS.get("tokenizer").names() == ["conv", "linear", "vector"]
+    assert BLOCKS.get("transformer").names() == ["mult"]
+    assert {"birnn", "attention"} <= set(CONTEXT_LAYERS.names())
+    assert isinstance(build_block("encoder", "mlp", 5, 1, width=8), MLPEncoder)
+    with pytest.raises(UnknownNameError, match="unknown block kind 'encoders'.*'encoder'"):
+        build_block("encoders", "mlp", 5, 1)
+    with pytest.raises(UnknownNameError, match="unknown tokenizer 'conf'.*'conv'"):
+        build_block("tokenizer", "conf", 5, 1)

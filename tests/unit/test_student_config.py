@@ -16,11 +16,11 @@ def _student(cfg):
 
 def test_student_name_override_takes_the_new_students_defaults():
     cfg = compose(dataset="synthetic_physio", method="hinton_kd",
-                  overrides=[*DATA, "method.student.name=unimodal", "method.student.hidden=16"])
+                  overrides=[*DATA, "method.student.name=unimodal", "method.student.width=16"])
     st = _student(cfg)
-    assert st["name"] == "unimodal" and st["hidden"] == 16 and st["encoder"] == "auto"
-    assert "depth" not in st and "kernel_size" not in st  # the old student's params are gone
-    prep = prepare(cfg)  # builds: no "method 'unimodal' has no parameter(s) ['depth', ...]"
+    assert st["name"] == "unimodal" and st["width"] == 16 and st["encoder"] == "auto"
+    assert "tokenizer" not in st and "kernel_size" not in st  # the old student's params are gone
+    prep = prepare(cfg)  # builds: no "method 'unimodal' has no parameter(s) ['tokenizer', ...]"
     assert prep.cfg.method.student.name == "unimodal"
 
 
@@ -30,21 +30,21 @@ def test_student_changed_in_a_config_file(tmp_path):
     cfg = compose(dataset="synthetic_physio", method="kd_feature", config_file=f,
                   overrides=DATA)
     st = _student(cfg)
-    assert st["name"] == "unimodal" and st["encoder"] == "mlp" and "depth" not in st
+    assert st["name"] == "unimodal" and st["encoder"] == "mlp" and "tokenizer" not in st
     prepare(cfg)
     # a later override of the same student keeps the file's choice and adds to it
     cfg = compose(dataset="synthetic_physio", method="kd_feature", config_file=f,
-                  overrides=[*DATA, "method.student.hidden=8"])
-    assert _student(cfg)["encoder"] == "mlp" and _student(cfg)["hidden"] == 8
+                  overrides=[*DATA, "method.student.width=8"])
+    assert _student(cfg)["encoder"] == "mlp" and _student(cfg)["width"] == 8
 
 
 def test_unchanged_student_keeps_its_params_and_old_keys_are_refused():
     cfg = compose(dataset="synthetic_physio", method="hinton_kd",
-                  overrides=[*DATA, "method.student.depth=2"])
-    assert _student(cfg)["depth"] == 2 and _student(cfg)["width"] == 64
-    with pytest.raises(ConfigError, match="no key 'method.student.depth'"):
+                  overrides=[*DATA, "method.student.layers=2"])
+    assert _student(cfg)["layers"] == 2 and _student(cfg)["width"] == 64
+    with pytest.raises(ConfigError, match="no key 'method.student.tokenizer'"):
         compose(dataset="synthetic_physio", method="hinton_kd",
-                overrides=[*DATA, "method.student.name=unimodal", "method.student.depth=2"])
+                overrides=[*DATA, "method.student.name=unimodal", "method.student.tokenizer=conv"])
 
 
 def test_teacher_method_can_be_renamed_too():

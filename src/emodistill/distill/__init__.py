@@ -1,4 +1,4 @@
-"""Knowledge-distillation building blocks: functional losses and KD modules."""
+"""Knowledge-distillation building blocks: functional losses (:mod:`.losses`) and KD modules."""
 
 from emodistill.distill.losses import (
     contrastive_alignment,

@@ -23,7 +23,7 @@ argument               reference value     meaning
 ``gd_reg``             10                   weight of ``sum_e (mean_b w_be - prior_e)^2``
 ``w_logit, w_repr``    1, 10                weights of the logit / representation terms
 ``logit_metric``       ``"l1"``             ``sum_c |z_s - z_t|`` per sample
-``repr_metric``        l1 homo / min_cosine hetero (see :func:`pair_distance`)
+``repr_metric``        l1 homo / min_cosine hetero (see ``losses.graph.pair_distance``)
 =====================  ==================  ==========================================
 """
 
@@ -37,14 +37,14 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
+from emodistill.distill.losses.graph import METRICS, edge_weighted_distance, prior_penalty
 from emodistill.errors import ConfigError
 
-__all__ = ["GDUnit", "GDLosses", "edge_list", "parse_prior", "pair_distance", "METRICS"]
+__all__ = ["GDUnit", "GDLosses", "edge_list", "parse_prior", "METRICS"]
 
 log = logging.getLogger(__name__)
 
 Metric = Literal["l1", "l2", "mse", "cosine", "min_cosine"]
-METRICS: tuple[str, ...] = ("l1", "l2", "mse", "cosine", "min_cosine")
 
 
 def edge_list(nodes: Sequence[str]) -> list[tuple[int, int]]:
@@ -85,26 +85,6 @@ def parse_prior(prior: Mapping[str, float] | None, nodes: Sequence[str]) -> Tens
             continue
         logits[names.index(name)] = float(value)
     return logits
-
-
-def pair_distance(student: Tensor, teacher: Tensor, metric: str) -> Tensor:
-    """Per-edge, per-sample distance ``[E, B]`` between ``[E, B, F]`` tensors.
-
-    The teacher must already be detached by the caller. ``min_cosine`` is
-    ``max(0, cos)`` (DMD's hetero "representation distillation", which pushes
-    the pair apart); ``cosine`` is ``1 - cos`` (imitation).
-    """
-    if metric == "l1":
-        return (student - teacher).abs().sum(-1)
-    if metric == "l2":
-        return (student - teacher).pow(2).sum(-1)
-    if metric == "mse":
-        return (student - teacher).pow(2).mean(-1)
-    if metric == "cosine":
-        return 1 - nn.functional.cosine_similarity(student, teacher, dim=-1)
-    if metric == "min_cosine":
-        return nn.functional.cosine_similarity(student, teacher, dim=-1).clamp(min=0)
-    raise ConfigError(f"GD metric {metric!r}; use one of {list(METRICS)}")
 
 
 @dataclass
@@ -164,7 +144,8 @@ class GDUnit(nn.Module):
     w_logit, w_repr : float
         Weights of the logit and representation distillation terms.
     logit_metric, repr_metric : str
-        Distances, see :func:`pair_distance`. ``min_cosine`` (DMD hetero) is
+        Distances, see
+        :func:`~emodistill.distill.losses.graph.pair_distance`. ``min_cosine`` (DMD hetero) is
         reduced as in the reference: ``mean_b(w) * mean_b max(0, cos)``.
     repr_in_loss : bool
         Add the representation term to ``total`` (DMD: False for HomoGD, whose
@@ -294,27 +275,16 @@ class GDUnit(nn.Module):
         if self.add_prior:
             prior = self.prior.to(edges.dtype)
             weights = edges + (prior if valid is None else prior * valid.to(edges.dtype))
-            reg = self.gd_reg * (edges.mean(0) - prior).pow(2).sum()
+            reg = self.gd_reg * prior_penalty(edges, prior)
         else:
             weights = edges
             reg = edges.new_zeros(())
         wt = weights.transpose(0, 1)  # [E, B]
         s, t = self.student_idx, self.teacher_idx
-        logit = self.w_logit * self._term(logits[s], logits[t].detach(), wt, self.logit_metric,
-                                          valid)
-        rep = self.w_repr * self._term(reprs[s], reprs[t].detach(), wt, self.repr_metric, valid)
+        logit = self.w_logit * edge_weighted_distance(logits[s], logits[t].detach(), wt,
+                                                      self.logit_metric, valid)
+        rep = self.w_repr * edge_weighted_distance(reprs[s], reprs[t].detach(), wt,
+                                                   self.repr_metric, valid)
         total = logit + reg + (rep if self.repr_in_loss else 0.0)
         return GDLosses(logit=logit, repr=rep, reg=reg, total=total, edges=edges,
                         weights=weights)
-
-    @staticmethod
-    def _term(student: Tensor, teacher: Tensor, w: Tensor, metric: str,
-              valid: Tensor | None) -> Tensor:
-        """``sum_e mean_b(w_eb * d_eb)`` (``min_cosine``: ``sum_e mean_b(w) * mean_b d``)."""
-        d = pair_distance(student.float(), teacher.float(), metric)  # [E, B]
-        if metric == "min_cosine":
-            if valid is None:
-                return (w.mean(1) * d.mean(1)).sum()
-            v = valid.transpose(0, 1).to(d.dtype)
-            return (w.mean(1) * (d * v).sum(1) / v.sum(1).clamp(min=1.0)).sum()
-        return (w * d).mean(1).sum()

@@ -29,6 +29,8 @@ import math
 import torch
 from torch import Tensor, nn
 
+from emodistill.models.blocks import TRANSFORMERS
+
 __all__ = ["sinusoidal_positions", "MulTLayer", "MulTEncoder", "last_real_step", "run_grouped",
            "groupable"]
 
@@ -186,6 +188,7 @@ class MulTLayer(nn.Module):
         return x + self.res_dropout(h)
 
 
+@TRANSFORMERS.register("mult")
 class MulTEncoder(nn.Module):
     """A stack of :class:`MulTLayer` (self- or cross-modal) with MulT's input treatment.
 

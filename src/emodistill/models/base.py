@@ -31,8 +31,10 @@ from torch import Tensor, nn
 from emodistill._registry import Registry
 from emodistill.data.batch import Batch
 from emodistill.data.spec import DatasetSpec, TargetSpec
+from emodistill.distill.losses import task_loss
 from emodistill.errors import ConfigError
 from emodistill.optim import make_optimizer
+from emodistill.param_names import rename_method_params
 
 if TYPE_CHECKING:
     from omegaconf import DictConfig
@@ -40,7 +42,7 @@ if TYPE_CHECKING:
     from emodistill.data.dataset import MultimodalDataset
     from emodistill.data.protocols import Fold
 
-__all__ = ["ModelOutput", "MERModel", "METHODS", "build_method", "task_loss", "Head",
+__all__ = ["ModelOutput", "MERModel", "METHODS", "build_method", "Head",
            "FoldContext", "FittedFold"]
 
 
@@ -68,28 +70,6 @@ class ModelOutput:
     logits: dict[str, Tensor] = field(default_factory=dict)
     fused: Tensor | None = None
     aux: dict[str, Tensor] = field(default_factory=dict)
-
-
-def task_loss(preds: Tensor, target: Tensor, spec: TargetSpec, kind: str = "l1") -> Tensor:
-    """Compute the supervised loss: L1 (MMSA) or MSE for regression, cross-entropy for classes.
-
-    Parameters
-    ----------
-    preds : Tensor
-        ``[B]`` values or ``[B, C]`` logits.
-    target : Tensor
-        ``[B]`` float values or int64 class indices.
-    spec : TargetSpec
-        The target being predicted.
-    kind : {"l1", "mse"}
-        Regression loss.
-    """
-    if spec.kind == "regression":
-        t = target.to(preds.dtype)
-        if kind == "mse":
-            return nn.functional.mse_loss(preds, t)
-        return nn.functional.l1_loss(preds, t)
-    return nn.functional.cross_entropy(preds.float(), target.long())
 
 
 class Head(nn.Sequential):
@@ -343,6 +323,8 @@ def build_method(
     for token-id modalities: when ``spec`` has one, the method is built on the
     embedded spec and the encoder is attached in front of it
     (:mod:`emodistill.models.text_encoder`).
+    Former size names (:data:`~emodistill.param_names.SIZE_ALIASES`, e.g. ``hidden``
+    for ``width``) are accepted silently, so older checkpoints load.
     ``context`` (``none`` | ``sequence`` | a registered context layer) and
     ``context_params`` are taken by every method: a context layer is attached
     before the method's heads (:func:`emodistill.models.context.attach_context`).
@@ -350,7 +332,8 @@ def build_method(
     import inspect
 
     cls = METHODS.get(name)
-    params = dict(params or {})
+    # former size names (an older checkpoint's stored parameters) -> the vocabulary
+    params = rename_method_params(params or {})
     input_spec = spec
     frontend = None
     if "text_encoder" in params or any(m.is_tokens for m in spec.modalities):

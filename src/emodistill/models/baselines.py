@@ -21,10 +21,10 @@ class EncodersMixin(MERModel):
     Parameters
     ----------
     encoder : str
-        Encoder name in :data:`~emodistill.models.encoders.ENCODERS` or ``auto``.
-    hidden : int
+        Encoder name in :data:`~emodistill.models.blocks.ENCODERS` or ``auto``.
+    width : int
         Encoder width ``H``.
-    encoder_layers : int
+    layers : int
         Encoder depth.
     dropout : float
         Dropout in encoders and heads.
@@ -32,15 +32,15 @@ class EncodersMixin(MERModel):
         Extra encoder keyword arguments (``kernel_size``, ``heads``...).
     """
 
-    def __init__(self, *, encoder: str = "auto", hidden: int = 128, encoder_layers: int = 2,
+    def __init__(self, *, encoder: str = "auto", width: int = 128, layers: int = 2,
                  dropout: float = 0.1, encoder_params: dict[str, Any] | None = None,
                  **base: Any) -> None:
         super().__init__(**base)
-        self.hidden = hidden
+        self.width = width
         self.dropout = dropout
         self.encoders = nn.ModuleDict({
-            m.name: build_encoder(encoder, m.dim, m.seq_len, hidden=hidden,
-                                  layers=encoder_layers, dropout=dropout,
+            m.name: build_encoder(encoder, m.dim, m.seq_len, width=width,
+                                  layers=layers, dropout=dropout,
                                   **(encoder_params or {}))
             for m in self.spec.modalities
         })
@@ -79,7 +79,7 @@ class Unimodal(EncodersMixin):
         kw["modalities"] = [modality]
         super().__init__(**kw)
         self.modality = modality
-        self.head = Head(self.hidden, self.n_outputs, hidden=self.hidden, dropout=self.dropout)
+        self.head = Head(self.width, self.n_outputs, hidden=self.width, dropout=self.dropout)
 
     def forward(self, batch: Batch) -> ModelOutput:  # noqa: D102
         h = self.encode(batch)[self.modality]
@@ -96,7 +96,7 @@ class FeatureFusion(EncodersMixin):
     def __init__(self, **kw: Any) -> None:
         super().__init__(**kw)
         n = len(self.modalities)
-        self.head = Head(n * self.hidden, self.n_outputs, hidden=self.hidden,
+        self.head = Head(n * self.width, self.n_outputs, hidden=self.width,
                          dropout=self.dropout)
 
     def forward(self, batch: Batch) -> ModelOutput:  # noqa: D102
@@ -116,13 +116,13 @@ class EarlyFusion(MERModel):
 
     Parameters
     ----------
-    encoder, hidden, encoder_layers, dropout : see :class:`EncodersMixin`.
+    encoder, width, layers, dropout : see :class:`EncodersMixin`.
     """
 
     parallel_ok = True
     context_sites = ("head",)
 
-    def __init__(self, *, encoder: str = "auto", hidden: int = 128, encoder_layers: int = 2,
+    def __init__(self, *, encoder: str = "auto", width: int = 128, layers: int = 2,
                  dropout: float = 0.1, **kw: Any) -> None:
         super().__init__(**kw)
         lens = {m.seq_len for m in self.spec.modalities}
@@ -130,9 +130,9 @@ class EarlyFusion(MERModel):
         T = lens.pop() if self.aligned else 1
         per_step = [m.dim if (self.aligned or m.seq_len == 1) else 2 * m.dim
                     for m in self.spec.modalities]
-        self.encoder = build_encoder(encoder, sum(per_step), T, hidden=hidden,
-                                     layers=encoder_layers, dropout=dropout)
-        self.head = Head(hidden, self.n_outputs, hidden=hidden, dropout=dropout)
+        self.encoder = build_encoder(encoder, sum(per_step), T, width=width,
+                                     layers=layers, dropout=dropout)
+        self.head = Head(width, self.n_outputs, hidden=width, dropout=dropout)
 
     def _inputs(self, batch: Batch) -> tuple[Tensor, Tensor]:
         if self.aligned:
@@ -172,7 +172,7 @@ class LateFusion(EncodersMixin):
         super().__init__(**kw)
         self.aux_weight = aux_weight
         self.heads = nn.ModuleDict({
-            m: Head(self.hidden, self.n_outputs, hidden=self.hidden, dropout=self.dropout)
+            m: Head(self.width, self.n_outputs, hidden=self.width, dropout=self.dropout)
             for m in self.modalities
         })
 

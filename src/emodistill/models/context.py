@@ -2,7 +2,8 @@
 
 A context layer maps per-utterance representations ``[B, U, H]`` of ``B``
 videos (``[B, U]`` mask) to contextual ones of the same width. Two are
-registered in :data:`CONTEXT_LAYERS`:
+registered in :data:`CONTEXT_LAYERS` (kind ``context`` of
+:data:`~emodistill.models.blocks.BLOCKS`):
 
 * ``birnn``: a bidirectional GRU or LSTM over the utterances of a video
   (bc-LSTM, Poria et al., ACL 2017);
@@ -34,9 +35,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from emodistill._registry import Registry
 from emodistill.data.batch import Batch, ContextLayout
 from emodistill.errors import ConfigError
+from emodistill.models.blocks import CONTEXT_LAYERS
 
 __all__ = [
     "CONTEXT_LAYERS",
@@ -48,7 +49,6 @@ __all__ = [
     "context_sites",
 ]
 
-CONTEXT_LAYERS: Registry[type[nn.Module]] = Registry("context layer")
 #: ``method.context`` values: no context, a registered layer, or utterances as the sequence axis
 CONTEXT_MODES = ("none", "sequence")
 #: ``method.context_params`` keys read by the data side, not by the layer
@@ -79,7 +79,7 @@ class BiRNNContext(_ContextBase):
     ----------
     dim : int
         Width ``H`` of the per-utterance representation (in and out).
-    hidden : int
+    width : int
         Hidden width per direction (default ``H // 2``, at least 16).
     cell : {"gru", "lstm"}
         Recurrent cell.
@@ -91,9 +91,9 @@ class BiRNNContext(_ContextBase):
         ``H + Linear(context)`` (default) or ``Linear([H; context])``.
     """
 
-    def __init__(self, dim: int, *, hidden: int | None = None, cell: str = "gru",
+    def __init__(self, dim: int, *, width: int | None = None, cell: str = "gru",
                  layers: int = 1, dropout: float = 0.1, residual: bool = True) -> None:
-        hid = int(hidden or max(16, dim // 2))
+        hid = int(width or max(16, dim // 2))
         super().__init__(dim, 2 * hid, residual=residual, dropout=dropout)
         if cell not in ("gru", "lstm"):
             raise ConfigError(f"context cell={cell!r}; use gru or lstm")
@@ -120,9 +120,9 @@ class AttentionContext(_ContextBase):
         Width ``H`` of the per-utterance representation.
     rnn_first : bool
         Run a bidirectional GRU over the utterances first (MMMU-BA's pipeline).
-    hidden : int
+    width : int
         Width of the attended space (default ``H``; with ``rnn_first`` the GRU
-        has ``hidden // 2`` units per direction).
+        has ``width // 2`` units per direction).
     include_self : bool
         Whether an utterance attends to itself (MMMU-BA: yes).
     dropout : float
@@ -131,10 +131,10 @@ class AttentionContext(_ContextBase):
         ``H + Linear(context)`` (default) or ``Linear([H; context])``.
     """
 
-    def __init__(self, dim: int, *, rnn_first: bool = False, hidden: int | None = None,
+    def __init__(self, dim: int, *, rnn_first: bool = False, width: int | None = None,
                  include_self: bool = True, dropout: float = 0.1,
                  residual: bool = True) -> None:
-        hid = int(hidden or dim)
+        hid = int(width or dim)
         super().__init__(dim, 2 * hid, residual=residual, dropout=dropout)
         self.include_self = include_self
         if rnn_first:

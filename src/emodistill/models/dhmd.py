@@ -26,11 +26,8 @@ import torch
 from torch import Tensor
 
 from emodistill.data.batch import Batch
-from emodistill.distill.dictionary import (
-    DictionaryMatcher,
-    activation_divergence,
-    dictionary_contrastive,
-)
+from emodistill.distill.dictionary import DictionaryMatcher
+from emodistill.distill.losses import activation_divergence, dictionary_contrastive
 from emodistill.errors import ConfigError
 from emodistill.models.base import METHODS, ModelOutput
 from emodistill.models.dmd import DEFAULT_LOSS_WEIGHTS, DMD
@@ -60,9 +57,9 @@ class DHMD(DMD):
         by the sample's GD distillation weights,
         ``x̂_m = r_m + Σ_{i≠m} π_{m←i} sg(r_i)`` (the figure's ``X̂_m``, after the
         GD-Unit; with the unit ablated, ``r_m``).
-    dict_size : int
+    dict_atoms : int
         Atoms ``K`` per dictionary.
-    dict_dim : int, optional
+    dict_width : int, optional
         Atom width (default: the space's feature width, ``d`` and ``(M-1)d``).
     dict_temperature : float
         ``tau`` of the token-to-atom scores.
@@ -94,8 +91,8 @@ class DHMD(DMD):
         *,
         dictionary: bool = True,
         dict_input: Literal["sequence", "node", "gd"] = "sequence",
-        dict_size: int = 64,
-        dict_dim: int | None = None,
+        dict_atoms: int = 64,
+        dict_width: int | None = None,
         dict_temperature: float = 1.0,
         dict_normalization: Literal["sparsemax", "softmax", "sigmoid"] = "sparsemax",
         dict_pool: Literal["max", "mean", "sum"] = "max",
@@ -118,7 +115,7 @@ class DHMD(DMD):
                 f"valid: {sorted(DHMD_LOSS_WEIGHTS)}"
             )
         self.use_dictionary = dictionary
-        self._dict_dim_arg = dict_dim
+        self._dict_width_arg = dict_width
         dmd_weights = {k: v for k, v in (loss_weights or {}).items() if k in DEFAULT_LOSS_WEIGHTS}
         super().__init__(loss_weights=dmd_weights, **kw)
         self.loss_weights.update({k: DHMD_LOSS_WEIGHTS[k] for k in ("ctr_homo", "ctr_hetero")})
@@ -132,7 +129,7 @@ class DHMD(DMD):
             for space, width in self._space_widths().items():
                 self.dictionaries[space] = DictionaryMatcher(
                     self.modalities, {m: width for m in self.modalities},
-                    dim=self._dict_dim(space), size=dict_size, temperature=dict_temperature,
+                    dim=self._dict_dim(space), size=dict_atoms, temperature=dict_temperature,
                     normalization=dict_normalization, pool=dict_pool,
                     l2_normalize=dict_l2_normalize,
                 )
@@ -143,7 +140,7 @@ class DHMD(DMD):
         return {"homo": self.d_model, "hetero": self.hetero_dim}
 
     def _dict_dim(self, space: str) -> int:
-        return int(self._dict_dim_arg or self._space_widths()[space])
+        return int(self._dict_width_arg or self._space_widths()[space])
 
     # ------------------------------------------------------------------ fusion hooks
     def _extra_fusion_dim(self) -> int:

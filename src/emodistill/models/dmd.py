@@ -40,18 +40,23 @@ from torch import Tensor, nn
 
 from emodistill.data.batch import Batch
 from emodistill.distill.gd_unit import GDUnit
+from emodistill.distill.losses import (
+    margin_loss,
+    margin_loss_loop,
+    masked_mse,
+    orthogonality_loss,
+    present_task_loss,
+)
 from emodistill.errors import ConfigError
 from emodistill.models._mult import MulTEncoder, groupable, last_real_step, run_grouped
 from emodistill.models.base import METHODS, MERModel, ModelOutput
+from emodistill.models.blocks import build_block
 
 __all__ = [
     "DMD",
     "DEFAULT_LOSS_WEIGHTS",
     "DEFAULT_HOMO_PRIOR",
     "DEFAULT_HETERO_PRIOR",
-    "margin_loss",
-    "margin_loss_loop",
-    "orthogonality_loss",
     "conv_mask",
 ]
 
@@ -92,122 +97,6 @@ def conv_mask(mask: Tensor, kernel: int) -> Tensor:
     return torch.where(all_real.any(1, keepdim=True), all_real, any_real)
 
 
-def _masked_mse(a: Tensor, b: Tensor, mask: Tensor) -> Tensor:
-    """Mean squared error over the real steps: ``[B, T, D]`` × 2, ``[B, T]`` → scalar."""
-    m = mask.to(a.dtype)[..., None]
-    return ((a - b).pow(2) * m).sum() / (m.sum() * a.shape[-1]).clamp(min=1.0)
-
-
-def orthogonality_loss(s: Tensor, c: Tensor, mask: Tensor,
-                       mode: Literal["step", "sample", "batch_axis"] = "step") -> Tensor:
-    """DMD's ``CosineEmbeddingLoss(S, C, -1)``: mean of ``max(0, cos)``.
-
-    Parameters
-    ----------
-    s, c : Tensor
-        ``[B, T, d]`` private and shared sequences.
-    mask : Tensor
-        ``[B, T]`` bool mask of real steps.
-    mode : {"step", "sample", "batch_axis"}
-        ``step`` (default, the fix): cosine over the ``d`` channels of each real
-        step of each sample. ``sample``: cosine of the flattened ``T*d``
-        vectors of each sample. ``batch_axis``: what the reference computed on
-        PyTorch 1.9 with 3-D inputs, a cosine across the *batch* axis for
-        each (step, channel) — kept only for bit-level comparisons.
-    """
-    if mode == "step":
-        cos = nn.functional.cosine_similarity(s.float(), c.float(), dim=-1).clamp(min=0)
-        m = mask.to(cos.dtype)
-        return (cos * m).sum() / m.sum().clamp(min=1.0)
-    if mode == "sample":
-        m = mask.to(s.dtype)[..., None]
-        cos = nn.functional.cosine_similarity((s * m).flatten(1).float(),
-                                              (c * m).flatten(1).float(), dim=-1)
-        return cos.clamp(min=0).mean()
-    if mode == "batch_axis":
-        return nn.functional.cosine_similarity(s.float(), c.float(), dim=0).clamp(min=0).mean()
-    raise ConfigError(f"ort_cosine={mode!r}; use 'step', 'sample' or 'batch_axis'")
-
-
-def _cosine_matrix(x: Tensor) -> Tensor:
-    """Pairwise cosine ``[N, N]`` with the reference's ``sqrt(|x|^2 + 1e-8)`` norms."""
-    n = (x.pow(2).sum(1) + 1e-8).sqrt().clamp(min=1e-8)
-    return (x @ x.T) / (n[:, None] * n[None, :])
-
-
-def margin_loss(feats: Tensor, labels: Tensor, valid: Tensor | None = None, *,
-                scale: float = 0.15, chunk: int = 64) -> Tensor:
-    """DMD's label-adaptive margin (hinge) loss, vectorised.
-
-    For every anchor ``i``, positives ``j != i`` have exactly the same label,
-    negatives ``k`` a different one; the anchor's loss is the mean over all
-    (positive, negative) pairs of ``max(0, scale*|y_i - y_k| - cos(i,j) + cos(i,k))``.
-    Anchors lacking a positive or a negative are skipped; the result is the
-    mean over contributing anchors (0 if none).
-
-    Parameters
-    ----------
-    feats : Tensor
-        ``[N, F]`` vectors (DMD: the projected homogeneous features of every
-        modality of every sample, ``N = M * B``).
-    labels : Tensor
-        ``[N]`` labels (regression values or class indices).
-    valid : Tensor, optional
-        ``[N]`` bool; invalid vectors (absent modalities) take no part.
-    scale : float
-        Margin per unit of label distance (reference 0.15).
-    chunk : int
-        Anchors processed at once (memory ``chunk * N * N``).
-    """
-    x = feats.float()
-    y = labels.float()
-    N = x.shape[0]
-    cos = _cosine_matrix(x)
-    same = y[:, None] == y[None, :]
-    eye = torch.eye(N, dtype=torch.bool, device=x.device)
-    ok = torch.ones(N, dtype=torch.bool, device=x.device) if valid is None else valid
-    pair_ok = ok[:, None] & ok[None, :]
-    pos = same & ~eye & pair_ok
-    neg = ~same & pair_ok
-    margin = scale * (y[:, None] - y[None, :]).abs()
-    per_anchor = []
-    for a in range(0, N, chunk):
-        sl = slice(a, min(a + chunk, N))
-        # h[i, j, k] = max(0, margin_ik - cos_ij + cos_ik)
-        h = (margin[sl, None, :] - cos[sl, :, None] + cos[sl, None, :]).clamp(min=0)
-        w = (pos[sl, :, None] & neg[sl, None, :]).to(h.dtype)
-        per_anchor.append((h * w).sum((1, 2)) / w.sum((1, 2)).clamp(min=1.0))
-    loss_i = torch.cat(per_anchor)
-    contrib = (pos.any(1) & neg.any(1) & ok).to(loss_i.dtype)
-    return (loss_i * contrib).sum() / contrib.sum().clamp(min=1.0)
-
-
-def margin_loss_loop(feats: Tensor, labels: Tensor, valid: Tensor | None = None, *,
-                     scale: float = 0.15) -> Tensor:
-    """Straightforward per-anchor loop of :func:`margin_loss` (the reference's shape).
-
-    Kept as the test oracle and for the speed benchmark; do not use in training.
-    """
-    x, y = feats.float(), labels.float()
-    N = x.shape[0]
-    cos = _cosine_matrix(x)
-    ok = [True] * N if valid is None else valid.tolist()
-    total, count = x.new_zeros(()), 0
-    for i in range(N):
-        if not ok[i]:
-            continue
-        pos = [j for j in range(N) if j != i and ok[j] and bool(y[j] == y[i])]
-        neg = [k for k in range(N) if ok[k] and bool(y[k] != y[i])]
-        if not pos or not neg:
-            continue
-        sim = cos[i, pos][:, None]
-        dif = cos[i, neg][None, :]
-        marg = scale * (y[i] - y[neg]).abs()[None, :]
-        total = total + (marg - sim + dif).clamp(min=0).mean()
-        count += 1
-    return total / max(count, 1)
-
-
 def _residual_head(dim: int, dropout: float) -> tuple[nn.Linear, nn.Linear, nn.Dropout]:
     return nn.Linear(dim, dim), nn.Linear(dim, dim), nn.Dropout(dropout)
 
@@ -222,16 +111,16 @@ class DMD(MERModel):
 
     Parameters
     ----------
-    d_model : int
+    width : int
         Common width ``d`` (``dst_feature_dim_nheads[0]``).
-    num_heads : int
+    heads : int
         Attention heads (``d`` must be divisible by it).
     layers : int
         Transformer depth (``nlevels``).
     mem_layers : int
         Requested depth of the memory transformers; the reference builds
         ``max(layers, mem_layers)`` (3 requested, 4 built).
-    conv_kernel : int or mapping
+    kernel_size : int or mapping
         Temporal kernel ``k``, one for all or per modality; the kernel used is
         ``min(k, seq_len)`` (length-1 utterance vectors get ``k = 1``).
     always_project : bool
@@ -267,14 +156,16 @@ class DMD(MERModel):
         ``replace``: features become ``sigmoid(W h)`` (reference, not a gate);
         ``multiply``: ``h * sigmoid(W h)``; ``none``: ``h``.
     ort_cosine : {"step", "sample", "batch_axis"}
-        Semantics of the orthogonality cosine, see :func:`orthogonality_loss`.
+        Semantics of the orthogonality cosine, see
+        :func:`~emodistill.distill.losses.decoupling.orthogonality_loss`.
     margin_scale : float
-        Margin per unit of label distance in :func:`margin_loss` (0.15).
+        Margin per unit of label distance in
+        :func:`~emodistill.distill.losses.decoupling.margin_loss` (0.15).
     margin_impl : {"vectorized", "loop"}
         ``loop`` is the slow per-anchor oracle (benchmarks only).
     homo_gd, hetero_gd : bool
         Build and use the HomoGD / HeteroGD unit (False = "no GD" ablation).
-    homo_gd_size, hetero_gd_size : int
+    homo_gd_width, hetero_gd_width : int
         GD embedding widths (64 and 32).
     gd_edge_temperature : float
         Edge scores are divided by it (reference ``alpha = 1/8``).
@@ -322,11 +213,11 @@ class DMD(MERModel):
     def __init__(
         self,
         *,
-        d_model: int = 50,
-        num_heads: int = 10,
+        width: int = 50,
+        heads: int = 10,
         layers: int = 4,
         mem_layers: int = 3,
-        conv_kernel: int | Mapping[str, int] = 5,
+        kernel_size: int | Mapping[str, int] = 5,
         always_project: bool = True,
         input_dropout: float | Mapping[str, float] | None = None,
         attn_dropout: float = 0.3,
@@ -346,8 +237,8 @@ class DMD(MERModel):
         margin_impl: Literal["vectorized", "loop"] = "vectorized",
         homo_gd: bool = True,
         hetero_gd: bool = True,
-        homo_gd_size: int = 64,
-        hetero_gd_size: int = 32,
+        homo_gd_width: int = 64,
+        hetero_gd_width: int = 32,
         gd_edge_temperature: float = 8.0,
         gd_normalization: Literal["all", "student"] = "all",
         gd_prior: bool = True,
@@ -370,9 +261,9 @@ class DMD(MERModel):
         super().__init__(**base)
         self.grouped_transformers = bool(grouped_transformers)
         mods = self.modalities
-        M, d = len(mods), d_model
-        if d % num_heads:
-            raise ConfigError(f"d_model={d} must be divisible by num_heads={num_heads}")
+        M, d = len(mods), width
+        if d % heads:
+            raise ConfigError(f"method.width={d} must be divisible by method.heads={heads}")
         for name, value, allowed in (
             ("homo_pool", homo_pool, ("flatten", "mean")),
             ("fusion_gate", fusion_gate, ("replace", "multiply", "none")),
@@ -397,13 +288,13 @@ class DMD(MERModel):
         self.margin_scale, self.margin_impl = margin_scale, margin_impl
 
         # 1. temporal projection
-        kern = conv_kernel if isinstance(conv_kernel, Mapping) else {m: conv_kernel for m in mods}
+        kern = kernel_size if isinstance(kernel_size, Mapping) else {m: kernel_size for m in mods}
         self.kernels: dict[str, int] = {}
         self.proj = nn.ModuleDict()
         for ms in self.spec.modalities:
             k = int(kern.get(ms.name, 1))
             if k < 1:
-                raise ConfigError(f"method.conv_kernel for {ms.name!r} is {k}; use >= 1")
+                raise ConfigError(f"method.kernel_size for {ms.name!r} is {k}; use >= 1")
             k = min(k, ms.seq_len)
             if ms.dim == d and not always_project:
                 self.kernels[ms.name] = 1
@@ -433,11 +324,11 @@ class DMD(MERModel):
         adrop = ({"audio": 0.2, "vision": 0.0} if attn_dropout_modality is None
                  else dict(attn_dropout_modality))
 
-        def encoder(dim: int, n_layers: int, attn_p: float) -> MulTEncoder:
-            return MulTEncoder(dim, num_heads, n_layers, attn_dropout=attn_p,
-                               relu_dropout=relu_dropout, res_dropout=res_dropout,
-                               embed_dropout=embed_dropout, causal=causal_mask,
-                               key_padding_mask=key_padding_mask,
+        def encoder(dim: int, n_layers: int, attn_p: float) -> nn.Module:
+            return build_block("transformer", "mult", dim, heads, n_layers,
+                               attn_dropout=attn_p, relu_dropout=relu_dropout,
+                               res_dropout=res_dropout, embed_dropout=embed_dropout,
+                               causal=causal_mask, key_padding_mask=key_padding_mask,
                                attention_impl=attention_impl)
 
         self.self_attn_c = nn.ModuleDict({m: encoder(d, layers, adrop.get(m, attn_dropout))
@@ -465,12 +356,12 @@ class DMD(MERModel):
         self.gd = nn.ModuleDict()
         if homo_gd:
             self.gd["homo"] = GDUnit(
-                mods, logit_dim=self.n_outputs, repr_dim=d, gd_size=homo_gd_size,
+                mods, logit_dim=self.n_outputs, repr_dim=d, gd_size=homo_gd_width,
                 prior=DEFAULT_HOMO_PRIOR if homo_prior is None else homo_prior,
                 repr_metric=homo_repr_metric, repr_in_loss=homo_repr_in_loss, **common)
         if hetero_gd:
             self.gd["hetero"] = GDUnit(
-                mods, logit_dim=self.n_outputs, repr_dim=H, gd_size=hetero_gd_size,
+                mods, logit_dim=self.n_outputs, repr_dim=H, gd_size=hetero_gd_width,
                 prior=DEFAULT_HETERO_PRIOR if hetero_prior is None else hetero_prior,
                 repr_metric=hetero_repr_metric, repr_in_loss=hetero_repr_in_loss, **common)
         for unit in self.gd:
@@ -640,13 +531,7 @@ class DMD(MERModel):
     # ------------------------------------------------------------------ loss
     def _task_present(self, preds: Tensor, target: Tensor, present: Tensor) -> Tensor:
         """Task loss averaged over the samples where the modality is present."""
-        if self.target.kind == "regression":
-            t = target.to(preds.dtype)
-            per = ((preds - t).abs() if self.regression_loss == "l1" else (preds - t).pow(2))
-        else:
-            per = nn.functional.cross_entropy(preds.float(), target.long(), reduction="none")
-        w = present.to(per.dtype)
-        return (per * w).sum() / w.sum().clamp(min=1.0)
+        return present_task_loss(preds, target, present, self.target, self.regression_loss)
 
     def loss(self, batch: Batch, out: ModelOutput) -> dict[str, Tensor]:
         """All DMD loss terms (unweighted) and the weighted total under ``"loss"``."""
@@ -661,10 +546,10 @@ class DMD(MERModel):
         for unit in self.gd:
             terms[f"gd_{unit}"] = st[f"gd_{unit}/total"]
         if w["rec"]:
-            terms["rec"] = sum(_masked_mse(st[f"recon/{m}"], st[f"proj/{m}"], st[f"mask/{m}"])
+            terms["rec"] = sum(masked_mse(st[f"recon/{m}"], st[f"proj/{m}"], st[f"mask/{m}"])
                                for m in mods)
         if w["cyc"]:
-            terms["cyc"] = sum(_masked_mse(st[f"s/{m}"], st[f"s_recon/{m}"], st[f"mask/{m}"])
+            terms["cyc"] = sum(masked_mse(st[f"s/{m}"], st[f"s_recon/{m}"], st[f"mask/{m}"])
                                for m in mods)
         if w["ort"]:
             terms["ort"] = sum(orthogonality_loss(st[f"s/{m}"], st[f"c/{m}"], st[f"mask/{m}"],

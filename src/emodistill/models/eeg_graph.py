@@ -90,14 +90,14 @@ class EEGGraph(MERModel):
     electrode_embedding : bool
         Add a learned per-electrode embedding to the position code (ties the weights to
         this montage's electrode identities).
-    dropout, head_hidden : float, int
+    dropout, head_width : float, int
         Dropout and the head's hidden width.
     """
 
     def __init__(self, *, modality: str | None = None,
                  electrodes: str | list[str] | None = None, width: int = 32, layers: int = 2,
                  heads: int = 4, sigma: float = 0.5, electrode_embedding: bool = False,
-                 dropout: float = 0.2, head_hidden: int = 64, **base: Any) -> None:
+                 dropout: float = 0.2, head_width: int = 64, **base: Any) -> None:
         spec = base["spec"]
         if modality is None:
             if len(spec.modalities) != 1:
@@ -140,7 +140,7 @@ class EEGGraph(MERModel):
         self.blocks = nn.ModuleList(ScalpAttention(width, heads, sigma, dropout)
                                     for _ in range(layers))
         self.norm = nn.LayerNorm(width)
-        self.head = Head(width, self.n_outputs, hidden=head_hidden, dropout=dropout)
+        self.head = Head(width, self.n_outputs, hidden=head_width, dropout=dropout)
 
     def nodes(self, x: Tensor) -> Tensor:
         """``[B, T, D]`` band features → ``[B, E, K]`` node features."""

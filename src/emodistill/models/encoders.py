@@ -1,4 +1,4 @@
-"""Per-modality encoders ``[B, T, D] + mask [B, T] -> [B, H]``, one registry.
+"""Per-modality encoders ``[B, T, D] + mask [B, T] -> [B, H]`` (kind ``encoder`` of :data:`BLOCKS`).
 
 ``auto`` picks an MLP for length-1 inputs (utterance or trial vectors) and a
 temporal convolution for sequences.
@@ -7,13 +7,12 @@ temporal convolution for sequences.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
 
-from emodistill._registry import Registry
 from emodistill.errors import ConfigError
+from emodistill.models.blocks import ENCODERS
 
 __all__ = ["ENCODERS", "build_encoder", "masked_mean", "masked_max", "SequenceEncoder"]
 
@@ -51,40 +50,42 @@ class SequenceEncoder(nn.Module):
         return masked_mean(self.sequence(x, mask), mask)
 
 
+@ENCODERS.register("mlp")
 class MLPEncoder(SequenceEncoder):
     """Step-wise MLP then masked mean; exactly an MLP for length-1 inputs."""
 
-    def __init__(self, dim: int, seq_len: int, *, hidden: int = 128, layers: int = 2,
+    def __init__(self, dim: int, seq_len: int, *, width: int = 128, layers: int = 2,
                  dropout: float = 0.1) -> None:
         super().__init__()
         mods: list[nn.Module] = []
         d = dim
         for _ in range(layers):
-            mods += [nn.Linear(d, hidden), nn.GELU(), nn.LayerNorm(hidden), nn.Dropout(dropout)]
-            d = hidden
+            mods += [nn.Linear(d, width), nn.GELU(), nn.LayerNorm(width), nn.Dropout(dropout)]
+            d = width
         self.net = nn.Sequential(*mods)
-        self.out_dim = hidden
+        self.out_dim = width
 
     def sequence(self, x: Tensor, mask: Tensor) -> Tensor:  # noqa: D102
         return self.net(x)
 
 
+@ENCODERS.register("conv")
 class ConvEncoder(SequenceEncoder):
     """Temporal 1-D convolutions (same padding, GELU) then masked mean + max pooling."""
 
-    def __init__(self, dim: int, seq_len: int, *, hidden: int = 128, layers: int = 2,
+    def __init__(self, dim: int, seq_len: int, *, width: int = 128, layers: int = 2,
                  kernel_size: int = 3, dropout: float = 0.1) -> None:
         super().__init__()
         convs: list[nn.Module] = []
         d = dim
         for _ in range(layers):
-            convs.append(nn.Conv1d(d, hidden, kernel_size, padding=kernel_size // 2))
-            d = hidden
+            convs.append(nn.Conv1d(d, width, kernel_size, padding=kernel_size // 2))
+            d = width
         self.convs = nn.ModuleList(convs)
         self.drop = nn.Dropout(dropout)
-        self.norm = nn.LayerNorm(2 * hidden)
-        self.proj = nn.Linear(2 * hidden, hidden)
-        self.out_dim = hidden
+        self.norm = nn.LayerNorm(2 * width)
+        self.proj = nn.Linear(2 * width, width)
+        self.out_dim = width
 
     def sequence(self, x: Tensor, mask: Tensor) -> Tensor:  # noqa: D102
         h = x.transpose(1, 2)
@@ -98,28 +99,29 @@ class ConvEncoder(SequenceEncoder):
         return self.proj(self.norm(torch.cat([masked_mean(h, mask), masked_max(h, mask)], -1)))
 
 
+@ENCODERS.register("transformer")
 class TransformerSeqEncoder(SequenceEncoder):
     """Linear projection + sinusoidal positions + pre-norm transformer + masked mean."""
 
-    def __init__(self, dim: int, seq_len: int, *, hidden: int = 128, layers: int = 2,
+    def __init__(self, dim: int, seq_len: int, *, width: int = 128, layers: int = 2,
                  heads: int = 4, dropout: float = 0.1) -> None:
         super().__init__()
-        if heads < 1 or hidden % heads:
+        if heads < 1 or width % heads:
             raise ConfigError(
-                f"transformer encoder: hidden={hidden} is not divisible by heads={heads}; "
-                "pick hidden as a multiple of heads (e.g. method.hidden=128 with 4 heads)"
+                f"transformer encoder: width={width} is not divisible by heads={heads}; "
+                "pick width as a multiple of heads (e.g. method.width=128 with 4 heads)"
             )
-        self.proj = nn.Linear(dim, hidden)
+        self.proj = nn.Linear(dim, width)
         pos = torch.arange(seq_len)[:, None]
-        div = torch.exp(torch.arange(0, hidden, 2) * (-math.log(10000.0) / hidden))
-        pe = torch.zeros(seq_len, hidden)
+        div = torch.exp(torch.arange(0, width, 2) * (-math.log(10000.0) / width))
+        pe = torch.zeros(seq_len, width)
         pe[:, 0::2] = torch.sin(pos * div)
-        pe[:, 1::2] = torch.cos(pos * div[: hidden // 2])
+        pe[:, 1::2] = torch.cos(pos * div[: width // 2])
         self.register_buffer("pos", pe, persistent=False)
-        layer = nn.TransformerEncoderLayer(hidden, heads, 2 * hidden, dropout,
+        layer = nn.TransformerEncoderLayer(width, heads, 2 * width, dropout,
                                            batch_first=True, norm_first=True, activation="gelu")
         self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
-        self.out_dim = hidden
+        self.out_dim = width
 
     def sequence(self, x: Tensor, mask: Tensor) -> Tensor:  # noqa: D102
         h = self.proj(x) + self.pos[: x.shape[1]]
@@ -130,15 +132,8 @@ class TransformerSeqEncoder(SequenceEncoder):
         return self.encoder(h, src_key_padding_mask=pad)
 
 
-EncoderFactory = Callable[..., SequenceEncoder]
-ENCODERS: Registry[EncoderFactory] = Registry("encoder")
-ENCODERS.register("mlp")(MLPEncoder)
-ENCODERS.register("conv")(ConvEncoder)
-ENCODERS.register("transformer")(TransformerSeqEncoder)
-
-
 def build_encoder(name: str, dim: int, seq_len: int, **kwargs: object) -> SequenceEncoder:
     """Build encoder ``name`` (``auto``: mlp for ``seq_len == 1``, else conv)."""
     if name == "auto":
         name = "mlp" if seq_len == 1 else "conv"
-    return ENCODERS.get(name)(dim, seq_len, **kwargs)
+    return ENCODERS.get(name)(dim, seq_len, **kwargs)  # type: ignore[return-value]

@@ -43,14 +43,14 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
 from emodistill.data.batch import Batch
-from emodistill.distill.losses import contrastive_alignment, feature_distance, soft_label_kd
+from emodistill.distill.losses.kd import FEATURE_KD, feature_kd_loss, soft_label_kd
 from emodistill.errors import ConfigError
 from emodistill.models.base import METHODS, FoldContext, Head, ModelOutput
 from emodistill.models.baselines import EncodersMixin
@@ -59,66 +59,14 @@ from emodistill.models.encoders import masked_max, masked_mean
 if TYPE_CHECKING:
     from emodistill.data.dataset import MultimodalDataset
 
-__all__ = ["HKDMER", "ModalityAttention", "hkd_feature_loss", "hkd_label_loss",
-           "choose_dominant", "linear_probe_scores"]
+__all__ = ["HKDMER", "ModalityAttention", "choose_dominant", "linear_probe_scores"]
 
 log = logging.getLogger(__name__)
 
-FeatureKD = Literal["contrastive", "mse", "cosine", "l1"]
-_FEATURE_KD = ("contrastive", "mse", "cosine", "l1")
 _ADAPTERS = ("none", "linear", "mlp")
 _FUSIONS = ("attention", "concat")
 _PROBES = ("linear", "unimodal")
 _TEACHERS = ("joint", "pretrained", "frozen")
-
-
-def hkd_feature_loss(student: Tensor, teacher: Tensor, *, kind: FeatureKD = "contrastive",
-                     temperature: float = 0.1) -> Tensor:
-    """Feature-level KD from the dominant modality (teacher side detached).
-
-    Parameters
-    ----------
-    student : Tensor
-        ``[B, F]`` weak-modality features, already mapped by its adapter.
-    teacher : Tensor
-        ``[B, F]`` dominant-modality features; no gradient flows into them.
-    kind : {"contrastive", "mse", "cosine", "l1"}
-        ``contrastive``: InfoNCE pairing sample ``i`` of the student with sample
-        ``i`` of the teacher against the other samples of the batch.
-    temperature : float
-        InfoNCE temperature (only for ``contrastive``).
-
-    Returns
-    -------
-    Tensor
-        Scalar loss.
-    """
-    if kind == "contrastive":
-        return contrastive_alignment(student, teacher, temperature=temperature, detach_b=True)
-    if kind in ("mse", "cosine", "l1"):
-        return feature_distance(student, teacher, kind=kind)
-    raise ConfigError(f"feature_kd={kind!r}; use one of {list(_FEATURE_KD)}")
-
-
-def hkd_label_loss(student: Tensor, teacher: Tensor, *, temperature: float = 2.0,
-                   regression: Literal["l1", "mse"] = "l1") -> Tensor:
-    """Label-level KD: the weak head follows the dominant head's soft prediction.
-
-    Parameters
-    ----------
-    student, teacher : Tensor
-        ``[B, C]`` logits or ``[B]`` regression values; the teacher is detached.
-    temperature : float
-        Softmax temperature ``T`` (class targets); the KL is scaled by ``T**2``.
-    regression : {"l1", "mse"}
-        Distance between regression values.
-
-    Returns
-    -------
-    Tensor
-        Scalar loss.
-    """
-    return soft_label_kd(student, teacher, temperature=temperature, regression=regression)
 
 
 class ModalityAttention(nn.Module):
@@ -130,14 +78,14 @@ class ModalityAttention(nn.Module):
     ----------
     dim : int
         Feature width ``H`` (the same for every modality).
-    hidden : int
+    width : int
         Width of the scoring layer ``W``.
     """
 
-    def __init__(self, dim: int, hidden: int = 64) -> None:
+    def __init__(self, dim: int, width: int = 64) -> None:
         super().__init__()
-        self.proj = nn.Linear(dim, hidden)
-        self.score = nn.Linear(hidden, 1, bias=False)
+        self.proj = nn.Linear(dim, width)
+        self.score = nn.Linear(width, 1, bias=False)
 
     def forward(self, feats: Tensor, present: Tensor) -> tuple[Tensor, Tensor]:
         """Fuse ``[B, M, H]`` features with presence ``[B, M]``.
@@ -205,7 +153,7 @@ class HKDMER(EncodersMixin):
         ``lambda_u``, weight of the per-modality task losses.
     fusion : {"attention", "concat"}
         Attentive fusion, or plain concatenation (ablation).
-    attention_hidden : int
+    attention_width : int
         Width of the attention scoring layer.
     dominant_teacher : {"joint", "pretrained", "frozen"}
         ``joint`` (the original reconstruction): the dominant branch is trained
@@ -253,7 +201,7 @@ class HKDMER(EncodersMixin):
         label_kd_regression: str = "l1",
         unimodal_weight: float = 1.0,
         fusion: str = "attention",
-        attention_hidden: int = 64,
+        attention_width: int = 64,
         dominant_teacher: str = "joint",
         dominant_teacher_epochs: int | None = None,
         dominant_crossfit: int = 0,
@@ -272,7 +220,7 @@ class HKDMER(EncodersMixin):
         self.dominant_crossfit = int(dominant_crossfit or 0)
         # a plain list keeps the cross-fitted teacher out of submodules (not saved/optimised)
         self._label_teacher: list[nn.Module] = [label_teacher] if label_teacher is not None else []
-        for name, value, valid in (("feature_kd", feature_kd, _FEATURE_KD),
+        for name, value, valid in (("feature_kd", feature_kd, FEATURE_KD),
                                    ("kd_adapter", kd_adapter, _ADAPTERS),
                                    ("fusion", fusion, _FUSIONS),
                                    ("dominant_probe", dominant_probe, _PROBES),
@@ -300,14 +248,14 @@ class HKDMER(EncodersMixin):
         self.label_weight, self.label_temperature = float(label_weight), float(label_temperature)
         self.label_kd_regression = label_kd_regression
         self.unimodal_weight, self.fusion = float(unimodal_weight), fusion
-        H = self.hidden
+        H = self.width
         self.heads = nn.ModuleDict({
             m: Head(H, self.n_outputs, hidden=H, dropout=self.dropout) for m in self.modalities
         })
         # one adapter per modality: the state dict does not depend on which is dominant
         self.adapters = nn.ModuleDict({m: _adapter(kd_adapter, H) for m in self.modalities})
         if fusion == "attention":
-            self.attention: ModalityAttention | None = ModalityAttention(H, attention_hidden)
+            self.attention: ModalityAttention | None = ModalityAttention(H, attention_width)
             self.fusion_head = Head(H, self.n_outputs, hidden=H, dropout=self.dropout)
         else:
             self.attention = None
@@ -395,13 +343,13 @@ class HKDMER(EncodersMixin):
             # with weight 0 the term is still measured (a diagnostic) but not optimised
             with torch.set_grad_enabled(torch.is_grad_enabled() and self.feature_weight > 0):
                 student = self.adapters[n](out.features[n][keep])
-                feat = feat + hkd_feature_loss(student, out.features[t][keep],
-                                               kind=self.feature_kd,  # type: ignore[arg-type]
-                                               temperature=self.feature_temperature)
+                feat = feat + feature_kd_loss(student, out.features[t][keep],
+                                              kind=self.feature_kd,  # type: ignore[arg-type]
+                                              temperature=self.feature_temperature)
             with torch.set_grad_enabled(torch.is_grad_enabled() and self.label_weight > 0):
-                label = label + hkd_label_loss(out.logits[n][keep], label_target[keep],
-                                               temperature=self.label_temperature,
-                                               regression=self.label_kd_regression)  # type: ignore[arg-type]
+                label = label + soft_label_kd(out.logits[n][keep], label_target[keep],
+                                              temperature=self.label_temperature,
+                                              regression=self.label_kd_regression)  # type: ignore[arg-type]
         total = task + self.unimodal_weight * uni
         if self.feature_weight > 0:
             total = total + self.feature_weight * feat
@@ -467,7 +415,7 @@ def _pretrain_dominant(ctx: FoldContext, params: dict[str, Any],
     from emodistill.config import to_container
 
     method = {"name": "unimodal", "modality": dominant,
-              **{k: params[k] for k in ("encoder", "hidden", "encoder_layers", "dropout",
+              **{k: params[k] for k in ("encoder", "width", "layers", "dropout",
                                         "encoder_params") if k in params}}
     epochs = params.get("dominant_teacher_epochs")
     sub = OmegaConf.create(to_container(ctx.cfg))
@@ -563,7 +511,7 @@ def _unimodal_probe_scores(ctx: FoldContext, modalities: list[str],
     for m in modalities:
         sub = OmegaConf.create(to_container(ctx.cfg))
         sub.method = {"name": "unimodal", "modality": m,
-                      **{k: params[k] for k in ("encoder", "hidden", "encoder_layers",
+                      **{k: params[k] for k in ("encoder", "width", "layers",
                                                 "dropout", "encoder_params") if k in params}}
         sub.method_config = f"dominant-probe-{m}"
         sub.train.max_epochs = int(params.get("dominant_probe_epochs", 30))

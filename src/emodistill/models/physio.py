@@ -7,7 +7,7 @@ architecture template (see ``../shared/reference/physio_kd.md`` §1.4 and §2.2)
 * a per-modality **tokeniser**: a temporal convolution (kernel ``f/4``, stride 8)
   with batch norm and ReLU, then a spatial convolution across the channels,
   turning a window ``[T, C]`` into tokens ``[N, W]``;
-* a per-modality **transformer** of ``depth`` blocks whose every block output
+* a per-modality **transformer** of ``layers`` blocks whose every block output
   ``H^1 .. H^L`` is kept;
 * **depth fusion**: ``sum_l s_l(H^l) * H^l`` with an elementwise score gate
   ``s_l`` in ``(-1, 1)`` (dense, norm, ReLU, dense, norm, softsign);
@@ -45,6 +45,7 @@ from emodistill.data.batch import Batch
 from emodistill.data.spec import ModalitySpec
 from emodistill.errors import ConfigError
 from emodistill.models.base import METHODS, Head, MERModel, ModelOutput
+from emodistill.models.blocks import TOKENIZERS, build_block
 from emodistill.models.encoders import masked_mean
 
 __all__ = [
@@ -62,6 +63,7 @@ __all__ = [
 TokenizerName = Literal["auto", "conv", "linear", "vector"]
 
 
+@TOKENIZERS.register("conv")
 class ConvTokenizer(nn.Module):
     """EmotionKD's "filter" front end: ``[B, T, C]`` → tokens ``[B, N, W]``.
 
@@ -104,6 +106,7 @@ class ConvTokenizer(nn.Module):
         return self.drop(h), tok[:, 0] > 0
 
 
+@TOKENIZERS.register("linear")
 class LinearTokenizer(nn.Module):
     """One token per time step: ``[B, T, D]`` → ``[B, T, W]`` through a linear map."""
 
@@ -118,6 +121,7 @@ class LinearTokenizer(nn.Module):
         return self.drop(self.proj(x)), mask
 
 
+@TOKENIZERS.register("vector")
 class VectorTokenizer(nn.Module):
     """A feature vector ``[B, 1, D]`` → ``n_tokens`` learned tokens ``[B, n_tokens, W]``."""
 
@@ -143,23 +147,22 @@ class VectorTokenizer(nn.Module):
 def build_tokenizer(
     name: TokenizerName, m: ModalitySpec, *, width: int, kernel_size: int, stride: int,
     vector_tokens: int, dropout: float,
-) -> ConvTokenizer | LinearTokenizer | VectorTokenizer:
-    """Tokeniser for modality ``m``.
+) -> nn.Module:
+    """Tokeniser ``name`` of :data:`~emodistill.models.blocks.TOKENIZERS` for modality ``m``.
 
     ``auto`` picks ``vector`` for length-1 inputs, ``linear`` for sequences shorter
-    than ``kernel_size`` and the convolutional front end otherwise.
+    than ``kernel_size`` and the convolutional front end otherwise. Each tokeniser
+    gets the options it reads (``conv``: kernel and stride; ``vector``: the number
+    of tokens).
     """
     if name == "auto":
         name = "vector" if m.seq_len == 1 else ("linear" if m.seq_len < kernel_size else "conv")
-    if name == "conv":
-        return ConvTokenizer(m.dim, m.seq_len, width=width, kernel_size=kernel_size,
-                             stride=stride, dropout=dropout)
-    if name == "linear":
-        return LinearTokenizer(m.dim, m.seq_len, width=width, dropout=dropout)
-    if name == "vector":
-        return VectorTokenizer(m.dim, m.seq_len, width=width, n_tokens=vector_tokens,
-                               dropout=dropout)
-    raise ConfigError(f"tokenizer={name!r}; use auto, conv, linear or vector")
+    own: dict[str, dict[str, Any]] = {
+        "conv": {"kernel_size": kernel_size, "stride": stride},
+        "vector": {"n_tokens": vector_tokens},
+    }
+    return build_block("tokenizer", name, m.dim, m.seq_len, width=width, dropout=dropout,
+                       **own.get(name, {}))
 
 
 class ScoreGate(nn.Module):
@@ -193,12 +196,12 @@ class ScoreGate(nn.Module):
 
 
 class DepthFusion(nn.Module):
-    """``sum_l s_l(H^l) * H^l`` over the ``depth`` block outputs (EmotionKD's student fusion)."""
+    """``sum_l s_l(H^l) * H^l`` over the ``layers`` block outputs (EmotionKD's student fusion)."""
 
-    def __init__(self, width: int, depth: int, *,
+    def __init__(self, width: int, layers: int, *,
                  norm: Literal["layer", "batch"] = "layer") -> None:
         super().__init__()
-        self.gates = nn.ModuleList(ScoreGate(width, norm=norm) for _ in range(depth))
+        self.gates = nn.ModuleList(ScoreGate(width, norm=norm) for _ in range(layers))
 
     def forward(self, hs: list[Tensor]) -> Tensor:
         """Fused tokens ``[B, N, W]`` from the list of block outputs."""
@@ -206,13 +209,13 @@ class DepthFusion(nn.Module):
 
 
 class PhysioBranch(nn.Module):
-    """One modality: tokeniser + learned positions + ``depth`` post-norm transformer blocks.
+    """One modality: tokeniser + learned positions + ``layers`` post-norm transformer blocks.
 
     Parameters
     ----------
     m : ModalitySpec
         The modality (``dim`` = channels ``C``, ``seq_len`` = window ``T``).
-    width, depth, heads, ff, dropout :
+    width, layers, heads, ff_width, dropout :
         Token width ``W``, number of blocks, attention heads, feed-forward width,
         dropout (EmotionKD: 64, 3, 8, 64, 0.1).
     tokenizer, kernel_size, stride, vector_tokens :
@@ -221,12 +224,12 @@ class PhysioBranch(nn.Module):
         Pre-norm blocks (EmotionKD's are post-norm).
     """
 
-    def __init__(self, m: ModalitySpec, *, width: int, depth: int, heads: int, ff: int,
+    def __init__(self, m: ModalitySpec, *, width: int, layers: int, heads: int, ff_width: int,
                  dropout: float, tokenizer: TokenizerName, kernel_size: int, stride: int,
                  vector_tokens: int, norm_first: bool) -> None:
         super().__init__()
-        if depth < 1:
-            raise ConfigError(f"depth={depth}; the transformer needs at least one block")
+        if layers < 1:
+            raise ConfigError(f"layers={layers}; the transformer needs at least one block")
         if width % heads:
             raise ConfigError(f"width={width} is not divisible by heads={heads}")
         self.tokenizer = build_tokenizer(tokenizer, m, width=width, kernel_size=kernel_size,
@@ -235,9 +238,9 @@ class PhysioBranch(nn.Module):
         self.n_tokens = self.tokenizer.n_tokens
         self.pos = nn.Parameter(torch.randn(1, self.n_tokens, width) * 0.02)
         self.blocks = nn.ModuleList(
-            nn.TransformerEncoderLayer(width, heads, ff, dropout, batch_first=True,
+            nn.TransformerEncoderLayer(width, heads, ff_width, dropout, batch_first=True,
                                        norm_first=norm_first)
-            for _ in range(depth)
+            for _ in range(layers)
         )
 
     def forward(self, x: Tensor, mask: Tensor) -> tuple[list[Tensor], Tensor]:
@@ -255,10 +258,11 @@ class PhysioBranch(nn.Module):
         return hs, tok
 
 
-def _branch_kwargs(width: int, depth: int, heads: int, ff: int | None, dropout: float,
+def _branch_kwargs(width: int, layers: int, heads: int, ff_width: int | None, dropout: float,
                    tokenizer: TokenizerName, kernel_size: int, stride: int,
                    vector_tokens: int, norm_first: bool) -> dict[str, Any]:
-    return dict(width=width, depth=depth, heads=heads, ff=ff or width, dropout=dropout,
+    return dict(width=width, layers=layers, heads=heads, ff_width=ff_width or width,
+                dropout=dropout,
                 tokenizer=tokenizer, kernel_size=kernel_size, stride=stride,
                 vector_tokens=vector_tokens, norm_first=norm_first)
 
@@ -274,22 +278,24 @@ class PhysioStudent(MERModel):
     ----------
     modality : str
         The modality to use (required unless the dataset has only one).
-    width, depth, heads, ff, dropout, tokenizer, kernel_size, stride, vector_tokens, norm_first :
-        Branch hyper-parameters (see :class:`PhysioBranch`); ``ff=None`` means ``width``.
+    width, layers, heads, ff_width, dropout :
+        Branch sizes (see :class:`PhysioBranch`); ``ff_width=None`` means ``width``.
+    tokenizer, kernel_size, stride, vector_tokens, norm_first :
+        Branch tokeniser and block options (see :class:`PhysioBranch`).
     score_norm : {"layer", "batch"}
         Normalisation in the depth gates (see :class:`ScoreGate`).
-    head_hidden, head_dropout : int, float
+    head_width, head_dropout : int, float
         Classifier hidden width and dropout (EmotionKD: 128, 0.5).
     """
 
     parallel_ok = True
     context_sites = ("head",)
 
-    def __init__(self, *, modality: str | None = None, width: int = 64, depth: int = 3,
-                 heads: int = 8, ff: int | None = None, dropout: float = 0.1,
+    def __init__(self, *, modality: str | None = None, width: int = 64, layers: int = 3,
+                 heads: int = 8, ff_width: int | None = None, dropout: float = 0.1,
                  tokenizer: TokenizerName = "auto", kernel_size: int = 32, stride: int = 8,
                  vector_tokens: int = 4, norm_first: bool = False,
-                 score_norm: Literal["layer", "batch"] = "layer", head_hidden: int = 128,
+                 score_norm: Literal["layer", "batch"] = "layer", head_width: int = 128,
                  head_dropout: float = 0.5, **base: Any) -> None:
         spec = base["spec"]
         if modality is None:
@@ -304,10 +310,10 @@ class PhysioStudent(MERModel):
         self.modality = modality
         self.branch = PhysioBranch(
             self.spec.modality(modality),
-            **_branch_kwargs(width, depth, heads, ff, dropout, tokenizer, kernel_size, stride,
-                             vector_tokens, norm_first))
-        self.depth_fusion = DepthFusion(width, depth, norm=score_norm)
-        self.head = Head(width, self.n_outputs, hidden=head_hidden, dropout=head_dropout)
+            **_branch_kwargs(width, layers, heads, ff_width, dropout, tokenizer, kernel_size,
+                             stride, vector_tokens, norm_first))
+        self.depth_fusion = DepthFusion(width, layers, norm=score_norm)
+        self.head = Head(width, self.n_outputs, hidden=head_width, dropout=head_dropout)
         self.feature_dim = width
 
     def forward(self, batch: Batch) -> ModelOutput:  # noqa: D102
@@ -336,8 +342,8 @@ class PhysioTeacher(MERModel):
 
     Parameters
     ----------
-    width, depth, heads, ff, dropout, tokenizer, kernel_size, stride, vector_tokens, norm_first,
-    score_norm, head_hidden, head_dropout :
+    width, layers, heads, ff_width, dropout, tokenizer, kernel_size, stride, vector_tokens,
+    norm_first, score_norm, head_width, head_dropout :
         As in :class:`PhysioStudent` (shared by every modality branch).
     cross_layers : int
         Cross-modal transformer layers over all tokens (0: none).
@@ -350,24 +356,25 @@ class PhysioTeacher(MERModel):
 
     min_modalities = 1
 
-    def __init__(self, *, width: int = 64, depth: int = 3, heads: int = 8, ff: int | None = None,
+    def __init__(self, *, width: int = 64, layers: int = 3, heads: int = 8,
+                 ff_width: int | None = None,
                  dropout: float = 0.1, tokenizer: TokenizerName = "auto", kernel_size: int = 32,
                  stride: int = 8, vector_tokens: int = 4, norm_first: bool = False,
-                 score_norm: Literal["layer", "batch"] = "layer", head_hidden: int = 128,
+                 score_norm: Literal["layer", "batch"] = "layer", head_width: int = 128,
                  head_dropout: float = 0.5, cross_layers: int = 1,
                  fusion: Literal["concat", "sum"] = "concat", **base: Any) -> None:
         super().__init__(**base)
         if fusion not in ("concat", "sum"):
             raise ConfigError(f"fusion={fusion!r}; use concat or sum")
-        kw = _branch_kwargs(width, depth, heads, ff, dropout, tokenizer, kernel_size, stride,
+        kw = _branch_kwargs(width, layers, heads, ff_width, dropout, tokenizer, kernel_size, stride,
                             vector_tokens, norm_first)
         self.branches = nn.ModuleDict({m.name: PhysioBranch(m, **kw) for m in self.spec.modalities})
         self.depth_fusion = nn.ModuleDict({
-            m: DepthFusion(width, depth, norm=score_norm) for m in self.modalities})
+            m: DepthFusion(width, layers, norm=score_norm) for m in self.modalities})
         M = len(self.modalities)
         self.modality_emb = nn.Parameter(torch.randn(M, width) * 0.02)
         self.cross = nn.ModuleList(
-            nn.TransformerEncoderLayer(width, heads, kw["ff"], dropout, batch_first=True,
+            nn.TransformerEncoderLayer(width, heads, kw["ff_width"], dropout, batch_first=True,
                                        norm_first=norm_first)
             for _ in range(cross_layers)
         )
@@ -375,7 +382,7 @@ class PhysioTeacher(MERModel):
         self.fusion = fusion
         self.feature_dim = width
         self.fused_dim = M * width if fusion == "concat" else width
-        self.head = Head(self.fused_dim, self.n_outputs, hidden=head_hidden, dropout=head_dropout)
+        self.head = Head(self.fused_dim, self.n_outputs, hidden=head_width, dropout=head_dropout)
         self._gate_sum = torch.zeros(M)
         self._gate_n = 0
 

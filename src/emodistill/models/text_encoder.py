@@ -44,7 +44,8 @@ from torch import Tensor, nn
 from emodistill.data.batch import Batch
 from emodistill.data.spec import DatasetSpec, ModalitySpec
 from emodistill.errors import ConfigError, DataFormatError, DataNotFoundError
-from emodistill.models.encoders import ENCODERS, SequenceEncoder, masked_mean
+from emodistill.models.blocks import ENCODERS
+from emodistill.models.encoders import SequenceEncoder, masked_mean
 
 __all__ = ["TextTransformerEncoder", "TextFrontEnd", "TextEncoderConfig", "attach_text_encoder",
            "PARAM_GROUP_ATTR", "text_frontend"]
@@ -204,7 +205,7 @@ class TextTransformerEncoder(SequenceEncoder):
     def __init__(self, dim: int, seq_len: int, *, mode: str = "finetune",
                  freeze_embeddings: bool = False, freeze_layers: int = 0,
                  pooling: str = "mean", padding: str = "longest", model: str | None = None,
-                 hidden: int | None = None, layers: int | None = None,
+                 width: int | None = None, layers: int | None = None,
                  dropout: float | None = None) -> None:
         super().__init__()
         if mode not in ("frozen", "finetune"):
@@ -236,8 +237,8 @@ class TextTransformerEncoder(SequenceEncoder):
                 self.bert.embeddings.requires_grad_(False)
             for layer in self.bert.encoder.layer[:freeze_layers]:
                 layer.requires_grad_(False)
-        self.proj: nn.Module = (nn.Linear(self.dim_model, hidden) if hidden else nn.Identity())
-        self.out_dim = int(hidden) if hidden else self.dim_model
+        self.proj: nn.Module = (nn.Linear(self.dim_model, width) if width else nn.Identity())
+        self.out_dim = int(width) if width else self.dim_model
         # from_pretrained returns eval mode; a new module starts in train mode like any other
         # (Lightning keeps the modes it finds), a frozen encoder stays in eval (train())
         self.train()

@@ -44,6 +44,7 @@ from emodistill.metrics import HIGHER_IS_BETTER, metric_collection
 from emodistill.models import METHODS, MERModel, build_method
 from emodistill.models.base import FoldContext
 from emodistill.optim import make_optimizer
+from emodistill.param_names import rename_method_params
 from emodistill.training.checkpointing import (
     CKPT_DIR,
     AtomicModelCheckpoint,
@@ -319,7 +320,7 @@ def fit_fold(prep: Prepared, fold: Fold, out: Path) -> FoldResult:
     ready = {k: parts[k] for k in ("train", "valid")}  # for prepare_fold, never test
     if cfg.train.data_on_device and torch.cuda.is_available() and cfg.train.accelerator != "cpu":
         parts = {k: v.to("cuda") for k, v in parts.items()}
-    method_params = to_container(cfg.method)
+    method_params = rename_method_params(to_container(cfg.method))  # a resumed older run's names
     name = method_params.pop("name")
     method_params.setdefault("modalities", prep.modalities)
     if method_params.get("teacher") is not None:

@@ -4,7 +4,7 @@ A search space is a YAML mapping from dotted config keys to distributions::
 
     train.lr: {type: float, low: 1.0e-4, high: 1.0e-2, log: true}
     method.dropout: {type: float, low: 0.0, high: 0.5}
-    method.hidden: {type: categorical, choices: [64, 128, 256]}
+    method.width: {type: categorical, choices: [64, 128, 256]}
     train.batch_size: {type: int, low: 16, high: 64, step: 16}
 
 Each trial composes the config with the sampled overrides, runs every fold and

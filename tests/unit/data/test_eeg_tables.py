@@ -94,7 +94,7 @@ def test_loso_on_deap(deap):
 def test_subject_dependent_on_deap(deap):
     cfg = compose(dataset="deap_bandpower", method="feature_fusion",
                   overrides=["protocol.name=subject_dependent", "+protocol.k=5",
-                             "method.hidden=8"])
+                             "method.width=8"])
     folds = prepare(cfg, deap).folds
     subj, trial = deap.groups["subject"], deap.ids
     assert len(folds) == 5

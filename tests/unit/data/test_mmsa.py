@@ -125,7 +125,7 @@ def test_through_registry_config_and_protocol(aligned_pkl):
     ds = build_dataset({"name": "mosei", "path": str(aligned_pkl), "target": "sentiment"})
     assert ds.spec.name == "mosei"
     cfg = compose(dataset="mosi", method="late_fusion",
-                  overrides=[f"dataset.path={aligned_pkl}", "method.hidden=8"])
+                  overrides=[f"dataset.path={aligned_pkl}", "method.width=8"])
     prep = prepare(cfg)
     (fold,) = prep.folds
     assert (len(fold.train), len(fold.valid), len(fold.test)) == (7, 3, 4)

@@ -86,7 +86,7 @@ def test_sentiment_values_agree_with_binary_labels(sentiment):
 
 def _cfg(root, *overrides, method="late_fusion"):
     return compose(dataset="mosi_utterance", method=method,
-                   overrides=[f"dataset.root={root}", "method.hidden=8", *overrides])
+                   overrides=[f"dataset.root={root}", "method.width=8", *overrides])
 
 
 FIXED = ["train.selection=last", "train.scheduler=none", "train.recipe_from=test"]

@@ -73,7 +73,7 @@ def test_engine_fits_on_training_rows_only(monkeypatch, tmp_path):
     """fit_fold standardises with statistics of the fold's train part, nothing else."""
     ds = make_synthetic_mer(120, seed=9, samples_per_video=6)
     cfg = compose(dataset="synthetic", method="feature_fusion",
-                  overrides=["method.hidden=8", f"output_dir={tmp_path}"])
+                  overrides=["method.width=8", f"output_dir={tmp_path}"])
     fit = Standardizer.fit
 
     class Stop(Exception):

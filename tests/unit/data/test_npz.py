@@ -55,7 +55,7 @@ def test_round_trip_is_exact(ds, tmp_path):
 def test_through_the_registry_and_protocol(ds, tmp_path):
     p = save_npz(ds, tmp_path / "mine.npz")
     cfg = compose(dataset="npz", method="feature_fusion",
-                  overrides=[f"dataset.path={p}", "method.hidden=8"])
+                  overrides=[f"dataset.path={p}", "method.width=8"])
     prep = prepare(cfg)
     (fold,) = prep.folds
     std = ds.splits["standard"]

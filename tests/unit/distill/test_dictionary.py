@@ -2,13 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from emodistill.distill.dictionary import (
-    DictionaryMatcher,
-    activation_divergence,
-    dictionary_contrastive,
-    sparsemax,
-)
-from emodistill.distill.losses import contrastive_alignment
+from emodistill.distill.dictionary import DictionaryMatcher, sparsemax
 from emodistill.errors import ConfigError
 
 
@@ -80,55 +74,3 @@ def test_matcher_rejects_bad_settings():
         DictionaryMatcher(["a"], {"a": 2}, dim=2, normalization="entmax")
     with pytest.raises(ConfigError, match="pool"):
         DictionaryMatcher(["a"], {"a": 2}, dim=2, pool="attention")
-
-
-def test_contrastive_matches_shared_symmetric_infonce_for_two_modalities():
-    torch.manual_seed(2)
-    a, b = torch.randn(6, 5), torch.randn(6, 5)
-    got = dictionary_contrastive({"a": a, "b": b}, temperature=0.2)
-    want = contrastive_alignment(a, b, temperature=0.2, detach_b=False, symmetric=True)
-    torch.testing.assert_close(got, want)
-
-
-def test_contrastive_is_low_for_aligned_and_high_for_shuffled_pairs():
-    f = torch.eye(6)
-    aligned = dictionary_contrastive({"a": f, "b": f, "c": f}, temperature=0.1)
-    shuffled = dictionary_contrastive({"a": f, "b": f[torch.randperm(6)], "c": f}, temperature=0.1)
-    assert aligned < 0.01 < 1.0 < shuffled
-
-
-def test_contrastive_ignores_absent_samples_and_uses_pair_weights():
-    torch.manual_seed(3)
-    a, b = torch.randn(5, 4), torch.randn(5, 4)
-    present = {"a": torch.tensor([1, 1, 1, 1, 0], dtype=torch.bool),
-               "b": torch.ones(5, dtype=torch.bool)}
-    l1 = dictionary_contrastive({"a": a, "b": b}, present)
-    a2 = a.clone()
-    a2[4] = 50.0
-    b2 = b.clone()
-    b2[4] = -50.0  # b's sample 4 has no partner: neither anchor nor candidate
-    l2 = dictionary_contrastive({"a": a2, "b": b2}, present)
-    torch.testing.assert_close(l1, l2)
-    torch.testing.assert_close(l1, dictionary_contrastive({"a": a[:4], "b": b[:4]}))
-    # zero weight on one direction leaves the other direction's InfoNCE
-    only_ab = dictionary_contrastive({"a": a, "b": b}, pair_weights={("b", "a"): 0.0})
-    want = torch.nn.functional.cross_entropy(
-        torch.nn.functional.normalize(a, dim=-1) @ torch.nn.functional.normalize(b, dim=-1).T
-        / 0.1, torch.arange(5))
-    torch.testing.assert_close(only_ab, want)
-
-
-def test_contrastive_detach_teacher_blocks_the_teacher_gradient():
-    a = torch.randn(4, 3, requires_grad=True)
-    b = torch.randn(4, 3, requires_grad=True)
-    dictionary_contrastive({"a": a, "b": b}, pair_weights={("b", "a"): 0.0},
-                           detach_teacher=True).backward()
-    assert a.grad.abs().sum() > 0 and (b.grad is None or not b.grad.any())
-
-
-def test_activation_divergence():
-    p = torch.softmax(torch.randn(4, 6), -1)
-    assert activation_divergence({"a": p, "b": p.clone()}).item() == pytest.approx(0, abs=1e-6)
-    q = torch.softmax(torch.randn(4, 6) * 3, -1)
-    js = activation_divergence({"a": p, "b": q})
-    assert 0 < js.item() <= np.log(2) + 1e-6

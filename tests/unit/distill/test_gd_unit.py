@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 import torch
 
-from emodistill.distill.gd_unit import GDUnit, edge_list, pair_distance, parse_prior
+from emodistill.distill.gd_unit import GDUnit, edge_list, parse_prior
 from emodistill.errors import ConfigError
 from emodistill.report.edges import edge_history, edge_matrix, plot_gd_edges
 
@@ -142,13 +142,6 @@ def test_min_cosine_reduction_and_repr_in_loss_switch():
     o2 = off(lg, rp)
     torch.testing.assert_close(o2.total, o2.logit + o2.reg)
     assert o2.repr.item() > 0  # computed, reported, not optimised (reference HomoGD)
-
-
-def test_l1_distance_sums_over_features():
-    a, b = torch.zeros(1, 2, 3), torch.ones(1, 2, 3)
-    assert pair_distance(a, b, "l1").tolist() == [[3.0, 3.0]]
-    with pytest.raises(ConfigError):
-        pair_distance(a, b, "hamming")
 
 
 def test_absent_modality_edges_get_zero_weight():

@@ -112,7 +112,7 @@ def test_unknown_context_and_unknown_layer_option_are_named_errors():
         _build("feature_fusion", ds, "bilstm")
     with pytest.raises(ConfigError, match="context_params"):
         build_method("feature_fusion", spec=ds.spec, target=ds.spec.target("sentiment"),
-                     params={"hidden": 8, "context": "birnn", "context_params": {"cells": 2}})
+                     params={"width": 8, "context": "birnn", "context_params": {"cells": 2}})
 
 
 def test_context_runs_are_kept_off_the_stacked_parallel_path():

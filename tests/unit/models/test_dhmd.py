@@ -14,7 +14,7 @@ from helpers.dmd import toy_spec as _spec
 
 
 def _model(spec, target=REG, **kw):
-    return build_method("dhmd", spec=spec, target=target, params={**SMALL, "dict_size": 6, **kw})
+    return build_method("dhmd", spec=spec, target=target, params={**SMALL, "dict_atoms": 6, **kw})
 
 
 @pytest.mark.parametrize("shape", ["aligned", "unaligned", "utterance", "two_modalities"])
@@ -68,7 +68,7 @@ def test_no_dictionary_is_dmd_architecture():
     {"ctr_mode": "activations"},
     {"ctr_edge_weighted": True},
     {"ctr_edge_weighted": True, "homo_gd": False, "hetero_gd": False},
-    {"dict_normalization": "softmax", "dict_pool": "mean", "dict_dim": 5},
+    {"dict_normalization": "softmax", "dict_pool": "mean", "dict_width": 5},
     {"ctr_detach_teacher": True, "dict_l2_normalize": False},
     {"dict_input": "gd", "ctr_edge_weighted": True, "ctr_detach_teacher": True},
     {"dict_input": "gd", "homo_gd": False},
@@ -119,9 +119,9 @@ def test_yaml_defaults_are_the_constructor_defaults():
     sig = {**inspect.signature(DMD.__init__).parameters,
            **inspect.signature(DHMD.__init__).parameters}
     assert params.pop("loss_weights") == DHMD_LOSS_WEIGHTS
-    for k in ("dictionary", "dict_input", "dict_size", "dict_dim", "dict_temperature",
+    for k in ("dictionary", "dict_input", "dict_atoms", "dict_width", "dict_temperature",
               "dict_normalization", "dict_pool", "dict_l2_normalize", "ctr_mode",
-              "ctr_temperature", "ctr_edge_weighted", "ctr_detach_teacher", "d_model",
+              "ctr_temperature", "ctr_edge_weighted", "ctr_detach_teacher", "width",
               "gd_reg", "hetero_repr_metric"):
         assert params[k] == sig[k].default, k
 
@@ -130,7 +130,7 @@ def test_yaml_defaults_are_the_constructor_defaults():
                                  "dhmd_no_decoupling", "dhmd_hierarchical"])
 def test_ablation_configs_build(cfg, synthetic_small):
     c = compose(dataset="synthetic", method=cfg,
-                overrides=["method.d_model=8", "method.num_heads=2", "method.dict_size=4"])
+                overrides=["method.width=8", "method.heads=2", "method.dict_atoms=4"])
     params = to_container(c.method)
     model = build_method(params.pop("name"), spec=synthetic_small.spec,
                          target=synthetic_small.spec.target("polarity"), params=params)

@@ -8,14 +8,7 @@ from emodistill.config import compose, to_container
 from emodistill.errors import ConfigError
 from emodistill.models import build_method
 from emodistill.models._mult import MulTEncoder, last_real_step, sinusoidal_positions
-from emodistill.models.dmd import (
-    DEFAULT_LOSS_WEIGHTS,
-    DMD,
-    conv_mask,
-    margin_loss,
-    margin_loss_loop,
-    orthogonality_loss,
-)
+from emodistill.models.dmd import DEFAULT_LOSS_WEIGHTS, DMD, conv_mask
 from helpers.dmd import BIN, REG, SHAPES, SMALL
 from helpers.dmd import toy_batch as _batch
 from helpers.dmd import toy_spec as _spec
@@ -26,52 +19,6 @@ def _model(spec, target=REG, name="dmd", **kw):
 
 
 # ---------------------------------------------------------------------- components
-def test_margin_loss_vectorised_equals_loop():
-    g = torch.Generator().manual_seed(0)
-    for trial in range(4):
-        n = 12 + 3 * trial
-        feats = torch.randn(n, 5, generator=g)
-        labels = torch.randint(-2, 3, (n,), generator=g).float() * 0.5
-        valid = torch.rand(n, generator=g) > 0.2 if trial % 2 else None
-        got = margin_loss(feats, labels, valid, chunk=7)
-        want = margin_loss_loop(feats, labels, valid)
-        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
-
-
-def test_margin_loss_edge_cases():
-    feats = torch.randn(4, 3)
-    assert margin_loss(feats, torch.zeros(4)).item() == 0.0  # no negatives anywhere
-    assert margin_loss(feats, torch.arange(4.0)).item() == 0.0  # no positives anywhere
-    # a pair of identical vectors with equal labels and a distant negative: zero loss
-    f = torch.tensor([[1.0, 0.0], [1.0, 0.0], [-1.0, 0.0]])
-    assert margin_loss(f, torch.tensor([1.0, 1.0, -1.0])).item() == pytest.approx(0.0, abs=1e-6)
-    # swapping the labels makes the hinge active: margin 0.15*2 + 2 (cos gap)
-    assert margin_loss(f, torch.tensor([1.0, -1.0, 1.0])).item() > 1.0
-
-
-def test_orthogonality_loss_modes():
-    s = torch.zeros(2, 3, 4)
-    s[..., 0] = 1.0
-    c = torch.zeros(2, 3, 4)
-    c[..., 1] = 1.0
-    mask = torch.ones(2, 3, dtype=torch.bool)
-    r = torch.rand(2, 3, 4) + 0.1
-    for mode in ("step", "sample", "batch_axis"):
-        assert orthogonality_loss(s, c, mask, mode).item() == pytest.approx(0.0)
-        assert orthogonality_loss(r, r, mask, mode).item() == pytest.approx(1.0)
-        assert orthogonality_loss(r, -r, mask, mode).item() == pytest.approx(0.0)  # only cos>0
-    # the legacy mode takes the cosine across the batch axis, per (step, channel)
-    want = torch.nn.functional.cosine_similarity(r, r.flip(0), dim=0).clamp(min=0).mean()
-    torch.testing.assert_close(orthogonality_loss(r, r.flip(0), mask, "batch_axis"), want)
-    # the masked step is ignored in "step" mode
-    c2 = c.clone()
-    c2[0, 2] = s[0, 2]
-    mask[0, 2] = False
-    assert orthogonality_loss(s, c2, mask, "step").item() == pytest.approx(0.0)
-    with pytest.raises(ConfigError):
-        orthogonality_loss(s, c, mask, "channel")
-
-
 def test_conv_mask_and_last_real_step():
     mask = torch.tensor([[1, 1, 1, 1, 0, 0], [1, 1, 0, 0, 0, 0], [1, 1, 1, 1, 1, 1]]).bool()
     cm = conv_mask(mask, 3)
@@ -131,9 +78,9 @@ def test_forward_backward_every_parameter_gets_a_gradient(shape, target):
 
 
 def test_kernel_is_clipped_to_the_sequence_length():
-    model = _model(_spec(SHAPES["utterance"]), conv_kernel=5)
+    model = _model(_spec(SHAPES["utterance"]), kernel_size=5)
     assert set(model.kernels.values()) == {1}
-    model = _model(_spec(SHAPES["unaligned"]), conv_kernel={"text": 5, "audio": 1, "vision": 3})
+    model = _model(_spec(SHAPES["unaligned"]), kernel_size={"text": 5, "audio": 1, "vision": 3})
     assert model.kernels == {"text": 5, "audio": 1, "vision": 3}
     assert model.out_len == {"text": 6, "audio": 15, "vision": 11}
 
@@ -194,7 +141,7 @@ def test_ablation_switches():
     with pytest.raises(ConfigError, match="at least 2"):
         _model(_spec({"text": (4, 3)}))
     with pytest.raises(ConfigError, match="divisible"):
-        _model(spec, d_model=10, num_heads=3)
+        _model(spec, width=10, heads=3)
 
 
 def test_total_is_the_weighted_sum_of_the_terms():
@@ -265,8 +212,8 @@ def test_yaml_defaults_are_the_constructor_defaults():
 
 @pytest.mark.parametrize("cfg", ["dmd_no_gd", "dmd_no_prior", "dmd_no_decoupling"])
 def test_ablation_configs_build(cfg, synthetic_small):
-    c = compose(dataset="synthetic", method=cfg, overrides=["method.d_model=8",
-                                                           "method.num_heads=2"])
+    c = compose(dataset="synthetic", method=cfg, overrides=["method.width=8",
+                                                           "method.heads=2"])
     params = to_container(c.method)
     model = build_method(params.pop("name"), spec=synthetic_small.spec,
                          target=synthetic_small.spec.target("sentiment"), params=params)

@@ -30,18 +30,18 @@ def test_masked_pooling():
 
 def test_registry_and_auto():
     assert {"mlp", "conv", "transformer"} <= set(NAMES)
-    assert type(build_encoder("auto", 5, 1, hidden=8)).__name__ == "MLPEncoder"
-    assert type(build_encoder("auto", 5, 10, hidden=8)).__name__ == "ConvEncoder"
+    assert type(build_encoder("auto", 5, 1, width=8)).__name__ == "MLPEncoder"
+    assert type(build_encoder("auto", 5, 10, width=8)).__name__ == "ConvEncoder"
     with pytest.raises(UnknownNameError, match="unknown encoder 'lstm'.*Valid encoders: conv"):
         build_encoder("lstm", 5, 10)
-    with pytest.raises(ConfigError, match="hidden=10 is not divisible by heads=4"):
-        build_encoder("transformer", 5, 10, hidden=10)
+    with pytest.raises(ConfigError, match="width=10 is not divisible by heads=4"):
+        build_encoder("transformer", 5, 10, width=10)
 
 
 @pytest.mark.parametrize("name", NAMES)
 @pytest.mark.parametrize("seq_len", [1, 7])
 def test_output_shape_and_finite(name, seq_len):
-    enc = build_encoder(name, 5, seq_len, hidden=8, layers=1, dropout=0.0)
+    enc = build_encoder(name, 5, seq_len, width=8, layers=1, dropout=0.0)
     assert enc.out_dim == 8
     x, mask = _inputs(t=seq_len)
     if seq_len == 1:
@@ -56,7 +56,7 @@ def test_output_shape_and_finite(name, seq_len):
 def test_padding_does_not_change_the_output(name):
     """Garbage in padded steps must not reach the pooled features."""
     torch.manual_seed(0)
-    enc = build_encoder(name, 5, 7, hidden=8, layers=2, dropout=0.0).eval()
+    enc = build_encoder(name, 5, 7, width=8, layers=2, dropout=0.0).eval()
     x, mask = _inputs()
     noisy = x + 50.0 * torch.randn_like(x) * (~mask)[..., None]
     with torch.no_grad():
@@ -67,7 +67,7 @@ def test_padding_does_not_change_the_output(name):
 @pytest.mark.parametrize("name", NAMES)
 def test_batch_independence(name):
     torch.manual_seed(0)
-    enc = build_encoder(name, 5, 7, hidden=8, dropout=0.0).eval()
+    enc = build_encoder(name, 5, 7, width=8, dropout=0.0).eval()
     x, mask = _inputs()
     with torch.no_grad():
         full = enc(x, mask)

@@ -16,7 +16,7 @@ from helpers.hkd_mer import toy_spec as _spec
 def _dominant_init(spec, target):
     torch.manual_seed(5)
     uni = build_method("unimodal", spec=spec, target=target,
-                       params={"modality": "text", "hidden": 16})
+                       params={"modality": "text", "width": 16})
     state = uni.state_dict()
     init = {k.replace("encoders.text.", "encoder.", 1): v for k, v in state.items()
             if k.startswith("encoders.text.")}

@@ -9,7 +9,7 @@ from emodistill.models import build_method
 from emodistill.models.kd import FeatureKD, HintonKD, probe_batch
 
 TARGET = TargetSpec("valence", "binary", class_names=("low", "high"))
-SMALL = dict(width=16, depth=1, heads=2, head_hidden=16, kernel_size=8, stride=4)
+SMALL = dict(width=16, layers=1, heads=2, head_width=16, kernel_size=8, stride=4)
 STUDENT = {"name": "physio_student", **SMALL}
 
 
@@ -144,9 +144,9 @@ def test_teacher_with_another_target_is_refused():
 
 def test_any_single_modality_method_can_be_the_student_and_regression_works():
     reg = TargetSpec("sentiment", "regression", value_range=(-3, 3))
-    t = build_method("feature_fusion", spec=spec(), target=reg, params={"hidden": 8})
+    t = build_method("feature_fusion", spec=spec(), target=reg, params={"width": 8})
     model = build_method("kd_feature", spec=spec(), target=reg, params={
-        "modality": "eeg", "student": {"name": "unimodal", "hidden": 8}, "teacher": t})
+        "modality": "eeg", "student": {"name": "unimodal", "width": 8}, "teacher": t})
     assert isinstance(model, HintonKD) and model.teacher_dim == 16
     b = make_batch()
     b.target = torch.randn(6)

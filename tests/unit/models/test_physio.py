@@ -3,7 +3,7 @@ import torch
 
 from emodistill.data.batch import Batch
 from emodistill.data.spec import DatasetSpec, ModalitySpec, TargetSpec
-from emodistill.errors import ConfigError
+from emodistill.errors import ConfigError, UnknownNameError
 from emodistill.models import build_method
 from emodistill.models.physio import (
     ConvTokenizer,
@@ -14,7 +14,7 @@ from emodistill.models.physio import (
 )
 
 TARGET = TargetSpec("valence", "binary", class_names=("low", "high"))
-SMALL = dict(width=16, depth=2, heads=2, head_hidden=16)
+SMALL = dict(width=16, layers=2, heads=2, head_width=16)
 
 
 def physio_spec() -> DatasetSpec:
@@ -60,7 +60,7 @@ def test_auto_tokenizer_choice():
     assert isinstance(build_tokenizer("auto", ModalitySpec("a", 2, 128), **kw), ConvTokenizer)
     with pytest.raises(ConfigError, match="length-1"):
         build_tokenizer("vector", ModalitySpec("a", 2, 128), **kw)
-    with pytest.raises(ConfigError, match="tokenizer='nope'"):
+    with pytest.raises(UnknownNameError, match="unknown tokenizer 'nope'.*conv, linear, vector"):
         build_tokenizer("nope", ModalitySpec("a", 2, 128), **kw)  # type: ignore[arg-type]
 
 
@@ -126,7 +126,7 @@ def test_batch_of_one_in_train_mode_and_vector_inputs():
 
 @pytest.mark.parametrize("params,match", [
     ({"width": 10, "heads": 4}, "not divisible"),
-    ({"depth": 0}, "at least one block"),
+    ({"layers": 0}, "at least one block"),
     ({"score_norm": "group"}, "score_norm"),
     ({"fusion": "max"}, "fusion"),
 ])

@@ -189,7 +189,7 @@ def test_registry_encoder_ignores_padding_and_is_batch_independent():
     x = torch.from_numpy(ids)
     mask = torch.arange(20)[None] < torch.from_numpy(ln)[:, None]
     torch.manual_seed(0)
-    enc = build_encoder("minilm", 30522, 20, hidden=8).eval()
+    enc = build_encoder("minilm", 30522, 20, width=8).eval()
     assert enc.out_dim == 8
     garbage = torch.where(mask, x, torch.randint(1000, 2000, x.shape))
     with torch.no_grad():

@@ -1,4 +1,4 @@
-"""Functional KD losses shared by every method. The teacher side is always detached here."""
+"""Knowledge-distillation losses shared by the KD methods (teacher side detached by default)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,14 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-__all__ = ["soft_label_kd", "feature_distance", "contrastive_alignment"]
+from emodistill.errors import ConfigError
+
+__all__ = ["soft_label_kd", "feature_distance", "contrastive_alignment", "feature_kd_loss",
+           "FEATURE_KD"]
+
+FeatureKD = Literal["contrastive", "mse", "cosine", "l1"]
+#: the forms :func:`feature_kd_loss` accepts
+FEATURE_KD: tuple[str, ...] = ("contrastive", "mse", "cosine", "l1")
 
 
 def soft_label_kd(
@@ -55,8 +62,20 @@ def feature_distance(
 ) -> Tensor:
     """Feature-level distillation distance between ``[B, F]`` features (teacher detached).
 
-    ``cosine`` is ``1 - cos`` averaged over the batch. ``detach_teacher=False``
-    lets gradients reach the teacher (feedback steps).
+    Parameters
+    ----------
+    student, teacher : Tensor
+        ``[B, F]`` features of equal shape.
+    kind : {"mse", "cosine", "l1"}
+        ``mse``/``l1``: mean over all ``B * F`` entries; ``cosine``: ``1 - cos``
+        averaged over the batch.
+    detach_teacher : bool
+        ``False`` lets gradients reach the teacher (feedback steps).
+
+    Returns
+    -------
+    Tensor
+        Scalar loss.
     """
     if student.shape != teacher.shape:
         raise ValueError(
@@ -90,6 +109,11 @@ def contrastive_alignment(
         Treat ``b`` as the teacher side (no gradient).
     symmetric : bool
         Average the a→b and b→a losses (only meaningful when ``b`` is not detached).
+
+    Returns
+    -------
+    Tensor
+        Scalar, the batch mean of ``-log softmax_j(cos(a_i, b_j) / T)[i]``.
     """
     if detach_b:
         b = b.detach()
@@ -101,3 +125,32 @@ def contrastive_alignment(
     if symmetric:
         loss = 0.5 * (loss + nn.functional.cross_entropy(logits.T, labels))
     return loss
+
+
+def feature_kd_loss(student: Tensor, teacher: Tensor, *, kind: FeatureKD = "contrastive",
+               temperature: float = 0.1) -> Tensor:
+    """Feature-level KD in one of four forms (teacher side detached; HKD-MER's ``D_feat``).
+
+    Parameters
+    ----------
+    student : Tensor
+        ``[B, F]`` student features (already mapped into the teacher's space).
+    teacher : Tensor
+        ``[B, F]`` teacher features; no gradient flows into them.
+    kind : {"contrastive", "mse", "cosine", "l1"}
+        ``contrastive``: :func:`contrastive_alignment`, InfoNCE pairing sample ``i``
+        of the student with sample ``i`` of the teacher against the other samples
+        of the batch; the others: :func:`feature_distance`.
+    temperature : float
+        InfoNCE temperature (only for ``contrastive``).
+
+    Returns
+    -------
+    Tensor
+        Scalar loss.
+    """
+    if kind == "contrastive":
+        return contrastive_alignment(student, teacher, temperature=temperature, detach_b=True)
+    if kind in ("mse", "cosine", "l1"):
+        return feature_distance(student, teacher, kind=kind)
+    raise ConfigError(f"feature_kd={kind!r}; use one of {list(FEATURE_KD)}")
