@@ -195,6 +195,55 @@ def _swap_dropout(module: nn.Module) -> None:
             _swap_dropout(child)
 
 
+@dataclass
+class _MaskPlan:
+    """Where each dropout call of an epoch's training steps sits in the epoch's draws.
+
+    ``steps[i]`` lists ``(p, shape, offset)`` of step ``i``'s dropout calls in call
+    order; ``keep_p`` is each drawn element's keep probability ``1 - p`` (``[total]``,
+    float64) or one float when every call has the same ``p``.
+    """
+
+    steps: list[list[tuple[float, torch.Size, int]]]
+    total: int
+    keep_p: Tensor | float
+
+
+def _mask_plan(shapes_per_step: Sequence[Sequence[tuple[float, torch.Size]]]) -> _MaskPlan:
+    """Lay out an epoch's dropout draws (``probe`` shapes of each step, in order)."""
+    steps, off, ps = [], 0, []
+    for shapes in shapes_per_step:
+        row = []
+        for p, shape in shapes:
+            row.append((p, shape, off))
+            n = math.prod(shape)
+            ps.append((1.0 - p, n))
+            off += n
+        steps.append(row)
+    if len({k for k, _ in ps}) <= 1:
+        keep_p: Tensor | float = ps[0][0] if ps else 1.0
+    else:
+        keep_p = torch.cat([torch.full((n,), k, dtype=torch.float64) for k, n in ps])
+    return _MaskPlan(steps, off, keep_p)
+
+
+def _draw_keep(plan: _MaskPlan, gens: Sequence[torch.Generator]) -> Tensor:
+    """Every member's dropout keep-masks of one epoch, ``[N, total]`` bool, in one draw each.
+
+    On CPU, ``bernoulli_(q, generator=g)`` draws one float64 ``uniform_(0, 1)`` per
+    element, serially, and keeps the element when it is ``< q``; successive calls
+    continue the same stream. So one ``uniform_`` of the epoch's total size per member
+    gives bit for bit the masks (and the generator state) of the sequential fit's
+    per-call draws, at a fraction of the per-call cost.
+    """
+    keep = torch.empty((len(gens), plan.total), dtype=torch.bool)
+    u = torch.empty(plan.total, dtype=torch.float64)
+    for j, g in enumerate(gens):
+        u.uniform_(0.0, 1.0, generator=g)
+        torch.lt(u, plan.keep_p, out=keep[j])
+    return keep
+
+
 def _loader_iter_draw(g: torch.Generator) -> None:
     """Draw the one int64 a DataLoader iterator draws from the global stream (``_base_seed``)."""
     torch.empty((), dtype=torch.int64).random_(generator=g)
@@ -449,11 +498,31 @@ def _stack_part(setups: list[_Setup], part: str, target: str, dev: torch.device
 
 
 def _gather(data: dict[str, Any], rows: Tensor) -> dict[str, Any]:
-    """Rows ``[N, B]`` of each member's stacked part → batch tensors ``[N, B, ...]``."""
-    ar = torch.arange(rows.shape[0], device=rows.device)[:, None]
-    out = {k: {m: v[ar, rows] for m, v in data[k].items()} for k in ("inputs", "mask", "present")}
-    out["target"] = data["target"][ar, rows]
+    """Rows ``[N, B]`` of each member's stacked part → batch tensors ``[N, B, ...]``.
+
+    One ``index_select`` per tensor on the member-flattened part ``[N * n, ...]``.
+    """
+    n_mem, b = rows.shape
+    n = data["target"].shape[1]
+    flat = (rows + torch.arange(n_mem, device=rows.device)[:, None] * n).reshape(-1)
+
+    def take(v: Tensor) -> Tensor:
+        return v.reshape(n_mem * n, *v.shape[2:]).index_select(0, flat).view(
+            n_mem, b, *v.shape[2:])
+
+    out = {k: {m: take(v) for m, v in data[k].items()} for k in ("inputs", "mask", "present")}
+    out["target"] = take(data["target"])
     out["index"] = rows
+    return out
+
+
+def _rows(data: dict[str, Any], start: int, stop: int) -> dict[str, Any]:
+    """Rows ``start:stop`` of every member's stacked part (the same rows for all: a slice)."""
+    out = {k: {m: v[:, start:stop] for m, v in data[k].items()}
+           for k in ("inputs", "mask", "present")}
+    out["target"] = data["target"][:, start:stop]
+    out["index"] = torch.arange(start, stop, device=data["target"].device)[None].expand(
+        data["target"].shape[0], -1)
     return out
 
 
@@ -585,15 +654,15 @@ def _train_chunk(setups: list[_Setup], dev: torch.device) -> None:
         sums: dict[str, Tensor] = {}
         seen = 0
         lrs = [dummies[pos].param_groups[0]["lr"] for pos in active]
-        for start in range(0, n_rows["train"], bs):
+        plan = _mask_plan([probe(min(bs, n_rows["train"] - st))
+                           for st in range(0, n_rows["train"], bs)])
+        keep_masks = _draw_keep(plan, [setups[pos].drop_gen for pos in active])
+        for step, start in enumerate(range(0, n_rows["train"], bs)):
             rows = perm[:, start:start + bs]
             b = rows.shape[1]
-            shapes = probe(b)
-            masks = []
-            for p_drop, shape in shapes:
-                masks.append(torch.stack([
-                    torch.empty(shape).bernoulli_(1 - p_drop, generator=setups[pos].drop_gen)
-                    .div_(1 - p_drop) for pos in active]).to(dev))
+            masks = [keep_masks[:, off:off + math.prod(shape)].reshape(-1, *shape).to(
+                device=dev, dtype=torch.float32).div_(1 - p_drop)
+                for p_drop, shape, off in plan.steps[step]]
             batch = _gather(stacked_train, rows)
             res = call(params, buffers, batch, masks, "train", tstate)
             losses = res["losses"]
@@ -614,10 +683,9 @@ def _train_chunk(setups: list[_Setup], dev: torch.device) -> None:
         vpreds, gates, tgates = [], [], []
         with torch.no_grad():
             for start in range(0, n_rows["valid"], bs):
-                rows = torch.arange(start, min(start + bs, n_rows["valid"]), device=dev)
-                rows = rows[None].expand(len(active), -1)
-                res = call(params, buffers, _gather(data["valid"], rows), [], "valid", tstate)
-                b = rows.shape[1]
+                vb = _rows(data["valid"], start, min(start + bs, n_rows["valid"]))
+                res = call(params, buffers, vb, [], "valid", tstate)
+                b = vb["index"].shape[1]
                 for k, v in res["losses"].items():
                     vsums[k] = vsums.get(k, 0) + v.float() * b
                 vpreds.append(res["preds"])
@@ -693,9 +761,8 @@ def _train_chunk(setups: list[_Setup], dev: torch.device) -> None:
     outs: list[dict[str, Any]] = []
     with torch.no_grad():
         for start in range(0, n_rows["test"], bs):
-            rows = torch.arange(start, min(start + bs, n_rows["test"]), device=dev)
-            rows = rows[None].expand(n, -1)
-            batch = _gather(data_t, rows)
+            batch = _rows(data_t, start, min(start + bs, n_rows["test"]))
+            rows = batch["index"]
             res = call(sel_p, sel_b, batch, [], "test", tstate_all)
             outs.append({"rows": rows, "preds": res["preds"], "values": res["values"],
                          "target": batch["target"],
