@@ -64,7 +64,7 @@ from emodistill.data.dataset import MultimodalDataset
 from emodistill.data.normalize import Standardizer
 from emodistill.data.protocols import Fold
 from emodistill.data.subject_norm import apply_subject_norm
-from emodistill.metrics import metric_collection
+from emodistill.metrics.mer import stacked_metric_values
 from emodistill.models import METHODS, MERModel, build_method
 from emodistill.training.run import (
     FoldResult,
@@ -579,7 +579,6 @@ def _train_chunk(setups: list[_Setup], dev: torch.device) -> None:
     have_best = [False] * len(setups)
     active = list(range(len(setups)))  # positions (in setups) of the stacked rows
     mask_cache: dict[int, list[tuple[float, torch.Size]]] = {}
-    val_metrics = metric_collection(target, prefix="val/")  # reset before each member's use
 
     def call(p: dict[str, Tensor], b: dict[str, Tensor], batch: dict[str, Any],
              masks: list[Tensor], want: str, t: dict[str, Tensor]) -> Any:
@@ -693,19 +692,17 @@ def _train_chunk(setups: list[_Setup], dev: torch.device) -> None:
                     gates.append(res["aux"]["gates"])
                 if "teacher_gates" in res["aux"]:
                     tgates.append(res["aux"]["teacher_gates"] * b)
-        val_logs = {k: (v / n_rows["valid"]).cpu() for k, v in vsums.items()}
-        preds = torch.cat(vpreds, 1)
-        vt = data["valid"]["target"]
-        finished = []
+        val_logs = {k: (v / n_rows["valid"]).cpu().tolist() for k, v in vsums.items()}
+        train_lists = {k: v.tolist() for k, v in train_logs.items()}
+        val_mets = stacked_metric_values(target, torch.cat(vpreds, 1).cpu(),
+                                         data["valid"]["target"].cpu())
+        finished, improved = [], []
         for j, pos in enumerate(active):
             s = setups[pos]
-            mc = val_metrics
-            mc.reset()
-            mc.update(preds[j].detach().cpu(), vt[j].cpu())
             row: dict[str, float] = {"epoch": epoch}
-            vals = {f"val/{'task_loss' if k == 'task' else k}": float(v[j])
+            vals = {f"val/{'task_loss' if k == 'task' else k}": v[j]
                     for k, v in val_logs.items()}
-            vals.update({k: float(v) for k, v in mc.compute().items()})
+            vals.update({f"val/{k}": v for k, v in val_mets[j].items()})
             row.update({k: round(v, 6) for k, v in vals.items()})
             if gates and hasattr(s.model, "_gate_sum"):
                 g = torch.cat([x[j] for x in gates]).mean(0).tolist()
@@ -715,8 +712,8 @@ def _train_chunk(setups: list[_Setup], dev: torch.device) -> None:
                 g = (sum(x[j] for x in tgates) / n_rows["valid"]).tolist()
                 row.update({f"model/teacher_gate_{m}": round(float(v), 6)
                             for m, v in zip(teacher_base.modalities, g, strict=True)})
-            row.update({f"train/{'task_loss' if k == 'task' else k}": round(float(v[j]), 6)
-                        for k, v in train_logs.items()})
+            row.update({f"train/{'task_loss' if k == 'task' else k}": round(v[j], 6)
+                        for k, v in train_lists.items()})
             row["lr"] = dummies[pos].param_groups[0]["lr"]
             s.rows.append(row)
             cur = vals[monitor]
@@ -725,8 +722,7 @@ def _train_chunk(setups: list[_Setup], dev: torch.device) -> None:
             if last or not have_best[pos] or oriented < best_score[pos]:
                 best_score[pos], have_best[pos] = oriented, True
                 s.best_epoch, s.best_val = epoch, cur
-                for k, v in {**params, **buffers}.items():
-                    best_state[k][pos] = v[j].detach()
+                improved.append((j, pos))
             # EarlyStopping (min_delta 0, check_finite)
             stop = False
             if last:
@@ -742,6 +738,12 @@ def _train_chunk(setups: list[_Setup], dev: torch.device) -> None:
                 scheds[pos].step(cur)
             if stop or epoch == max_epochs - 1:
                 finished.append(j)
+        if improved:  # the selected weights, copied for every improved member at once
+            js = torch.tensor([j for j, _ in improved], device=dev)
+            ps = torch.tensor([pos for _, pos in improved], device=dev)
+            with torch.no_grad():
+                for k, v in {**params, **buffers}.items():
+                    best_state[k].index_copy_(0, ps, v.detach().index_select(0, js))
         if finished:
             keep = torch.tensor([j for j in range(len(active)) if j not in finished],
                                 dtype=torch.long, device=dev)
@@ -767,12 +769,11 @@ def _train_chunk(setups: list[_Setup], dev: torch.device) -> None:
             outs.append({"rows": rows, "preds": res["preds"], "values": res["values"],
                          "target": batch["target"],
                          "aux": {k: v for k, v in res["aux"].items() if k.startswith("sample_")}})
+    test_mets = stacked_metric_values(target, torch.cat([o["preds"] for o in outs], 1).cpu(),
+                                      torch.cat([o["target"] for o in outs], 1).cpu())
     for j, s in enumerate(setups):
         _loader_iter_draw(s.drop_gen)
-        mc = metric_collection(target, prefix="test/")
-        for o in outs:
-            mc.update(o["preds"][j].cpu(), o["target"][j].cpu())
-        s.test = {k[5:]: float(v) for k, v in mc.compute().items()}
+        s.test = test_mets[j]
         s.test_outputs = [(o["rows"][j].cpu(), o["values"][j].cpu(), o["target"][j].cpu(),
                             {k: v[j].cpu() for k, v in o["aux"].items()}) for o in outs]
         s.model.load_state_dict({k: best_state[k][j].detach().clone()
