@@ -429,10 +429,14 @@ def _fit(members: Sequence[Member], *, max_chunk: int | None,
          device: str | torch.device | None) -> list[tuple[FoldResult, _Setup]]:
     from emodistill.training.run import _load_teacher_checkpoint
 
+    checked: set[int] = set()  # members of one Prepared share its config: check it once
     for m in members:
+        if id(m.prep.cfg) in checked:
+            continue
         why = parallel_unsupported(m.prep.cfg)
         if why is not None:
             raise ValueError(f"member {m.out}: {why}")
+        checked.add(id(m.prep.cfg))
     teachers: list[tuple[MERModel, Tensor | None] | None] = [None] * len(members)
     need = [i for i, m in enumerate(members) if m.prep.cfg.method.get("teacher") is not None]
     trained = [i for i in need if not members[i].prep.cfg.method.teacher.get("checkpoint")]
