@@ -330,21 +330,31 @@ class _StackedAdam:
         self.params = params
         self.exp_avg = {k: torch.zeros_like(v) for k, v in params.items()}
         self.exp_avg_sq = {k: torch.zeros_like(v) for k, v in params.items()}
+        self._bufs: dict[str, Tensor] = {}
         self.step_count = 0
 
     def keep(self, idx: Tensor) -> None:
         self.exp_avg = {k: v[idx] for k, v in self.exp_avg.items()}
         self.exp_avg_sq = {k: v[idx] for k, v in self.exp_avg_sq.items()}
+        self._bufs = {}
+
+    def _buf(self, k: str, like: Tensor) -> Tensor:
+        """A scratch tensor shaped like ``like`` (the denominator), kept between steps."""
+        b = self._bufs.get(k)
+        if b is None or b.shape != like.shape:
+            b = self._bufs[k] = torch.empty_like(like)
+        return b
 
     @torch.no_grad()
-    def step(self, params: dict[str, Tensor], lrs: list[float]) -> None:
+    def step(self, params: dict[str, Tensor], lrs: list[float],
+             grads: dict[str, Tensor] | None = None) -> None:
         self.step_count += 1
         step = self.step_count
         same = all(lr == lrs[0] for lr in lrs)
         bc1 = 1 - self.beta1**step
         bc2_sqrt = (1 - self.beta2**step) ** 0.5
         for k, p in params.items():
-            g = p.grad
+            g = p.grad if grads is None else grads[k]
             if g is None:
                 continue
             shape = (-1,) + (1,) * (p.ndim - 1)
@@ -360,13 +370,61 @@ class _StackedAdam:
             m, v = self.exp_avg[k], self.exp_avg_sq[k]
             m.lerp_(g, 1 - self.beta1)
             v.mul_(self.beta2).addcmul_(g, g, value=1 - self.beta2)
-            denom = (v.sqrt() / bc2_sqrt).add_(self.eps)
+            denom = torch.sqrt(v, out=self._buf(k, v)).div_(bc2_sqrt).add_(self.eps)
             if same:
                 p.addcdiv_(m, denom, value=-(lrs[0] / bc1))
             else:
                 neg = torch.tensor([-(lr / bc1) for lr in lrs], dtype=p.dtype,
                                    device=p.device).view(shape)
                 p.add_(neg * m / denom)
+
+
+class _FlatParams:
+    """Stacked parameters ``[N, ...]`` kept as views of one ``[N, P]`` buffer.
+
+    Each view is a leaf whose ``.grad`` is preset to the matching view of one
+    ``[N, P]`` gradient buffer, so ``backward`` accumulates every gradient into that
+    buffer in place and the optimiser updates all parameters with one kernel per
+    operation (the same elementwise arithmetic, so the same values). Only for
+    models whose every parameter receives a gradient (an unused parameter would get
+    a zero gradient here, and weight decay, where ``torch.optim`` skips it).
+    """
+
+    def __init__(self, params: dict[str, Tensor]) -> None:
+        n = next(iter(params.values())).shape[0]
+        self.layout: dict[str, tuple[int, int, torch.Size]] = {}
+        off = 0
+        for k, v in params.items():
+            self.layout[k] = (off, v[0].numel(), v.shape[1:])
+            off += v[0].numel()
+        self.data = torch.cat([v.detach().reshape(n, -1) for v in params.values()], 1)
+        self._views()
+
+    def _views(self) -> None:
+        self.grad = torch.zeros_like(self.data)
+        self.params: dict[str, Tensor] = {}
+        for k, (off, numel, shape) in self.layout.items():
+            p = self.data[:, off:off + numel].view(-1, *shape).requires_grad_(True)
+            p.grad = self.grad[:, off:off + numel].view(-1, *shape)
+            self.params[k] = p
+
+    def keep(self, idx: Tensor) -> None:
+        """Keep the members ``idx`` (rows of the buffers)."""
+        self.data = self.data[idx]
+        self._views()
+
+
+def _all_params_used(base: nn.Module, one: dict[str, Tensor], batch: Batch) -> bool:
+    """Whether one training forward + loss of ``base`` reaches every parameter."""
+    from torch.nn.utils.stateless import _reparametrize_module
+
+    p = {k: v.detach().clone().requires_grad_(True) for k, v in one.items()}
+    base.train()
+    with _reparametrize_module(base, p):
+        out = base(batch)
+        loss = base.loss(batch, out)["loss"]
+    grads = torch.autograd.grad(loss, list(p.values()), allow_unused=True)
+    return all(g is not None for g in grads)
 
 
 # -- the engine --------------------------------------------------------------------------------
@@ -663,24 +721,45 @@ def _train_chunk(setups: list[_Setup], dev: torch.device) -> None:
             finally:
                 torch.backends.mha.set_fastpath_enabled(fast)
 
+    def single(batch_rows: int) -> Batch:
+        """The first ``batch_rows`` training rows of the first member, as a plain batch."""
+        d, r = data["train"], torch.arange(batch_rows, device=dev)
+        one = {k: {m: t[0, r] for m, t in d[k].items()} for k in ("inputs", "mask", "present")}
+        return Batch(**one, target=d["target"][0, r], index=r)
+
     def probe(batch_rows: int) -> list[tuple[float, torch.Size]]:
         """Shapes of the dropout calls of one training forward with ``batch_rows`` rows."""
         if batch_rows in mask_cache:
             return mask_cache[batch_rows]
         one = {k: v[0].detach().clone() for k, v in {**params, **buffers}.items()}
-        d, r = data["train"], torch.arange(batch_rows, device=dev)
-        single = {k: {m: t[0, r] for m, t in d[k].items()} for k in ("inputs", "mask", "present")}
-        single["target"], single["index"] = d["target"][0, r], r
         _DRAWS.record = []
         try:
             with torch.no_grad(), _reparametrize_module(base, one):
                 base.train()
-                base(Batch(**single))
+                base(single(batch_rows))
             shapes = list(_DRAWS.record)
         finally:
             _DRAWS.record = None
         mask_cache[batch_rows] = shapes
         return shapes
+
+    # every parameter reached by the loss: one [N, P] buffer (one kernel per Adam operation)
+    flat: _FlatParams | None = None
+    state = dict(vars(base))
+    _DRAWS.record = []
+    try:
+        with torch.random.fork_rng(devices=[]):
+            used = _all_params_used(base, {k: v[0] for k, v in params.items()},
+                                    single(min(bs, n_rows["train"])))
+    finally:
+        _DRAWS.record = None
+        for k in ("_gate_sum", "_gate_n", "_teacher_gates"):
+            if k in state:
+                setattr(base, k, state[k])
+    if used:
+        flat = _FlatParams(params)
+        params = flat.params
+        opt = _StackedAdam({"flat": flat.data}, tcfg)
 
     for epoch in range(max_epochs):
         if not active:
@@ -714,10 +793,15 @@ def _train_chunk(setups: list[_Setup], dev: torch.device) -> None:
             res = call(params, buffers, batch, masks, "train", tstate)
             losses = res["losses"]
             total = losses["loss"].sum()
-            for v in params.values():
-                v.grad = None
-            total.backward()
-            opt.step(params, lrs)
+            if flat is not None:
+                flat.grad.zero_()
+                total.backward()
+                opt.step({"flat": flat.data}, lrs, {"flat": flat.grad})
+            else:
+                for v in params.values():
+                    v.grad = None
+                total.backward()
+                opt.step(params, lrs)
             for k, v in losses.items():
                 sums[k] = sums.get(k, 0) + v.detach().float() * b
             seen += b
@@ -796,8 +880,12 @@ def _train_chunk(setups: list[_Setup], dev: torch.device) -> None:
             keep = torch.tensor([j for j in range(len(active)) if j not in finished],
                                 dtype=torch.long, device=dev)
             active = [pos for j, pos in enumerate(active) if j not in finished]
-            params = {k: v.detach()[keep].clone().requires_grad_(True)
-                      for k, v in params.items()}
+            if flat is not None:
+                flat.keep(keep)
+                params = flat.params
+            else:
+                params = {k: v.detach()[keep].clone().requires_grad_(True)
+                          for k, v in params.items()}
             buffers = {k: v[keep].clone() for k, v in buffers.items()}
             opt.keep(keep)
             tstate = {k: v[keep] for k, v in tstate.items()}
