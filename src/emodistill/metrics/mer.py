@@ -191,8 +191,9 @@ def metric_collection(target: TargetSpec, prefix: str = "", **kwargs: object) ->
 
 
 
-def stacked_metric_values(target: TargetSpec, preds: Tensor, targets: Tensor) -> list[dict[str, float]]:
-    """The values of :func:`metric_collection` for ``N`` members at once.
+def stacked_metric_values(target: TargetSpec, preds: Tensor,
+                          targets: Tensor) -> list[dict[str, float]]:
+    """Compute the values of :func:`metric_collection` for ``N`` members at once.
 
     Parameters
     ----------

@@ -339,7 +339,7 @@ class _StackedAdam:
         self._bufs = {}
 
     def _buf(self, k: str, like: Tensor) -> Tensor:
-        """A scratch tensor shaped like ``like`` (the denominator), kept between steps."""
+        """Return a scratch tensor shaped like ``like`` (the denominator), kept between steps."""
         b = self._bufs.get(k)
         if b is None or b.shape != like.shape:
             b = self._bufs[k] = torch.empty_like(like)
@@ -722,7 +722,7 @@ def _train_chunk(setups: list[_Setup], dev: torch.device) -> None:
                 torch.backends.mha.set_fastpath_enabled(fast)
 
     def single(batch_rows: int) -> Batch:
-        """The first ``batch_rows`` training rows of the first member, as a plain batch."""
+        """Return the first ``batch_rows`` training rows of the first member as a plain batch."""
         d, r = data["train"], torch.arange(batch_rows, device=dev)
         one = {k: {m: t[0, r] for m, t in d[k].items()} for k in ("inputs", "mask", "present")}
         return Batch(**one, target=d["target"][0, r], index=r)
@@ -788,7 +788,8 @@ def _train_chunk(setups: list[_Setup], dev: torch.device) -> None:
             b = rows.shape[1]
             # the mask values of the sequential fit: bernoulli 0/1 in float32, div_(1 - p)
             masks = [torch.where(keep_masks[:, off:off + math.prod(shape)].reshape(
-                -1, *shape).to(dev), scale[p_drop], zero) for p_drop, shape, off in plan.steps[step]]
+                -1, *shape).to(dev), scale[p_drop], zero)
+                for p_drop, shape, off in plan.steps[step]]
             batch = _gather(stacked_train, rows)
             res = call(params, buffers, batch, masks, "train", tstate)
             losses = res["losses"]
@@ -892,7 +893,6 @@ def _train_chunk(setups: list[_Setup], dev: torch.device) -> None:
             data = {p: _keep(d, keep) for p, d in data.items()}
     # -- test once, on the selected weights of every member
     base.eval()
-    n = len(setups)
     sel_p = {k: best_state[k] for k in params}
     sel_b = {k: best_state[k] for k in buffers}
     data_t = _stack_part(setups, "test", target.name, dev)
