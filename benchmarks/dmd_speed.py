@@ -34,9 +34,18 @@ Acc-2 after the timed training (same seed, same batches; dropout random streams
 differ between eager and compiled code, so those agree within tolerance, not
 bit for bit).
 
+Also reported: CPU time per timed mini-batch (``time.process_time`` of the worker),
+which other jobs on a shared machine inflate far less than wall time. ``--rounds R``
+runs the variant list ``R`` times, interleaved, and reports medians;
+``--baseline-src DIR`` adds ``eager@baseline``: the eager variant with ``DIR/src``
+(another checkout, e.g. main before a change) on ``PYTHONPATH``, so "today's eager"
+is measured in the same invocation as the new code.
+
 Usage (from the repository root)::
 
     OMP_NUM_THREADS=1 python benchmarks/dmd_speed.py --markdown benchmarks/dmd_speed.md
+    OMP_NUM_THREADS=1 python benchmarks/dmd_speed.py --variants eager,grouped --rounds 3 \
+        --baseline-src ../main --markdown benchmarks/dmd_step_cpu.md
     python benchmarks/dmd_speed.py --device cuda --batches 200 --markdown ...
 """
 
