@@ -531,54 +531,12 @@ def _fit(members: Sequence[Member], *, max_chunk: int | None,
             was = torch.are_deterministic_algorithms_enabled()
             torch.use_deterministic_algorithms(bool(chunk[0].cfg.train.deterministic) or was)
             try:
-                with _reuse_freed_memory():
-                    _train_chunk(chunk, dev)
+                _train_chunk(chunk, dev)
             finally:
                 torch.use_deterministic_algorithms(was)
             for j, s in zip(idx[start:start + n], chunk, strict=True):
                 results[j] = _finish(s)
     return [(results[i], setups[i]) for i in range(len(members))]
-
-
-@contextlib.contextmanager
-def _reuse_freed_memory() -> Any:
-    """Keep freed memory in the process (glibc malloc) while a chunk trains.
-
-    Every step allocates and frees the same large stacked tensors (activations,
-    gradients, optimiser temporaries of ``N`` members, up to tens of MiB each). By
-    default glibc returns such blocks to the kernel at once (``mmap`` above the
-    threshold, heap trimming), so each step faults the pages in again (about a
-    million page faults for the DEAP LOSO set). Raising the mmap and trim thresholds
-    lets freed blocks be reused; afterwards the defaults are restored and the kept
-    memory is trimmed. A no-op where glibc's ``mallopt`` is not available.
-    """
-    libc = _glibc()
-    if libc is None:
-        yield
-        return
-    m_trim, m_mmap = -1, -3  # M_TRIM_THRESHOLD, M_MMAP_THRESHOLD (malloc.h)
-    libc.mallopt(m_trim, 1 << 30)
-    libc.mallopt(m_mmap, 32 << 20)  # glibc's maximum on 64-bit
-    try:
-        yield
-    finally:
-        libc.mallopt(m_trim, 128 << 10)  # glibc's defaults
-        libc.mallopt(m_mmap, 128 << 10)
-        libc.malloc_trim(0)
-
-
-def _glibc() -> Any:
-    import ctypes
-    import ctypes.util
-    import platform
-
-    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
-        return None
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        return libc if hasattr(libc, "mallopt") and hasattr(libc, "malloc_trim") else None
-    except OSError:
-        return None
 
 
 def _device(cfg: DictConfig, device: str | torch.device | None) -> torch.device:
