@@ -14,7 +14,10 @@ own batch. Each member keeps everything a sequential fit has:
 * its dropout: every ``nn.Dropout`` draws its mask from a per-member generator that
   continues the global random stream the sequential fit would use (its state right
   after the model is built; the one ``int64`` each DataLoader iterator draws is drawn
-  too). On CPU the masks are therefore the very masks of the sequential fit (on a GPU
+  too). A training epoch's masks are drawn in one ``uniform_`` per member (on CPU
+  ``bernoulli_(q)`` is ``uniform_(0, 1) < q`` element by element, so one draw of the
+  epoch's total size gives the per-call draws bit for bit, see :func:`_draw_keep`).
+  On CPU the masks are therefore the very masks of the sequential fit (on a GPU
   they are drawn on the host from the same generators, while a sequential GPU fit draws
   on the device: equal in distribution only). Random
   ops other than ``nn.Dropout`` (attention-weight dropout inside
