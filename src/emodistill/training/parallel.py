@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import json
 import logging
 import math
@@ -240,11 +241,35 @@ def _draw_keep(plan: _MaskPlan, gens: Sequence[torch.Generator]) -> Tensor:
     per-call draws, at a fraction of the per-call cost.
     """
     keep = torch.empty((len(gens), plan.total), dtype=torch.bool)
+    if not _uniform_is_bernoulli():  # e.g. MKL's per-call Bernoulli on Intel CPUs
+        for j, g in enumerate(gens):
+            for row in plan.steps:
+                for p, shape, off in row:
+                    n = math.prod(shape)
+                    keep[j, off:off + n] = torch.empty(n).bernoulli_(1 - p, generator=g) > 0
+        return keep
     u = torch.empty(plan.total, dtype=torch.float64)
     for j, g in enumerate(gens):
         u.uniform_(0.0, 1.0, generator=g)
         torch.lt(u, plan.keep_p, out=keep[j])
     return keep
+
+
+@functools.lru_cache(maxsize=1)
+def _uniform_is_bernoulli() -> bool:
+    """Check that per-call ``bernoulli_`` draws equal one ``uniform_`` draw on this CPU.
+
+    True for torch's default CPU kernel (one float64 uniform per element); on Intel CPUs
+    with MKL, ``bernoulli_`` draws a seed per call instead, and the masks are then drawn
+    call by call as the sequential fit draws them.
+    """
+    g = torch.Generator().manual_seed(12345)
+    calls = [torch.empty(n).bernoulli_(q, generator=g) for n, q in ((37, 0.8), (64, 0.5))]
+    state = g.get_state()
+    g.manual_seed(12345)
+    u = torch.empty(101, dtype=torch.float64).uniform_(0.0, 1.0, generator=g)
+    want = torch.cat([u[:37] < 0.8, u[37:] < 0.5]).float()
+    return torch.equal(torch.cat(calls), want) and torch.equal(g.get_state(), state)
 
 
 def _loader_iter_draw(g: torch.Generator) -> None:
