@@ -34,9 +34,18 @@ Acc-2 after the timed training (same seed, same batches; dropout random streams
 differ between eager and compiled code, so those agree within tolerance, not
 bit for bit).
 
+Also reported: CPU time per timed mini-batch (``time.process_time`` of the worker),
+which other jobs on a shared machine inflate far less than wall time. ``--rounds R``
+runs the variant list ``R`` times, interleaved, and reports medians;
+``--baseline-src DIR`` adds ``eager@baseline``: the eager variant with ``DIR/src``
+(another checkout, e.g. main before a change) on ``PYTHONPATH``, so "today's eager"
+is measured in the same invocation as the new code.
+
 Usage (from the repository root)::
 
     OMP_NUM_THREADS=1 python benchmarks/dmd_speed.py --markdown benchmarks/dmd_speed.md
+    OMP_NUM_THREADS=1 python benchmarks/dmd_speed.py --variants eager,grouped --rounds 3 \
+        --baseline-src ../main --markdown benchmarks/dmd_step_cpu.md
     python benchmarks/dmd_speed.py --device cuda --batches 200 --markdown ...
 """
 
@@ -94,7 +103,8 @@ def _reset_peak_rss() -> bool:
         return False
 
 
-def worker(variant: str, device: str, batches: int, warmup: int, outdir: Path) -> dict:
+def worker(variant: str, device: str, batches: int, warmup: int, outdir: Path,
+           tag: str | None = None) -> dict:
     """Run one variant; save held-out predictions; return the measurements."""
     from emodistill.data.formats.synthetic import make_synthetic_mer
     from emodistill.metrics.functional import acc2_non0, mae
@@ -184,20 +194,21 @@ def worker(variant: str, device: str, batches: int, warmup: int, outdir: Path) -
     else:
         first = warmup
     sync()
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     for i in range(first, warmup + batches):
         step(i)
     sync()
-    elapsed = time.perf_counter() - t0
+    elapsed, cpu = time.perf_counter() - t0, time.process_time() - c0
     n_timed = warmup + batches - first
     trained_preds = predict(evalset)
     torch.save({"init": init_preds, "trained": trained_preds,
-                "target": evalset.targets["sentiment"].cpu()}, outdir / f"{variant}.pt")
+                "target": evalset.targets["sentiment"].cpu()}, outdir / f"{tag or variant}.pt")
     y = evalset.targets["sentiment"].cpu()
     peak = (torch.cuda.max_memory_allocated() / 2**20 if dev.type == "cuda"
             else _peak_rss_mb() - rss0 if peak_reset else float("nan"))
     return {
-        "variant": variant, "device": device, "timed_batches": n_timed,
+        "variant": tag or variant, "device": device, "timed_batches": n_timed,
+        "cpu_ms_per_batch": 1000 * cpu / max(n_timed, 1),
         "samples_per_s": n_timed * BATCH / elapsed, "ms_per_batch": 1000 * elapsed / n_timed,
         "warmup_s": warm_s, "peak_mem_mb": peak, "peak_rss_total_mb": _peak_rss_mb(),
         "rss_before_model_mb": rss0,
@@ -212,21 +223,36 @@ def _table(rows: list[dict], outdir: Path) -> str:
     by = {r["variant"]: r for r in rows}
     base = by.get("eager")
     ref = torch.load(outdir / "eager.pt") if (outdir / "eager.pt").is_file() else None
-    lines = ["| variant | samples/s | ms / batch | speed-up vs eager | peak memory (MiB) | "
+    lines = ["| variant | samples/s | ms / batch | speed-up vs eager | CPU ms / batch | "
+             "CPU speed-up vs eager | peak memory (MiB) | "
              "warm-up (s) | max abs Δ pred vs eager (init weights) | held-out MAE | "
              "|Δ MAE| vs eager | held-out Acc-2 |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         v = r["variant"]
         p = torch.load(outdir / f"{v}.pt")
         d_init = (p["init"] - ref["init"]).abs().max().item() if ref is not None else float("nan")
         d_mae = abs(r["eval_mae"] - base["eval_mae"]) if base else float("nan")
         speed = r["samples_per_s"] / base["samples_per_s"] if base else float("nan")
+        cpu_speed = (base.get("cpu_ms_per_batch", float("nan"))
+                     / r.get("cpu_ms_per_batch", float("nan")) if base else float("nan"))
         lines.append(
             f"| {v} | {r['samples_per_s']:.1f} | {r['ms_per_batch']:.0f} | {speed:.2f}× | "
+            f"{r.get('cpu_ms_per_batch', float('nan')):.0f} | "
+            f"{cpu_speed:.2f}× | "
             f"{r['peak_mem_mb']:.0f} | {r['warmup_s']:.1f} | {d_init:.2e} | "
             f"{r['eval_mae']:.4f} | {d_mae:.4f} | {100 * r['eval_acc2_non0']:.1f} |")
     return "\n".join(lines)
+
+
+def _median_row(rs: list[dict]) -> dict:
+    """One variant's rounds: the median speed figures, the first round's other values."""
+    import statistics
+
+    row = dict(rs[0])
+    for k in ("samples_per_s", "ms_per_batch", "cpu_ms_per_batch"):
+        row[k] = statistics.median(r[k] for r in rs)
+    return row
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -237,33 +263,54 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup", type=int, default=10, help="untimed mini-batches (compilation)")
     p.add_argument("--json", default=None, help="write the raw measurements here")
     p.add_argument("--markdown", default=None, help="write a results Markdown file here")
+    p.add_argument("--rounds", type=int, default=1,
+                   help="run the variant list this many times, interleaved; medians reported")
+    p.add_argument("--baseline-src", default=None,
+                   help="another checkout (e.g. ../main): adds variant eager@baseline, the "
+                        "eager variant run with that checkout's src/ on PYTHONPATH (today's "
+                        "code, measured in the same invocation)")
+    p.add_argument("--tag", default=None, help=argparse.SUPPRESS)
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     p.add_argument("--outdir", default=None, help=argparse.SUPPRESS)
     a = p.parse_args(argv)
     device = a.device if a.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
     if a.worker:
-        res = worker(a.worker, device, a.batches, a.warmup, Path(a.outdir))
+        res = worker(a.worker, device, a.batches, a.warmup, Path(a.outdir), a.tag)
         print("RESULT " + json.dumps(res), flush=True)
         return 0
     variants = a.variants.split(",") if a.variants else [
         *VARIANTS, *(["eager_host_data"] if device == "cuda" else [])]
     if "eager" not in variants:
         variants.insert(0, "eager")
-    rows = []
+    if a.baseline_src:
+        variants.insert(0, "eager@baseline")
+    runs: dict[str, list[dict]] = {}
+    loads = [os.getloadavg()[0]]
     with tempfile.TemporaryDirectory(prefix="dmd-speed-") as tmp:
-        for v in variants:
-            cmd = [sys.executable, __file__, "--worker", v, "--device", device, "--batches",
-                   str(a.batches), "--warmup", str(a.warmup), "--outdir", tmp]
-            print(f"[dmd_speed] {v} ...", file=sys.stderr, flush=True)
-            proc = subprocess.run(cmd, capture_output=True, text=True)
-            line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
-            if proc.returncode or not line:
-                print(proc.stdout[-3000:], proc.stderr[-3000:], file=sys.stderr)
-                raise SystemExit(f"variant {v} failed (exit {proc.returncode})")
-            rows.append(json.loads(line[0][7:]))
-            print(f"[dmd_speed] {v}: {rows[-1]['samples_per_s']:.1f} samples/s",
-                  file=sys.stderr, flush=True)
+        for _ in range(a.rounds):
+            for v in variants:
+                name, _, where = v.partition("@")
+                cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", name,
+                       "--tag", v, "--device", device, "--batches", str(a.batches),
+                       "--warmup", str(a.warmup), "--outdir", tmp]
+                env = dict(os.environ)
+                if where:
+                    env["PYTHONPATH"] = str(Path(a.baseline_src).resolve() / "src")
+                print(f"[dmd_speed] {v} ...", file=sys.stderr, flush=True)
+                proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+                line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
+                if proc.returncode or not line:
+                    print(proc.stdout[-3000:], proc.stderr[-3000:], file=sys.stderr)
+                    raise SystemExit(f"variant {v} failed (exit {proc.returncode})")
+                runs.setdefault(v, []).append(json.loads(line[0][7:]))
+                loads.append(os.getloadavg()[0])
+                print(f"[dmd_speed] {v}: {runs[v][-1]['samples_per_s']:.1f} samples/s, "
+                      f"{runs[v][-1]['cpu_ms_per_batch']:.0f} CPU ms/batch",
+                      file=sys.stderr, flush=True)
+        rows = [_median_row(rs) for rs in runs.values()]
         table = _table(rows, Path(tmp))
+        table += (f"\n\n{a.rounds} interleaved round(s), medians per variant; load average "
+                  f"(1 min) between runs {min(loads):.1f}-{max(loads):.1f}.")
     print(table)
     if a.json:
         Path(a.json).write_text(json.dumps(rows, indent=2))

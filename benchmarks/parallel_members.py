@@ -1,11 +1,15 @@
 """Members in parallel vs one fit after another: wall time and per-member metrics, one run.
 
-For each method, the same members (seeds x the first ``--folds`` folds) are trained
-twice in this process, on data loaded once: sequentially (``fit_fold``, one Lightning
-fit each, today's path) and in parallel (``emodistill.training.parallel.fit_members``,
-one stacked model). The ratio of the two wall times and every member's test metrics side
-by side are written to a Markdown file. ``--full-parallel`` additionally trains every
-fold x seed on the parallel path only (its wall time and per-seed means).
+For each method, members (seeds x the first ``--folds`` folds) are trained on data
+loaded once, sequentially (``fit_fold``, one Lightning fit each, today's path) and in
+parallel (``emodistill.training.parallel.fit_members``, one stacked model), interleaved
+in this process (sequential block, parallel run, sequential block, ...; ``--repeats``
+parallel runs) so that both see the same load on a shared machine. Wall time and CPU
+time (``getrusage``: user + sys, children included) per member and their ratios, the
+load average between the blocks, and every sequential member's test metrics beside the
+parallel run's for the same seed and fold go to a Markdown file. ``--full-parallel``
+makes the parallel side train every fold x ``--full-seeds`` (the sequential side stays
+the subset, and its per-member rate is the baseline).
 
 Examples (from the repository root)::
 
@@ -23,7 +27,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import platform
+import resource
 import shlex
 import sys
 import tempfile
@@ -55,6 +61,121 @@ def _members(dataset: str, experiment: str | None, entry: str, seeds: list[int],
     return out
 
 
+def _cpu() -> float:
+    """CPU seconds (user + sys) of this process and its waited-for children."""
+    a, b = (resource.getrusage(w) for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+    return a.ru_utime + a.ru_stime + b.ru_utime + b.ru_stime
+
+
+def _load() -> str:
+    return "/".join(f"{x:.1f}" for x in os.getloadavg())
+
+
+def _compare(a: argparse.Namespace, entry: str, seeds: list[int], ds, root: Path) -> list[str]:
+    """Sequential subset and parallel run(s) of one method, interleaved; Markdown lines.
+
+    Order: sequential block 1, parallel run 1, sequential block 2, parallel run 2, ...
+    (``--repeats`` parallel runs, the sequential members split into ``repeats + 1``
+    blocks), so both paths see the same load on a shared machine.
+    """
+    seq_m = _members(a.dataset, a.experiment, entry, seeds, a.folds, list(a.overrides), ds,
+                     root / "seq")
+    par_seeds = parse_seeds(a.full_seeds) if a.full_parallel else seeds
+    par_folds = None if a.full_parallel else a.folds
+    blocks = np.array_split(np.arange(len(seq_m)), a.repeats + 1)
+    seq: list = []
+    t_seq = c_seq = 0.0
+    par_runs: list[tuple[float, float]] = []
+    par_res: list = []
+    par_m: list[Member] = []
+    loads = [_load()]
+    for r, block in enumerate(blocks):
+        t, c = time.perf_counter(), _cpu()
+        seq += [fit_fold(seq_m[i].prep, seq_m[i].fold, seq_m[i].out) for i in block]
+        t_seq, c_seq = t_seq + time.perf_counter() - t, c_seq + _cpu() - c
+        loads.append(_load())
+        if r == a.repeats:
+            break
+        pm = _members(a.dataset, a.experiment, entry, par_seeds, par_folds, list(a.overrides),
+                      ds, root / f"par{r}")
+        t, c = time.perf_counter(), _cpu()
+        res = fit_members(pm, max_chunk=a.max_chunk, device=a.device)
+        par_runs.append((time.perf_counter() - t, _cpu() - c))
+        loads.append(_load())
+        if r == 0:
+            par_res, par_m = res, pm
+    n_seq, n_par = len(seq_m), len(par_m)
+    t_par = float(np.mean([w for w, _ in par_runs]))
+    c_par = float(np.mean([c for _, c in par_runs]))
+    by_key = {(int(m.prep.cfg.seed), m.fold.name): r for m, r in zip(par_m, par_res,
+                                                                       strict=True)}
+    par = [by_key[(int(m.prep.cfg.seed), m.fold.name)] for m in seq_m]
+    keys = list(seq[0].test)
+    diffs = {k: max(abs(s.test[k] - q.test[k]) for s, q in zip(seq, par, strict=True))
+             for k in keys}
+    same_epoch = sum(s.best_epoch == q.best_epoch for s, q in zip(seq, par, strict=True))
+    ws, cs = t_seq / n_seq, c_seq / n_seq
+    wp, cp = t_par / n_par, c_par / n_par
+    # members stop early at different epochs: the rate per trained epoch is the fair unit
+    e_seq, e_par = sum(r.epochs for r in seq), sum(r.epochs for r in par_res)
+    cse, cpe = c_seq / e_seq, c_par / e_par
+    wse, wpe = t_seq / e_seq, t_par / e_par
+    lines = [
+        f"## {entry}: sequential {n_seq} members ({len(seeds)} seed(s) x "
+        f"{n_seq // len(seeds)} fold(s)), parallel {n_par} members "
+        f"({len(par_seeds)} seed(s) x {n_par // len(par_seeds)} fold(s)), "
+        f"{len(par_runs)} parallel run(s) interleaved with {len(blocks)} sequential blocks",
+        "",
+        f"Load average (1/5/15 min) before, between and after the blocks: {', '.join(loads)}.",
+        "",
+        "| path | members | epochs trained | wall time (s) | CPU time (s) | wall per member (s) | "
+        "CPU per member (s) | CPU ms per member-epoch |",
+        "|---|---|---|---|---|---|---|---|",
+        f"| sequential (fit_fold, Lightning) | {n_seq} | {e_seq} | {t_seq:.1f} | {c_seq:.1f} | "
+        f"{ws:.3f} | {cs:.3f} | {1000 * cse:.1f} |",
+        f"| parallel (fit_members, stacked; mean of {len(par_runs)}) | {n_par} | {e_par} | "
+        f"{t_par:.1f} | {c_par:.1f} | {wp:.3f} | {cp:.3f} | {1000 * cpe:.1f} |",
+        "",
+        f"**Speed-up per member-epoch: {wse / wpe:.1f}x in wall time, {cse / cpe:.1f}x in CPU "
+        f"time; per member: {ws / wp:.1f}x wall, {cs / cp:.1f}x CPU** (members stop early at "
+        "different epochs, so the rate per trained epoch is the like-for-like figure when the "
+        "two sides train different member sets) "
+        f"(CPU time: user + sys of this process, `getrusage`; parallel runs: "
+        + ", ".join(f"{w:.1f} s wall / {c:.1f} s CPU" for w, c in par_runs)
+        + f"). For all {n_par} members the sequential path would take ~{cs * n_par:.0f} CPU s"
+        f" (~{ws * n_par:.0f} s wall) at its measured rate. Largest per-member test "
+        "difference (the sequential members against the same seed and fold of the first "
+        "parallel run): " + ", ".join(f"{k} {v:.2e}" for k, v in diffs.items())
+        + f"; same selected epoch for {same_epoch}/{n_seq} members.",
+        "",
+        f"| seed | fold | best epoch seq / par | {keys[0]} seq | {keys[0]} par |"
+        + "".join(f" {k} seq | {k} par |" for k in keys[1:]),
+        "|---|---|---|---|---|" + "---|---|" * (len(keys) - 1),
+    ]
+    for m, s, q in zip(seq_m, seq, par, strict=True):
+        lines.append(f"| {m.prep.cfg.seed} | {m.fold.name} | {s.best_epoch} / {q.best_epoch} | "
+                     + " | ".join(f"{s.test[k]:.4f} | {q.test[k]:.4f}" for k in keys) + " |")
+    lines.append("")
+    if a.full_parallel:
+        lines += [f"### {entry}: every fold x {len(par_seeds)} seeds on the parallel path "
+                  "(first run), per-seed means over folds", "",
+                  "| seed | folds | " + " | ".join(keys) + " |",
+                  "|---|---|" + "---|" * len(keys)]
+        per_seed: dict[int, list] = {}
+        for m, r in zip(par_m, par_res, strict=True):
+            per_seed.setdefault(int(m.prep.cfg.seed), []).append(r.test)
+        for seed, tests in per_seed.items():
+            lines.append(f"| {seed} | {len(tests)} | " + " | ".join(
+                f"{100 * np.mean([t[k] for t in tests]):.2f}" for k in keys) + " |")
+        arr = np.array([[np.mean([t[k] for t in ts]) for k in keys]
+                        for ts in per_seed.values()]) * 100
+        lines.append("| mean ± std | | " + " | ".join(
+            f"{arr[:, i].mean():.2f} ± {arr[:, i].std(ddof=1) if len(arr) > 1 else 0:.2f}"
+            for i in range(len(keys))) + " |")
+        lines.append("")
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("-d", "--dataset", required=True)
@@ -66,6 +187,10 @@ def main(argv: list[str] | None = None) -> int:
                    help="also train every fold x --full-seeds on the parallel path alone")
     p.add_argument("--full-seeds", default="1111-1115")
     p.add_argument("--max-chunk", type=int, default=None)
+    p.add_argument("--repeats", type=int, default=2,
+                   help="parallel runs, interleaved with repeats + 1 sequential blocks")
+    p.add_argument("--device", default=None, help="parallel path device (default: cuda if "
+                   "available, else cpu); the sequential path uses train.accelerator")
     p.add_argument("--out", required=True, help="Markdown file to write")
     p.add_argument("overrides", nargs="*")
     a = p.parse_args(argv)
@@ -100,77 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="emodistill-parbench-") as tmp:
         root = Path(tmp)
         for entry in a.methods.split(","):
-            members = _members(a.dataset, a.experiment, entry, seeds, a.folds,
-                               list(a.overrides), ds, root / "seq")
-            t, c = time.perf_counter(), time.process_time()
-            seq = [fit_fold(m.prep, m.fold, m.out) for m in members]
-            t_seq, c_seq = time.perf_counter() - t, time.process_time() - c
-            members_p = _members(a.dataset, a.experiment, entry, seeds, a.folds,
-                                 list(a.overrides), ds, root / "par")
-            t, c = time.perf_counter(), time.process_time()
-            par = fit_members(members_p, max_chunk=a.max_chunk)
-            t_par, c_par = time.perf_counter() - t, time.process_time() - c
-            metric = next(iter(seq[0].test))
-            keys = list(seq[0].test)
-            diffs = {k: max(abs(s.test[k] - q.test[k]) for s, q in zip(seq, par, strict=True))
-                     for k in keys}
-            same_epoch = sum(s.best_epoch == q.best_epoch for s, q in zip(seq, par, strict=True))
-            lines += [
-                f"## {entry}: {len(members)} members ({len(seeds)} seed(s) x "
-                f"{len(members) // len(seeds)} fold(s))",
-                "",
-                "| path | wall time (s) | CPU time (s) | CPU time per member (s) |",
-                "|---|---|---|---|",
-                f"| sequential (fit_fold, Lightning) | {t_seq:.1f} | {c_seq:.1f} | "
-                f"{c_seq / len(members):.2f} |",
-                f"| parallel (fit_members, stacked) | {t_par:.1f} | {c_par:.1f} | "
-                f"{c_par / len(members):.3f} |",
-                "",
-                f"**Speed-up: {t_seq / t_par:.1f}x in wall time, {c_seq / c_par:.1f}x in CPU "
-                "time** (this process's CPU seconds, which the other jobs on the shared machine "
-                "do not inflate). Largest per-member test difference: "
-                + ", ".join(f"{k} {v:.2e}" for k, v in diffs.items())
-                + f"; same selected epoch for {same_epoch}/{len(members)} members.",
-                "",
-                f"| seed | fold | best epoch seq / par | {metric} seq | {metric} par |"
-                + "".join(f" {k} seq | {k} par |" for k in keys[1:]),
-                "|---|---|---|---|---|" + "---|---|" * (len(keys) - 1),
-            ]
-            for m, s, q in zip(members, seq, par, strict=True):
-                lines.append(
-                    f"| {m.prep.cfg.seed} | {m.fold.name} | {s.best_epoch} / {q.best_epoch} | "
-                    + " | ".join(f"{s.test[k]:.4f} | {q.test[k]:.4f}" for k in keys) + " |")
-            lines.append("")
-            if a.full_parallel:
-                full_seeds = parse_seeds(a.full_seeds)
-                allm = _members(a.dataset, a.experiment, entry, full_seeds, None,
-                                list(a.overrides), ds, root / "full")
-                t, c = time.perf_counter(), time.process_time()
-                res = fit_members(allm, max_chunk=a.max_chunk)
-                t_full, c_full = time.perf_counter() - t, time.process_time() - c
-                lines += [
-                    f"### {entry}, every fold x {len(full_seeds)} seeds on the parallel path: "
-                    f"{len(allm)} members in {t_full:.1f} s wall, {c_full:.1f} s CPU "
-                    f"({c_full / len(allm):.3f} CPU s each; the sequential path above took "
-                    f"{c_seq / len(members):.2f} CPU s per member, i.e. "
-                    f"~{c_seq / len(members) * len(allm) / 60:.1f} CPU min for these: "
-                    f"{c_seq / len(members) * len(allm) / c_full:.1f}x)",
-                    "",
-                    "| seed | folds | " + " | ".join(keys) + " |",
-                    "|---|---|" + "---|" * len(keys),
-                ]
-                per_seed = {}
-                for m, r in zip(allm, res, strict=True):
-                    per_seed.setdefault(int(m.prep.cfg.seed), []).append(r.test)
-                for seed, tests in per_seed.items():
-                    lines.append(f"| {seed} | {len(tests)} | " + " | ".join(
-                        f"{100 * np.mean([t[k] for t in tests]):.2f}" for k in keys) + " |")
-                means = [np.mean([t[k] for t in ts]) for ts in per_seed.values() for k in keys]
-                arr = np.array(means).reshape(len(per_seed), len(keys)) * 100
-                lines.append("| mean ± std | | " + " | ".join(
-                    f"{arr[:, i].mean():.2f} ± {arr[:, i].std(ddof=1) if len(arr) > 1 else 0:.2f}"
-                    for i in range(len(keys))) + " |")
-                lines.append("")
+            lines += _compare(a, entry, seeds, ds, root / entry.replace(":", "_"))
             Path(a.out).write_text("\n".join(lines) + "\n")
             print("\n".join(lines), flush=True)
     Path(a.out).write_text("\n".join(lines) + "\n")

@@ -23,6 +23,7 @@ from emodistill.data.spec import TargetSpec
 from emodistill.metrics import functional as F
 
 __all__ = [
+    "stacked_metric_values",
     "Acc2Has0",
     "F1Has0",
     "Acc2Non0",
@@ -188,3 +189,54 @@ def metric_collection(target: TargetSpec, prefix: str = "", **kwargs: object) ->
     return MetricCollection(metrics, prefix=prefix, compute_groups=False)
 
 
+
+
+def stacked_metric_values(target: TargetSpec, preds: Tensor,
+                          targets: Tensor) -> list[dict[str, float]]:
+    """Compute the values of :func:`metric_collection` for ``N`` members at once.
+
+    Parameters
+    ----------
+    target : TargetSpec
+        What is predicted (selects the metric set, as :func:`metric_collection`).
+    preds : Tensor
+        ``[N, M]`` regression outputs or ``[N, M, C]`` class logits, one row per member.
+    targets : Tensor
+        ``[N, M]`` gold labels.
+
+    Returns
+    -------
+    list of dict
+        Per member, metric name → value, equal to ``float`` of that member's
+        collection ``compute()`` after one ``update(preds[i], targets[i])``
+        (float32-rounded, as the classes return). Classification is computed for
+        every member in one pass (one ``bincount`` of per-member confusion matrices);
+        regression calls each metric's function per member.
+    """
+    n = preds.shape[0]
+    if target.kind == "regression":
+        fns = _metric_set(target)
+        out = []
+        for i in range(n):
+            p = F.metric_input(preds[i])
+            t = F.metric_input(targets[i]) if targets[i].is_floating_point() else targets[i]
+            out.append({k: float(cls._fn(p, t).float()) for k, cls in fns.items()})
+        return out
+    c = int(target.num_classes)
+    logits = preds.detach()
+    pred = logits.argmax(-1) if logits.ndim == 3 else logits.long()
+    t = targets.detach().long()
+    acc = (pred == t).double().mean(1)
+    member = torch.arange(n, device=t.device)[:, None] * (c * c)
+    cm = torch.bincount((member + t * c + pred).reshape(-1), minlength=n * c * c).view(n, c, c)
+    tp = cm.diagonal(dim1=1, dim2=2).double()
+    support, predicted = cm.sum(2).double(), cm.sum(1).double()
+    denom = support + predicted
+    f1 = torch.where(denom > 0, 2 * tp / denom.clamp(min=1), torch.zeros_like(tp))
+    weighted = (f1 * support).sum(1) / support.sum(1).clamp(min=1)
+    seen = (support > 0) | (predicted > 0)
+    k = seen.sum(1)
+    macro = torch.where(k > 0, (f1 * seen).sum(1) / k.clamp(min=1), torch.zeros_like(acc))
+    cols = torch.stack([acc, macro, weighted], 1).float().tolist()
+    names = list(_CLASSIFICATION)  # acc, f1_macro, f1_weighted
+    return [dict(zip(names, row, strict=True)) for row in cols]

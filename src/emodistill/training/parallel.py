@@ -14,7 +14,10 @@ own batch. Each member keeps everything a sequential fit has:
 * its dropout: every ``nn.Dropout`` draws its mask from a per-member generator that
   continues the global random stream the sequential fit would use (its state right
   after the model is built; the one ``int64`` each DataLoader iterator draws is drawn
-  too). On CPU the masks are therefore the very masks of the sequential fit (on a GPU
+  too). A training epoch's masks are drawn in one ``uniform_`` per member (on CPU
+  ``bernoulli_(q)`` is ``uniform_(0, 1) < q`` element by element, so one draw of the
+  epoch's total size gives the per-call draws bit for bit, see :func:`_draw_keep`).
+  On CPU the masks are therefore the very masks of the sequential fit (on a GPU
   they are drawn on the host from the same generators, while a sequential GPU fit draws
   on the device: equal in distribution only). Random
   ops other than ``nn.Dropout`` (attention-weight dropout inside
@@ -42,6 +45,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import json
 import logging
 import math
@@ -63,7 +67,7 @@ from emodistill.data.batch import Batch
 from emodistill.data.dataset import MultimodalDataset
 from emodistill.data.normalize import Standardizer
 from emodistill.data.protocols import Fold
-from emodistill.metrics import metric_collection
+from emodistill.metrics.mer import stacked_metric_values
 from emodistill.models import METHODS, MERModel, build_method
 from emodistill.training.run import (
     FoldResult,
@@ -195,6 +199,79 @@ def _swap_dropout(module: nn.Module) -> None:
             _swap_dropout(child)
 
 
+@dataclass
+class _MaskPlan:
+    """Where each dropout call of an epoch's training steps sits in the epoch's draws.
+
+    ``steps[i]`` lists ``(p, shape, offset)`` of step ``i``'s dropout calls in call
+    order; ``keep_p`` is each drawn element's keep probability ``1 - p`` (``[total]``,
+    float64) or one float when every call has the same ``p``.
+    """
+
+    steps: list[list[tuple[float, torch.Size, int]]]
+    total: int
+    keep_p: Tensor | float
+
+
+def _mask_plan(shapes_per_step: Sequence[Sequence[tuple[float, torch.Size]]]) -> _MaskPlan:
+    """Lay out an epoch's dropout draws (``probe`` shapes of each step, in order)."""
+    steps, off, ps = [], 0, []
+    for shapes in shapes_per_step:
+        row = []
+        for p, shape in shapes:
+            row.append((p, shape, off))
+            n = math.prod(shape)
+            ps.append((1.0 - p, n))
+            off += n
+        steps.append(row)
+    if len({k for k, _ in ps}) <= 1:
+        keep_p: Tensor | float = ps[0][0] if ps else 1.0
+    else:
+        keep_p = torch.cat([torch.full((n,), k, dtype=torch.float64) for k, n in ps])
+    return _MaskPlan(steps, off, keep_p)
+
+
+def _draw_keep(plan: _MaskPlan, gens: Sequence[torch.Generator]) -> Tensor:
+    """Every member's dropout keep-masks of one epoch, ``[N, total]`` bool, in one draw each.
+
+    On CPU, ``bernoulli_(q, generator=g)`` draws one float64 ``uniform_(0, 1)`` per
+    element, serially, and keeps the element when it is ``< q``; successive calls
+    continue the same stream. So one ``uniform_`` of the epoch's total size per member
+    gives bit for bit the masks (and the generator state) of the sequential fit's
+    per-call draws, at a fraction of the per-call cost.
+    """
+    keep = torch.empty((len(gens), plan.total), dtype=torch.bool)
+    if not _uniform_is_bernoulli():  # e.g. MKL's per-call Bernoulli on Intel CPUs
+        for j, g in enumerate(gens):
+            for row in plan.steps:
+                for p, shape, off in row:
+                    n = math.prod(shape)
+                    keep[j, off:off + n] = torch.empty(n).bernoulli_(1 - p, generator=g) > 0
+        return keep
+    u = torch.empty(plan.total, dtype=torch.float64)
+    for j, g in enumerate(gens):
+        u.uniform_(0.0, 1.0, generator=g)
+        torch.lt(u, plan.keep_p, out=keep[j])
+    return keep
+
+
+@functools.lru_cache(maxsize=1)
+def _uniform_is_bernoulli() -> bool:
+    """Check that per-call ``bernoulli_`` draws equal one ``uniform_`` draw on this CPU.
+
+    True for torch's default CPU kernel (one float64 uniform per element); on Intel CPUs
+    with MKL, ``bernoulli_`` draws a seed per call instead, and the masks are then drawn
+    call by call as the sequential fit draws them.
+    """
+    g = torch.Generator().manual_seed(12345)
+    calls = [torch.empty(n).bernoulli_(q, generator=g) for n, q in ((37, 0.8), (64, 0.5))]
+    state = g.get_state()
+    g.manual_seed(12345)
+    u = torch.empty(101, dtype=torch.float64).uniform_(0.0, 1.0, generator=g)
+    want = torch.cat([u[:37] < 0.8, u[37:] < 0.5]).float()
+    return torch.equal(torch.cat(calls), want) and torch.equal(g.get_state(), state)
+
+
 def _loader_iter_draw(g: torch.Generator) -> None:
     """Draw the one int64 a DataLoader iterator draws from the global stream (``_base_seed``)."""
     torch.empty((), dtype=torch.int64).random_(generator=g)
@@ -275,21 +352,31 @@ class _StackedAdam:
         self.params = params
         self.exp_avg = {k: torch.zeros_like(v) for k, v in params.items()}
         self.exp_avg_sq = {k: torch.zeros_like(v) for k, v in params.items()}
+        self._bufs: dict[str, Tensor] = {}
         self.step_count = 0
 
     def keep(self, idx: Tensor) -> None:
         self.exp_avg = {k: v[idx] for k, v in self.exp_avg.items()}
         self.exp_avg_sq = {k: v[idx] for k, v in self.exp_avg_sq.items()}
+        self._bufs = {}
+
+    def _buf(self, k: str, like: Tensor) -> Tensor:
+        """Return a scratch tensor shaped like ``like`` (the denominator), kept between steps."""
+        b = self._bufs.get(k)
+        if b is None or b.shape != like.shape:
+            b = self._bufs[k] = torch.empty_like(like)
+        return b
 
     @torch.no_grad()
-    def step(self, params: dict[str, Tensor], lrs: list[float]) -> None:
+    def step(self, params: dict[str, Tensor], lrs: list[float],
+             grads: dict[str, Tensor] | None = None) -> None:
         self.step_count += 1
         step = self.step_count
         same = all(lr == lrs[0] for lr in lrs)
         bc1 = 1 - self.beta1**step
         bc2_sqrt = (1 - self.beta2**step) ** 0.5
         for k, p in params.items():
-            g = p.grad
+            g = p.grad if grads is None else grads[k]
             if g is None:
                 continue
             shape = (-1,) + (1,) * (p.ndim - 1)
@@ -305,13 +392,61 @@ class _StackedAdam:
             m, v = self.exp_avg[k], self.exp_avg_sq[k]
             m.lerp_(g, 1 - self.beta1)
             v.mul_(self.beta2).addcmul_(g, g, value=1 - self.beta2)
-            denom = (v.sqrt() / bc2_sqrt).add_(self.eps)
+            denom = torch.sqrt(v, out=self._buf(k, v)).div_(bc2_sqrt).add_(self.eps)
             if same:
                 p.addcdiv_(m, denom, value=-(lrs[0] / bc1))
             else:
                 neg = torch.tensor([-(lr / bc1) for lr in lrs], dtype=p.dtype,
                                    device=p.device).view(shape)
                 p.add_(neg * m / denom)
+
+
+class _FlatParams:
+    """Stacked parameters ``[N, ...]`` kept as views of one ``[N, P]`` buffer.
+
+    Each view is a leaf whose ``.grad`` is preset to the matching view of one
+    ``[N, P]`` gradient buffer, so ``backward`` accumulates every gradient into that
+    buffer in place and the optimiser updates all parameters with one kernel per
+    operation (the same elementwise arithmetic, so the same values). Only for
+    models whose every parameter receives a gradient (an unused parameter would get
+    a zero gradient here, and weight decay, where ``torch.optim`` skips it).
+    """
+
+    def __init__(self, params: dict[str, Tensor]) -> None:
+        n = next(iter(params.values())).shape[0]
+        self.layout: dict[str, tuple[int, int, torch.Size]] = {}
+        off = 0
+        for k, v in params.items():
+            self.layout[k] = (off, v[0].numel(), v.shape[1:])
+            off += v[0].numel()
+        self.data = torch.cat([v.detach().reshape(n, -1) for v in params.values()], 1)
+        self._views()
+
+    def _views(self) -> None:
+        self.grad = torch.zeros_like(self.data)
+        self.params: dict[str, Tensor] = {}
+        for k, (off, numel, shape) in self.layout.items():
+            p = self.data[:, off:off + numel].view(-1, *shape).requires_grad_(True)
+            p.grad = self.grad[:, off:off + numel].view(-1, *shape)
+            self.params[k] = p
+
+    def keep(self, idx: Tensor) -> None:
+        """Keep the members ``idx`` (rows of the buffers)."""
+        self.data = self.data[idx]
+        self._views()
+
+
+def _all_params_used(base: nn.Module, one: dict[str, Tensor], batch: Batch) -> bool:
+    """Whether one training forward + loss of ``base`` reaches every parameter."""
+    from torch.nn.utils.stateless import _reparametrize_module
+
+    p = {k: v.detach().clone().requires_grad_(True) for k, v in one.items()}
+    base.train()
+    with _reparametrize_module(base, p):
+        out = base(batch)
+        loss = base.loss(batch, out)["loss"]
+    grads = torch.autograd.grad(loss, list(p.values()), allow_unused=True)
+    return all(g is not None for g in grads)
 
 
 # -- the engine --------------------------------------------------------------------------------
@@ -374,10 +509,14 @@ def _fit(members: Sequence[Member], *, max_chunk: int | None,
          device: str | torch.device | None) -> list[tuple[FoldResult, _Setup]]:
     from emodistill.training.run import _load_teacher_checkpoint
 
+    checked: set[int] = set()  # members of one Prepared share its config: check it once
     for m in members:
+        if id(m.prep.cfg) in checked:
+            continue
         why = parallel_unsupported(m.prep.cfg)
         if why is not None:
             raise ValueError(f"member {m.out}: {why}")
+        checked.add(id(m.prep.cfg))
     teachers: list[tuple[MERModel, Tensor | None] | None] = [None] * len(members)
     need = [i for i, m in enumerate(members) if m.prep.cfg.method.get("teacher") is not None]
     trained = [i for i in need if not members[i].prep.cfg.method.teacher.get("checkpoint")]
@@ -443,11 +582,31 @@ def _stack_part(setups: list[_Setup], part: str, target: str, dev: torch.device
 
 
 def _gather(data: dict[str, Any], rows: Tensor) -> dict[str, Any]:
-    """Rows ``[N, B]`` of each member's stacked part → batch tensors ``[N, B, ...]``."""
-    ar = torch.arange(rows.shape[0], device=rows.device)[:, None]
-    out = {k: {m: v[ar, rows] for m, v in data[k].items()} for k in ("inputs", "mask", "present")}
-    out["target"] = data["target"][ar, rows]
+    """Rows ``[N, B]`` of each member's stacked part → batch tensors ``[N, B, ...]``.
+
+    One ``index_select`` per tensor on the member-flattened part ``[N * n, ...]``.
+    """
+    n_mem, b = rows.shape
+    n = data["target"].shape[1]
+    flat = (rows + torch.arange(n_mem, device=rows.device)[:, None] * n).reshape(-1)
+
+    def take(v: Tensor) -> Tensor:
+        return v.reshape(n_mem * n, *v.shape[2:]).index_select(0, flat).view(
+            n_mem, b, *v.shape[2:])
+
+    out = {k: {m: take(v) for m, v in data[k].items()} for k in ("inputs", "mask", "present")}
+    out["target"] = take(data["target"])
     out["index"] = rows
+    return out
+
+
+def _rows(data: dict[str, Any], start: int, stop: int) -> dict[str, Any]:
+    """Rows ``start:stop`` of every member's stacked part (the same rows for all: a slice)."""
+    out = {k: {m: v[:, start:stop] for m, v in data[k].items()}
+           for k in ("inputs", "mask", "present")}
+    out["target"] = data["target"][:, start:stop]
+    out["index"] = torch.arange(start, stop, device=data["target"].device)[None].expand(
+        data["target"].shape[0], -1)
     return out
 
 
@@ -457,8 +616,28 @@ def _keep(d: Any, idx: Tensor) -> Any:
     return d[idx]
 
 
+def _vmap0(f: Any, args: tuple) -> Any:
+    """``vmap(f, randomness="different")(*args)`` over dim 0 of every tensor in ``args``.
+
+    Calls torch's flat entry point directly when it is there (torch 2.x
+    ``torch._functorch.vmap._flat_vmap``): the public wrapper re-derives and checks the
+    ``in_dims`` of every leaf on each call, ~3 ms per call for the ~60 tensors of a
+    late-fusion step, which is a large part of a 5-member step. Same computation.
+    """
+    from torch.func import vmap
+    from torch.utils._pytree import tree_flatten
+
+    try:
+        from torch._functorch.vmap import _flat_vmap, lazy_load_decompositions
+    except ImportError:  # another torch: the public path
+        return vmap(f, randomness="different")(*args)
+    lazy_load_decompositions()
+    flat, spec = tree_flatten(args)
+    return _flat_vmap(f, flat[0].shape[0], [0] * len(flat), flat, spec, 0, "different")
+
+
 def _train_chunk(setups: list[_Setup], dev: torch.device) -> None:
-    from torch.func import stack_module_state, vmap
+    from torch.func import stack_module_state
     from torch.nn.attention import SDPBackend, sdpa_kernel
     from torch.nn.utils.stateless import _reparametrize_module
 
@@ -504,7 +683,6 @@ def _train_chunk(setups: list[_Setup], dev: torch.device) -> None:
     have_best = [False] * len(setups)
     active = list(range(len(setups)))  # positions (in setups) of the stacked rows
     mask_cache: dict[int, list[tuple[float, torch.Size]]] = {}
-    val_metrics = metric_collection(target, prefix="val/")  # reset before each member's use
 
     def call(p: dict[str, Tensor], b: dict[str, Tensor], batch: dict[str, Any],
              masks: list[Tensor], want: str, t: dict[str, Tensor]) -> Any:
@@ -539,28 +717,49 @@ def _train_chunk(setups: list[_Setup], dev: torch.device) -> None:
             fast = torch.backends.mha.get_fastpath_enabled()
             torch.backends.mha.set_fastpath_enabled(False)
             try:
-                return vmap(f, randomness="different")(p, b, batch, masks, t)
+                return _vmap0(f, (p, b, batch, masks, t))
             finally:
                 torch.backends.mha.set_fastpath_enabled(fast)
+
+    def single(batch_rows: int) -> Batch:
+        """Return the first ``batch_rows`` training rows of the first member as a plain batch."""
+        d, r = data["train"], torch.arange(batch_rows, device=dev)
+        one = {k: {m: t[0, r] for m, t in d[k].items()} for k in ("inputs", "mask", "present")}
+        return Batch(**one, target=d["target"][0, r], index=r)
 
     def probe(batch_rows: int) -> list[tuple[float, torch.Size]]:
         """Shapes of the dropout calls of one training forward with ``batch_rows`` rows."""
         if batch_rows in mask_cache:
             return mask_cache[batch_rows]
         one = {k: v[0].detach().clone() for k, v in {**params, **buffers}.items()}
-        d, r = data["train"], torch.arange(batch_rows, device=dev)
-        single = {k: {m: t[0, r] for m, t in d[k].items()} for k in ("inputs", "mask", "present")}
-        single["target"], single["index"] = d["target"][0, r], r
         _DRAWS.record = []
         try:
             with torch.no_grad(), _reparametrize_module(base, one):
                 base.train()
-                base(Batch(**single))
+                base(single(batch_rows))
             shapes = list(_DRAWS.record)
         finally:
             _DRAWS.record = None
         mask_cache[batch_rows] = shapes
         return shapes
+
+    # every parameter reached by the loss: one [N, P] buffer (one kernel per Adam operation)
+    flat: _FlatParams | None = None
+    state = dict(vars(base))
+    _DRAWS.record = []
+    try:
+        with torch.random.fork_rng(devices=[]):
+            used = _all_params_used(base, {k: v[0] for k, v in params.items()},
+                                    single(min(bs, n_rows["train"])))
+    finally:
+        _DRAWS.record = None
+        for k in ("_gate_sum", "_gate_n", "_teacher_gates"):
+            if k in state:
+                setattr(base, k, state[k])
+    if used:
+        flat = _FlatParams(params)
+        params = flat.params
+        opt = _StackedAdam({"flat": flat.data}, tcfg)
 
     for epoch in range(max_epochs):
         if not active:
@@ -579,23 +778,38 @@ def _train_chunk(setups: list[_Setup], dev: torch.device) -> None:
         sums: dict[str, Tensor] = {}
         seen = 0
         lrs = [dummies[pos].param_groups[0]["lr"] for pos in active]
-        for start in range(0, n_rows["train"], bs):
+        plan = _mask_plan([probe(min(bs, n_rows["train"] - st))
+                           for st in range(0, n_rows["train"], bs)])
+        keep_masks = _draw_keep(plan, [setups[pos].drop_gen for pos in active])
+        scale = {p: torch.ones((), device=dev).div_(1 - p) for row in plan.steps for p, _, _ in row}
+        zero = torch.zeros((), device=dev)
+        for step, start in enumerate(range(0, n_rows["train"], bs)):
             rows = perm[:, start:start + bs]
             b = rows.shape[1]
-            shapes = probe(b)
-            masks = []
-            for p_drop, shape in shapes:
-                masks.append(torch.stack([
-                    torch.empty(shape).bernoulli_(1 - p_drop, generator=setups[pos].drop_gen)
-                    .div_(1 - p_drop) for pos in active]).to(dev))
+            # the mask values of the sequential fit: bernoulli 0/1 in float32, div_(1 - p)
+            calls = plan.steps[step]
+            if calls and len({c[0] for c in calls}) == 1:  # one rate: one where for the step
+                first, (_, shape_l, off_l) = calls[0][2], calls[-1]
+                block = torch.where(keep_masks[:, first:off_l + math.prod(shape_l)].to(dev),
+                                    scale[calls[0][0]], zero)
+                masks = [block[:, off - first:off - first + math.prod(shape)].reshape(
+                    -1, *shape) for _, shape, off in calls]
+            else:
+                masks = [torch.where(keep_masks[:, off:off + math.prod(shape)].reshape(
+                    -1, *shape).to(dev), scale[p_drop], zero) for p_drop, shape, off in calls]
             batch = _gather(stacked_train, rows)
             res = call(params, buffers, batch, masks, "train", tstate)
             losses = res["losses"]
             total = losses["loss"].sum()
-            for v in params.values():
-                v.grad = None
-            total.backward()
-            opt.step(params, lrs)
+            if flat is not None:
+                flat.grad.zero_()
+                total.backward()
+                opt.step({"flat": flat.data}, lrs, {"flat": flat.grad})
+            else:
+                for v in params.values():
+                    v.grad = None
+                total.backward()
+                opt.step(params, lrs)
             for k, v in losses.items():
                 sums[k] = sums.get(k, 0) + v.detach().float() * b
             seen += b
@@ -608,10 +822,9 @@ def _train_chunk(setups: list[_Setup], dev: torch.device) -> None:
         vpreds, gates, tgates = [], [], []
         with torch.no_grad():
             for start in range(0, n_rows["valid"], bs):
-                rows = torch.arange(start, min(start + bs, n_rows["valid"]), device=dev)
-                rows = rows[None].expand(len(active), -1)
-                res = call(params, buffers, _gather(data["valid"], rows), [], "valid", tstate)
-                b = rows.shape[1]
+                vb = _rows(data["valid"], start, min(start + bs, n_rows["valid"]))
+                res = call(params, buffers, vb, [], "valid", tstate)
+                b = vb["index"].shape[1]
                 for k, v in res["losses"].items():
                     vsums[k] = vsums.get(k, 0) + v.float() * b
                 vpreds.append(res["preds"])
@@ -619,19 +832,17 @@ def _train_chunk(setups: list[_Setup], dev: torch.device) -> None:
                     gates.append(res["aux"]["gates"])
                 if "teacher_gates" in res["aux"]:
                     tgates.append(res["aux"]["teacher_gates"] * b)
-        val_logs = {k: (v / n_rows["valid"]).cpu() for k, v in vsums.items()}
-        preds = torch.cat(vpreds, 1)
-        vt = data["valid"]["target"]
-        finished = []
+        val_logs = {k: (v / n_rows["valid"]).cpu().tolist() for k, v in vsums.items()}
+        train_lists = {k: v.tolist() for k, v in train_logs.items()}
+        val_mets = stacked_metric_values(target, torch.cat(vpreds, 1).cpu(),
+                                         data["valid"]["target"].cpu())
+        finished, improved = [], []
         for j, pos in enumerate(active):
             s = setups[pos]
-            mc = val_metrics
-            mc.reset()
-            mc.update(preds[j].detach().cpu(), vt[j].cpu())
             row: dict[str, float] = {"epoch": epoch}
-            vals = {f"val/{'task_loss' if k == 'task' else k}": float(v[j])
+            vals = {f"val/{'task_loss' if k == 'task' else k}": v[j]
                     for k, v in val_logs.items()}
-            vals.update({k: float(v) for k, v in mc.compute().items()})
+            vals.update({f"val/{k}": v for k, v in val_mets[j].items()})
             row.update({k: round(v, 6) for k, v in vals.items()})
             if gates and hasattr(s.model, "_gate_sum"):
                 g = torch.cat([x[j] for x in gates]).mean(0).tolist()
@@ -641,8 +852,8 @@ def _train_chunk(setups: list[_Setup], dev: torch.device) -> None:
                 g = (sum(x[j] for x in tgates) / n_rows["valid"]).tolist()
                 row.update({f"model/teacher_gate_{m}": round(float(v), 6)
                             for m, v in zip(teacher_base.modalities, g, strict=True)})
-            row.update({f"train/{'task_loss' if k == 'task' else k}": round(float(v[j]), 6)
-                        for k, v in train_logs.items()})
+            row.update({f"train/{'task_loss' if k == 'task' else k}": round(v[j], 6)
+                        for k, v in train_lists.items()})
             row["lr"] = dummies[pos].param_groups[0]["lr"]
             s.rows.append(row)
             cur = vals[monitor]
@@ -651,8 +862,7 @@ def _train_chunk(setups: list[_Setup], dev: torch.device) -> None:
             if last or not have_best[pos] or oriented < best_score[pos]:
                 best_score[pos], have_best[pos] = oriented, True
                 s.best_epoch, s.best_val = epoch, cur
-                for k, v in {**params, **buffers}.items():
-                    best_state[k][pos] = v[j].detach()
+                improved.append((j, pos))
             # EarlyStopping (min_delta 0, check_finite)
             stop = False
             if last:
@@ -668,38 +878,45 @@ def _train_chunk(setups: list[_Setup], dev: torch.device) -> None:
                 scheds[pos].step(cur)
             if stop or epoch == max_epochs - 1:
                 finished.append(j)
+        if improved:  # the selected weights, copied for every improved member at once
+            js = torch.tensor([j for j, _ in improved], device=dev)
+            ps = torch.tensor([pos for _, pos in improved], device=dev)
+            with torch.no_grad():
+                for k, v in {**params, **buffers}.items():
+                    best_state[k].index_copy_(0, ps, v.detach().index_select(0, js))
         if finished:
             keep = torch.tensor([j for j in range(len(active)) if j not in finished],
                                 dtype=torch.long, device=dev)
             active = [pos for j, pos in enumerate(active) if j not in finished]
-            params = {k: v.detach()[keep].clone().requires_grad_(True)
-                      for k, v in params.items()}
+            if flat is not None:
+                flat.keep(keep)
+                params = flat.params
+            else:
+                params = {k: v.detach()[keep].clone().requires_grad_(True)
+                          for k, v in params.items()}
             buffers = {k: v[keep].clone() for k, v in buffers.items()}
             opt.keep(keep)
             tstate = {k: v[keep] for k, v in tstate.items()}
             data = {p: _keep(d, keep) for p, d in data.items()}
     # -- test once, on the selected weights of every member
     base.eval()
-    n = len(setups)
     sel_p = {k: best_state[k] for k in params}
     sel_b = {k: best_state[k] for k in buffers}
     data_t = _stack_part(setups, "test", target.name, dev)
     outs: list[dict[str, Any]] = []
     with torch.no_grad():
         for start in range(0, n_rows["test"], bs):
-            rows = torch.arange(start, min(start + bs, n_rows["test"]), device=dev)
-            rows = rows[None].expand(n, -1)
-            batch = _gather(data_t, rows)
+            batch = _rows(data_t, start, min(start + bs, n_rows["test"]))
+            rows = batch["index"]
             res = call(sel_p, sel_b, batch, [], "test", tstate_all)
             outs.append({"rows": rows, "preds": res["preds"], "values": res["values"],
                          "target": batch["target"],
                          "aux": {k: v for k, v in res["aux"].items() if k.startswith("sample_")}})
+    test_mets = stacked_metric_values(target, torch.cat([o["preds"] for o in outs], 1).cpu(),
+                                      torch.cat([o["target"] for o in outs], 1).cpu())
     for j, s in enumerate(setups):
         _loader_iter_draw(s.drop_gen)
-        mc = metric_collection(target, prefix="test/")
-        for o in outs:
-            mc.update(o["preds"][j].cpu(), o["target"][j].cpu())
-        s.test = {k[5:]: float(v) for k, v in mc.compute().items()}
+        s.test = test_mets[j]
         s.test_outputs = [(o["rows"][j].cpu(), o["values"][j].cpu(), o["target"][j].cpu(),
                             {k: v[j].cpu() for k, v in o["aux"].items()}) for o in outs]
         s.model.load_state_dict({k: best_state[k][j].detach().clone()

@@ -566,23 +566,24 @@ def _write_predictions(
     idx = torch.cat([o[0] for o in lit.test_outputs]).cpu().numpy()
     vals = torch.cat([o[1] for o in lit.test_outputs]).float().cpu().numpy()
     gold = torch.cat([o[2] for o in lit.test_outputs]).cpu().numpy()
-    df = pd.DataFrame({"id": test.ids[idx], "target": gold})
+    cols: dict[str, Any] = {"id": test.ids[idx], "target": gold}  # one DataFrame at the end
     for key in lit.test_outputs[0][3]:
         extra = torch.cat([o[3][key] for o in lit.test_outputs]).float().cpu().numpy()
         if extra.ndim == 1:
-            df[key] = extra
+            cols[key] = extra
         else:
             for j in range(extra.shape[1]):
-                df[f"{key}_{j}"] = extra[:, j]
+                cols[f"{key}_{j}"] = extra[:, j]
     if target.kind == "regression":
-        df["prediction"] = vals
+        cols["prediction"] = vals
     else:
         names = list(target.class_names or ())
-        df["target_name"] = [names[int(i)] for i in gold]
-        df["prediction"] = vals.argmax(1)
-        df["prediction_name"] = [names[int(i)] for i in df["prediction"]]
+        cols["target_name"] = [names[int(i)] for i in gold]
+        cols["prediction"] = vals.argmax(1)
+        cols["prediction_name"] = [names[int(i)] for i in cols["prediction"]]
         for i, n in enumerate(names):
-            df[f"p_{n}"] = vals[:, i]
+            cols[f"p_{n}"] = vals[:, i]
+    df = pd.DataFrame(cols)
     lit.test_outputs.clear()
     atomic_write(path, lambda f: df.to_csv(f, index=False))
 

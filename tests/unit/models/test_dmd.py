@@ -256,6 +256,37 @@ def test_attention_implementations_agree():
     torch.testing.assert_close(outs.mean(0), ref, atol=0.1, rtol=0.1)
 
 
+def test_manual_attention_is_the_masked_fill_formulation_bit_for_bit():
+    # the additive mask and the multiplicative dropout keep the previous formulation's
+    # values (masked_fill of -inf scores, masked_fill of dropped weights) and gradients
+    from emodistill.models._mult import _allowed, _Attention
+
+    torch.manual_seed(0)
+    man = _Attention(8, 2, 0.3, "manual").train()
+    q, kv = torch.randn(3, 5, 8, requires_grad=True), torch.randn(3, 6, 8)
+    mask_kv = torch.ones(3, 6, dtype=torch.bool)
+    mask_kv[1, 4:] = False
+    allowed = _allowed(5, mask_kv, True, 6, q.device)
+
+    def previous(q):
+        w, b = man.in_proj.weight, man.in_proj.bias
+        qq = torch.nn.functional.linear(q, w[:8], b[:8]).view(3, 5, 2, 4).transpose(1, 2)
+        kk, vv = (t.view(3, 6, 2, 4).transpose(1, 2)
+                  for t in torch.nn.functional.linear(kv, w[8:], b[8:]).chunk(2, -1))
+        att = ((qq @ kk.transpose(-1, -2)) * 4 ** -0.5).masked_fill(~allowed, float("-inf"))
+        att = att.softmax(-1)
+        att = att.masked_fill(torch.rand_like(att) < 0.3, 0.0) * (1.0 / (1.0 - 0.3))
+        return man.out_proj((att @ vv).transpose(1, 2).reshape(3, 5, 8))
+
+    torch.manual_seed(1)
+    new = man(q, kv, allowed)
+    (g_new,) = torch.autograd.grad(new.square().sum(), q)
+    torch.manual_seed(1)
+    old = previous(q)
+    (g_old,) = torch.autograd.grad(old.square().sum(), q)
+    assert torch.equal(new, old) and torch.equal(g_new, g_old)
+
+
 def test_grouped_transformers_equal_the_separate_modules_and_share_the_checkpoint():
     import copy
 
