@@ -13,6 +13,12 @@ Usage (from the repository root)::
         KD1=runs/benchmarks/<bench>/runs/<kd label> [KD2=...]
 
 ``<label>`` is the run folder name without ``-seed<N>``.
+
+Caveat built in: margin (teacher − alone) and gain (KD − alone) share the student-alone
+score, so its noise alone makes them correlate (a low "alone" on a fold raises both). The
+``placebo`` row measures that artifact: the "KD" run replaced by the student alone of the
+next seed (cyclic), a run that learned nothing from any teacher. Only a KD row above its
+placebo row says more than the shared noise.
 """
 
 from __future__ import annotations
@@ -20,9 +26,8 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
-from scipy.stats import spearmanr
-
 from eeg_paired import fold_scores
+from scipy.stats import spearmanr
 
 
 def main() -> None:
@@ -38,10 +43,13 @@ def main() -> None:
     print(f"| {a.metric}: KD − alone | corr(margin, gain) Pearson / Spearman | "
           "mean gain when teacher margin is low / mid / high (terciles) | margin terciles |")
     print("|---|---|---|---|")
-    for name, prefix in named.items():
+    rows = [(name, prefix, False) for name, prefix in named.items()] + [("placebo", alone, True)]
+    for name, prefix, placebo in rows:
         margin, gain = [], []
-        for s in seeds:
-            al, te, kd = (fold_scores(p, s, a.metric) for p in (alone, teacher, prefix))
+        for i, s in enumerate(seeds):
+            other = seeds[(i + 1) % len(seeds)] if placebo else s
+            al, te = (fold_scores(p, s, a.metric) for p in (alone, teacher))
+            kd = fold_scores(prefix, other, a.metric)
             if not set(al) == set(te) == set(kd):
                 raise SystemExit(f"{name}: runs have different folds for seed {s}")
             for f in sorted(al):
