@@ -9,7 +9,7 @@ model the field uses on such tables, with the usual regularisers as options:
   dropped independently; a cheap feature-bagging regulariser);
 * ``input_noise``: Gaussian noise of this standard deviation added to the (standardised)
   inputs during training;
-* ``hidden`` × ``layers`` GELU layers with ``dropout`` (``layers: 0`` is a linear model,
+* ``layers`` GELU layers of ``width`` units with ``dropout`` (``layers: 0`` is a linear model,
   a torch logistic regression);
 * ``label_smoothing`` in the cross-entropy;
 * ``members``: ``K`` independent MLPs (own initialisation and dropout masks, trained on the
@@ -67,7 +67,7 @@ class EEGMLP(MERModel):
     ----------
     modality : str, optional
         The feature modality (required when the data has several).
-    hidden : int
+    width : int
         Width of each hidden layer.
     layers : int
         Hidden layers per member (0 = a linear model).
@@ -85,7 +85,7 @@ class EEGMLP(MERModel):
 
     parallel_ok = True
 
-    def __init__(self, *, modality: str | None = None, hidden: int = 32, layers: int = 1,
+    def __init__(self, *, modality: str | None = None, width: int = 32, layers: int = 1,
                  dropout: float = 0.5, input_dropout: float = 0.0, input_noise: float = 0.0,
                  label_smoothing: float = 0.0, members: int = 1, **base: Any) -> None:
         spec = base["spec"]
@@ -97,9 +97,9 @@ class EEGMLP(MERModel):
         ms = spec.modality(modality)
         base["modalities"] = [modality]
         super().__init__(**base)
-        if members < 1 or layers < 0 or (layers and hidden < 1):
-            raise ConfigError(f"eeg_mlp: members={members}, layers={layers}, hidden={hidden}; "
-                              "need members >= 1, layers >= 0 and hidden >= 1")
+        if members < 1 or layers < 0 or (layers and width < 1):
+            raise ConfigError(f"eeg_mlp: members={members}, layers={layers}, width={width}; "
+                              "need members >= 1, layers >= 0 and width >= 1")
         for name, p in (("dropout", dropout), ("input_dropout", input_dropout),
                         ("label_smoothing", label_smoothing)):
             if not 0.0 <= p < 1.0:
@@ -118,8 +118,8 @@ class EEGMLP(MERModel):
         blocks: list[nn.Module] = []
         d = self.in_dim
         for _ in range(layers):
-            blocks += [MemberLinear(members, d, hidden), nn.GELU(), nn.Dropout(dropout)]
-            d = hidden
+            blocks += [MemberLinear(members, d, width), nn.GELU(), nn.Dropout(dropout)]
+            d = width
         self.body = nn.Sequential(*blocks)
         self.out = MemberLinear(members, d, self.n_outputs)
         self.feature_dim = d

@@ -28,7 +28,7 @@ def _batch(x: torch.Tensor, y: torch.Tensor) -> Batch:
 def test_members_are_independent_and_their_logits_averaged():
     torch.manual_seed(0)
     m = build_method("eeg_mlp", spec=_spec(), target=TARGET,
-                     params={"members": 3, "hidden": 8, "dropout": 0.0})
+                     params={"members": 3, "width": 8, "dropout": 0.0})
     m.eval()
     b = _batch(torch.randn(5, 1, 20), torch.tensor([0, 1, 1, 0, 1]))
     out = m(b)
