@@ -146,3 +146,11 @@ def test_benchmark_parallel_and_sequential_give_the_same_table_and_say_which(tmp
     assert (par.per_seed[cols] - seq.per_seed[cols]).abs().max().max() < 1e-5
     assert sorted(p.name for p in (par.path / "runs").iterdir()) == sorted(
         p.name for p in (seq.path / "runs").iterdir())
+
+
+def test_eeg_mlp_members_with_input_dropout_match_the_sequential_fits(tmp_path):
+    # members averaged, dropout on the inputs and the hidden layer, label smoothing
+    over = ["dataset.n=160", "method.modality=audio", "method.width=8", "method.members=3",
+            "method.input_dropout=0.3", "method.label_smoothing=0.1", *SMALL]
+    seq, par = _both(tmp_path, "synthetic", "eeg_mlp", over, seeds=(3,))
+    _assert_same_run(seq[0], par[0], tol=1e-5)

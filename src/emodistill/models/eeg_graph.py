@@ -94,6 +94,8 @@ class EEGGraph(MERModel):
         Dropout and the head's hidden width.
     """
 
+    parallel_ok = True
+
     def __init__(self, *, modality: str | None = None,
                  electrodes: str | list[str] | None = None, width: int = 32, layers: int = 2,
                  heads: int = 4, sigma: float = 0.5, electrode_embedding: bool = False,

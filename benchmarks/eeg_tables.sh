@@ -1,0 +1,24 @@
+#!/bin/bash
+# The reference + neural table of benchmarks/eeg.md for one dataset, target and subject norm,
+# one method at a time (its wall time appended to $TIMES), then the table with the paired
+# difference to the logistic row. Run from the repository root:
+#   DS=mahnob|deap T=valence|arousal SN=none|transductive bash benchmarks/eeg_tables.sh
+set -e
+export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
+TIMES=${TIMES:-eeg_tables_times.txt}
+R=${R:-../shared/data/eeg_bandpower}
+case $DS in
+  mahnob) D=mahnob_bandpower; F=MAHNOB-HCI;;
+  deap) D=deap_bandpower; F=DEAP;;
+  *) echo "DS=$DS: use DS=mahnob or DS=deap" >&2; exit 2;;
+esac
+M="majority,logistic:modality=eeg,trees:modality=eeg,unimodal:modality=eeg,eeg_mlp_ens:modality=eeg"
+NAME=i14_${DS}_loso_${T}_${SN}
+for m in ${M//,/ }; do
+  s=$(date +%s)
+  emodistill benchmark -e eeg_bandpower -d $D -m $m --seeds 1111-1115 --parallel auto --output runs/benchmarks --name $NAME \
+    $( [ -d runs/benchmarks/$NAME ] && echo --resume ) dataset.root=$R/$F dataset.target=$T protocol.subject_norm=$SN
+  echo "$NAME $m $(( $(date +%s)-s ))s load $(cut -d' ' -f1-3 /proc/loadavg)" >> $TIMES
+done
+emodistill benchmark -e eeg_bandpower -d $D -m $M --reference logistic --seeds 1111-1115 --parallel auto --output runs/benchmarks --name $NAME \
+    --resume dataset.root=$R/$F dataset.target=$T protocol.subject_norm=$SN
