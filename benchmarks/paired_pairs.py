@@ -10,9 +10,9 @@ method is better.
 Usage (from the repository root)::
 
     python benchmarks/paired_pairs.py runs/benchmarks/s2_std_tokens_context \
-        --pair 'late_fusion(context=birnn)=late_fusion' --metrics acc2_non0,mae,corr
+        --pair 'late_fusion(context=birnn)::late_fusion' --metrics acc2_non0,mae,corr
 
-``--pair`` may repeat; without it every method whose label has ``(context=...)`` is paired
+``--pair METHOD::REFERENCE`` may repeat; without it every method whose label has ``(context=...)`` is paired
 with the label without it.
 """
 
@@ -40,15 +40,15 @@ def default_pairs(labels: list[str]) -> list[tuple[str, str]]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("folder", type=Path)
-    ap.add_argument("--pair", action="append", default=[], help="METHOD=REFERENCE (labels)")
+    ap.add_argument("--pair", action="append", default=[], help="METHOD::REFERENCE (labels; labels may hold =)")
     ap.add_argument("--metrics", default="acc", help="comma-separated metric columns")
     a = ap.parse_args()
     per_seed = pd.read_csv(a.folder / "per_seed.csv")
     labels = list(dict.fromkeys(per_seed["method"]))
-    pairs = [tuple(p.split("=", 1)) for p in a.pair] if a.pair else default_pairs(labels)
+    pairs = [tuple(p.split("::", 1)) for p in a.pair] if a.pair else default_pairs(labels)
     metrics = [m for m in a.metrics.split(",") if m]
     if not pairs:
-        raise SystemExit(f"no pairs: give --pair METHOD=REFERENCE; methods are {labels}")
+        raise SystemExit(f"no pairs: give --pair METHOD::REFERENCE; methods are {labels}")
     rows = []
     for method, ref in pairs:
         sub = per_seed[per_seed["method"].isin([method, ref])]
