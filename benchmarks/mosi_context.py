@@ -16,8 +16,8 @@ Usage (from the repository root, ``../shared/data`` beside it)::
     python benchmarks/mosi_context.py --methods late_fusion,hkd_mer,dmd,dhmd \
         --contexts none,birnn,attention,sequence --seeds 1111-1115 --epochs 6 \
         --out runs/benchmarks/mosi_context
-    python benchmarks/mosi_context.py --probes-only                      # Poria CNN features
-    python benchmarks/mosi_context.py --probes-only --dataset mosi_raw_features   # MiniLM + openSMILE
+    python benchmarks/mosi_context.py --probes-only        # Poria CNN features
+    python benchmarks/mosi_context.py --probes-only --dataset mosi_raw_features  # MiniLM+openSMILE
 
 Results are appended to ``<out>/runs.csv`` as each run finishes (a stopped run
 keeps what it measured) and summarised in ``<out>/summary.md``: mean ± sample std

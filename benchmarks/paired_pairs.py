@@ -12,8 +12,8 @@ Usage (from the repository root)::
     python benchmarks/paired_pairs.py runs/benchmarks/s2_std_tokens_context \
         --pair 'late_fusion(context=birnn)::late_fusion' --metrics acc2_non0,mae,corr
 
-``--pair METHOD::REFERENCE`` may repeat; without it every method whose label has ``(context=...)`` is paired
-with the label without it.
+``--pair METHOD::REFERENCE`` may repeat; without it every method whose label has
+``(context=...)`` is paired with the label without it.
 """
 
 from __future__ import annotations
@@ -40,7 +40,8 @@ def default_pairs(labels: list[str]) -> list[tuple[str, str]]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("folder", type=Path)
-    ap.add_argument("--pair", action="append", default=[], help="METHOD::REFERENCE (labels; labels may hold =)")
+    ap.add_argument("--pair", action="append", default=[],
+                    help="METHOD::REFERENCE (labels; labels may hold =)")
     ap.add_argument("--metrics", default="acc", help="comma-separated metric columns")
     a = ap.parse_args()
     per_seed = pd.read_csv(a.folder / "per_seed.csv")
