@@ -16,7 +16,8 @@ Usage (from the repository root, ``../shared/data`` beside it)::
     python benchmarks/mosi_context.py --methods late_fusion,hkd_mer,dmd,dhmd \
         --contexts none,birnn,attention,sequence --seeds 1111-1115 --epochs 6 \
         --out runs/benchmarks/mosi_context
-    python benchmarks/mosi_context.py --probes-only
+    python benchmarks/mosi_context.py --probes-only        # Poria CNN features
+    python benchmarks/mosi_context.py --probes-only --dataset mosi_raw_features  # MiniLM+openSMILE
 
 Results are appended to ``<out>/runs.csv`` as each run finishes (a stopped run
 keeps what it measured) and summarised in ``<out>/summary.md``: mean ± sample std
@@ -84,11 +85,15 @@ def fixed_recipe(cfg, ds, epochs: int) -> tuple[dict[str, float], float]:
 
 
 def probes(ds) -> list[dict[str, object]]:
-    """Logistic-regression probes on the Poria split, without and with a video-mean context."""
+    """Logistic-regression probes on the Poria split, without and with a video-mean context.
+
+    Works on any dataset of utterance vectors with a ``poria`` split and a ``polarity``
+    target (``mosi_utterance``; ``mosi_raw_features`` with pooled text), on all its modalities.
+    """
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
 
-    X = np.concatenate([ds.features[m][:, 0].numpy() for m in ("text", "audio", "vision")], 1)
+    X = np.concatenate([ds.features[m][:, 0].numpy() for m in ds.features], 1)
     y = ds.targets["polarity"].numpy()
     video = ds.groups["video"]
     ctx = np.zeros_like(X)
@@ -102,7 +107,7 @@ def probes(ds) -> list[dict[str, object]]:
     for label, feats in (("probe: utterance", X), ("probe: utterance + mean of other "
                                                      "utterances of the video", np.c_[X, ctx])):
         sc = StandardScaler().fit(feats[tr])
-        for c in (0.01, 0.1, 1.0):
+        for c in (0.001, 0.01, 0.1, 1.0):
             clf = LogisticRegression(C=c, max_iter=5000).fit(sc.transform(feats[tr]), y[tr])
             acc = float((clf.predict(sc.transform(feats[te])) == y[te]).mean())
             out.append({"probe": label, "C": c, "acc": round(100 * acc, 2)})
@@ -168,6 +173,14 @@ def main() -> None:
     root = Path(a.data) / "mosi_utterance"
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
+    if a.probes_only and a.dataset == "mosi_raw_features":
+        base = build_dataset({"name": "mosi_raw_features", "root": str(root),
+                              "target": "polarity"})
+        found = probes(base)
+        for r in found:
+            print(r, flush=True)
+        pd.DataFrame(found).to_csv(out / "probes.csv", index=False)
+        return
     if a.dataset == "mosi_utterance":
         if not a.no_probes:
             base = build_dataset({"name": "mosi_utterance", "root": str(root)})
