@@ -17,9 +17,10 @@ from helpers.tiny_methods import method_config
 
 VEC = {"text": (1, 6, 1.2), "audio": (1, 4, 0.5), "vision": (1, 5, 0.5)}
 #: methods of the physiological family read one signal modality; the rest are MER methods
-# physio models: trial-level; eeg_graph: electrode-named EEG inputs; majority / logistic /
-# trees: fitted in one call, no per-utterance representation to put context on
-SKIP = {"physio_student", "physio_teacher", "eeg_graph", "majority", "logistic", "trees"}
+# physio models: trial-level; eeg_graph, eeg_mlp: EEG band tables (trial-level);
+# majority / logistic / trees: fitted in one call, no per-utterance representation to put
+# context on
+SKIP = {"physio_student", "physio_teacher", "eeg_graph", "eeg_mlp", "majority", "logistic", "trees"}
 
 
 def _ds():
