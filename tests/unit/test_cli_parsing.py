@@ -84,3 +84,13 @@ def test_python_dash_m_runs_the_cli():
         p = subprocess.run([sys.executable, "-m", mod, "--version"], capture_output=True,
                            text=True, env={**os.environ, "PYTHONPATH": str(SRC)}, timeout=120)
         assert p.returncode == 0 and p.stdout.startswith("emodistill "), p.stderr
+
+
+def test_bare_unimodal_follows_a_global_modality_override():
+    from emodistill.training.benchmark import expand_methods
+
+    entries = expand_methods(["unimodal", "late_fusion"], ["text", "audio"],
+                             ["method.modality=audio"])
+    assert [e.label for e in entries] == ["unimodal(audio)", "late_fusion"]
+    assert [e.label for e in expand_methods(["unimodal"], ["text", "audio"])] == [
+        "unimodal(text)", "unimodal(audio)"]

@@ -78,8 +78,15 @@ class MethodEntry:
     overrides: list[str]
 
 
-def expand_methods(entries: list[str], modalities: list[str]) -> list[MethodEntry]:
-    """Parse method entries (see module docstring) and expand bare ``unimodal``."""
+def expand_methods(entries: list[str], modalities: list[str],
+                   overrides: list[str] | tuple[str, ...] = ()) -> list[MethodEntry]:
+    """Parse method entries (see module docstring) and expand bare ``unimodal``.
+
+    A bare ``unimodal`` becomes one entry per modality, or only the modality a
+    global ``method.modality=...`` override names.
+    """
+    fixed = [o.split("=", 1)[1] for o in overrides if o.startswith("method.modality=")]
+    modalities = fixed[-1:] or modalities
     out = []
     for e in entries:
         name, _, rest = e.partition(":")
@@ -139,7 +146,7 @@ def run_benchmark(
     ds = build_dataset(to_container(base.dataset))
     target = ds.spec.target(base.dataset.target)
     mods = list(base.dataset.modalities) if base.dataset.modalities else ds.spec.modality_names
-    entries = expand_methods(methods, mods)
+    entries = expand_methods(methods, mods, overrides)
     ref_label = _reference_label(reference, entries) if reference else None
     cfgs = {}
     for entry in entries:  # compose and check everything before training anything
