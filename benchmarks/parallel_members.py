@@ -209,9 +209,10 @@ def main(argv: list[str] | None = None) -> int:
         "",
         f"Machine: {platform.processor() or platform.machine()}, "
         f"{torch.get_num_threads()} torch thread(s), torch {torch.__version__}, "
-        f"{'GPU ' + torch.cuda.get_device_name() if torch.cuda.is_available() else 'no GPU'}; "
-        "shared with other jobs at the time (wall times are indicative, ratios are measured "
-        "in the same run).",
+        f"{'GPU ' + torch.cuda.get_device_name() if torch.cuda.is_available() else 'no GPU'}, "
+        f"{os.cpu_count()} CPU cores; 1-min load average at the start {os.getloadavg()[0]:.1f} "
+        "(other jobs on the machine show there and in the load line below; ratios are "
+        "measured in the same run).",
         "",
         "Command:",
         "",
