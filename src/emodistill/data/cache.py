@@ -48,8 +48,8 @@ import numpy as np
 from emodistill._fs import atomic_write
 from emodistill.errors import ConfigError
 
-__all__ = ["CACHE_DIR_ENV", "default_cache_dir", "text_cache_dir", "hash_array", "cache_key",
-           "FeatureCache"]
+__all__ = ["CACHE_DIR_ENV", "default_cache_dir", "text_cache_dir", "cached_text_arrays",
+           "hash_array", "cache_key", "FeatureCache"]
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +75,70 @@ def text_cache_dir() -> Path:
     """
     env = os.environ.get(CACHE_DIR_ENV)
     return Path(env).expanduser() if env else Path.home() / ".cache" / "emodistill"
+
+
+def cached_text_arrays(
+    ids: list[str],
+    texts: list[str],
+    recipe: dict[str, Any],
+    compute: Callable[[], tuple[np.ndarray, np.ndarray]],
+    *,
+    stem: str,
+    array: str,
+    what: str,
+    cache_dir: str | Path | None = None,
+    use_cache: bool = True,
+) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """Arrays computed from transcripts, through a cache file keyed by recipe and inputs.
+
+    The key hashes ``recipe`` plus the ids and texts; a hit must also hold the same ids
+    in order. Text embeddings (``mosi_raw_features``) and token ids use it.
+
+    Parameters
+    ----------
+    ids, texts : list of str
+        ``N`` sample ids and their transcripts.
+    recipe : dict
+        Everything else that determines the arrays (model files, settings, version).
+    compute : callable
+        Returns ``(values, lengths)``: ``[N, ...]`` and ``[N]``, on a miss.
+    stem, array, what : str
+        The cache file's path under the root, less ``-<key>.npz`` (``"tokens/tokens"``),
+        the values' array name in the file, and what to call them in log lines.
+    cache_dir : path, optional
+        Cache root; default :func:`text_cache_dir`.
+    use_cache : bool
+        False computes and writes nothing.
+
+    Returns
+    -------
+    values : np.ndarray
+    lengths : np.ndarray
+    manifest : dict
+        The full recipe and the cache file (written beside it as JSON).
+    """
+    h = hashlib.sha256()
+    for i, t in zip(ids, texts, strict=True):
+        h.update(f"{i}\x00{t}\x01".encode())
+    recipe = {**recipe, "inputs": h.hexdigest()[:16], "n": len(ids)}
+    key = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
+    root = Path(cache_dir).expanduser() if cache_dir else text_cache_dir()
+    path = root / f"{stem}-{key}.npz"
+    manifest = {"cache_file": str(path), **recipe}
+    if use_cache and path.is_file():
+        with np.load(path, allow_pickle=False) as z:
+            if [str(x) for x in z["id"]] == list(ids):
+                log.info("%s: cache hit %s", what, path)
+                return z[array], z["lengths"], manifest
+        log.warning("%s: cache %s does not match its recipe; recomputing", what, path)
+    values, lengths = compute()
+    if use_cache:
+        def write(f: Any) -> None:
+            np.savez(f, **{array: values}, lengths=lengths, id=np.array(ids, dtype=str))
+
+        atomic_write(path, write, mode="wb")
+        atomic_write(path.with_suffix(".json"), lambda f: json.dump(manifest, f, indent=2))
+    return values, lengths, manifest
 
 
 def hash_array(x: np.ndarray) -> str:

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import json
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -251,35 +250,18 @@ def cached_token_ids(
         The recipe and the cache file.
     """
     from emodistill import __version__
-    from emodistill._fs import atomic_write
-    from emodistill.data.cache import text_cache_dir
+    from emodistill.data.cache import cached_text_arrays
     from emodistill.features.text import default_text_model_path
 
     path_m = Path(model_path).expanduser() if model_path else default_text_model_path()
-    h = hashlib.sha256()
-    for i, t in zip(ids, texts, strict=True):
-        h.update(f"{i}\x00{t}\x01".encode())
     recipe = {"tokenizer": path_m.name if path_m.name != "model" else path_m.parent.name,
               "tokenizer_files": tokenizer_fingerprint(path_m), "max_length": int(max_length),
-              "inputs": h.hexdigest()[:16], "n": len(ids), "emodistill": __version__}
-    key = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
-    root = Path(cache_dir).expanduser() if cache_dir else text_cache_dir()
-    file = root / "tokens" / f"tokens-{key}.npz"
-    manifest = {"cache_file": str(file), **recipe}
-    if use_cache and file.is_file():
-        with np.load(file, allow_pickle=False) as z:
-            if [str(x) for x in z["id"]] == list(ids):
-                log.info("token ids: cache hit %s", file)
-                return z["token_ids"], z["lengths"], manifest
-        log.warning("token ids: cache %s does not match its recipe; recomputing", file)
-    tok_ids, lengths = tokenize_texts(texts, model_path=path_m, max_length=max_length)
-    if use_cache:
-        def write(f: Any) -> None:
-            np.savez(f, token_ids=tok_ids, lengths=lengths, id=np.array(ids, dtype=str))
-
-        atomic_write(file, write, mode="wb")
-        atomic_write(file.with_suffix(".json"), lambda f: json.dump(manifest, f, indent=2))
-    return tok_ids, lengths, manifest
+              "emodistill": __version__}
+    return cached_text_arrays(
+        ids, texts, recipe,
+        lambda: tokenize_texts(texts, model_path=path_m, max_length=max_length),
+        stem="tokens/tokens", array="token_ids", what="token ids", cache_dir=cache_dir,
+        use_cache=use_cache)
 
 
 def split_text_bert(tb: Any, *, what: str) -> tuple[np.ndarray, np.ndarray]:

@@ -26,8 +26,6 @@ level, length, package version); a manifest JSON sits beside each cache file.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -36,9 +34,8 @@ import numpy as np
 import pandas as pd
 
 from emodistill import __version__
-from emodistill._fs import atomic_write
 from emodistill.data._io import require_dir, require_file
-from emodistill.data.cache import text_cache_dir
+from emodistill.data.cache import cached_text_arrays
 from emodistill.data.dataset import MultimodalDataset
 from emodistill.data.formats.mosi_utterance import load_mosi_utterance
 from emodistill.data.registry import DATASETS, data_root
@@ -77,31 +74,17 @@ def cached_text_features(
     from emodistill.features.text import TextEncoder
 
     enc = TextEncoder(text_model)
-    h = hashlib.sha256()
-    for i, t in zip(ids, texts, strict=True):
-        h.update(f"{i}\x00{t}\x01".encode())
     recipe = enc.recipe(level=level, max_tokens=int(max_tokens) if level == "tokens" else None,
-                        normalize=level == "pooled", emodistill=__version__,
-                        inputs=h.hexdigest()[:16], n=len(ids))
-    key = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
-    root = Path(cache_dir).expanduser() if cache_dir else text_cache_dir()
-    path = root / "features" / f"text-{key}.npz"
-    manifest = {"cache_file": str(path), **recipe}
-    if use_cache and path.is_file():
-        with np.load(path, allow_pickle=False) as z:
-            if [str(x) for x in z["id"]] == list(ids):
-                log.info("text features: cache hit %s", path)
-                return z["features"], z["lengths"], manifest
-        log.warning("text features: cache %s does not match its recipe; recomputing", path)
-    log.info("text features: embedding %d transcripts with %s (%s)", len(ids), enc.name, level)
-    tf = enc.encode(texts, level=level, max_tokens=max_tokens)  # type: ignore[arg-type]
-    if use_cache:
-        def write(f: Any) -> None:
-            np.savez(f, features=tf.features, lengths=tf.lengths, id=np.array(ids, dtype=str))
+                        normalize=level == "pooled", emodistill=__version__)
 
-        atomic_write(path, write, mode="wb")
-        atomic_write(path.with_suffix(".json"), lambda f: json.dump(manifest, f, indent=2))
-    return tf.features, tf.lengths, manifest
+    def compute() -> tuple[np.ndarray, np.ndarray]:
+        log.info("text features: embedding %d transcripts with %s (%s)", len(ids), enc.name,
+                 level)
+        tf = enc.encode(texts, level=level, max_tokens=max_tokens)  # type: ignore[arg-type]
+        return tf.features, tf.lengths
+
+    return cached_text_arrays(ids, texts, recipe, compute, stem="features/text", array="features",
+                              what="text features", cache_dir=cache_dir, use_cache=use_cache)
 
 
 def load_mosi_raw_features(
