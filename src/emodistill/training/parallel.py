@@ -46,6 +46,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import functools
+import inspect
 import json
 import logging
 import math
@@ -616,6 +617,10 @@ def _keep(d: Any, idx: Tensor) -> Any:
     return d[idx]
 
 
+_FLAT_VMAP_PARAMS = ["func", "batch_size", "flat_in_dims", "flat_args", "args_spec",
+                     "out_dims", "randomness"]
+
+
 def _vmap0(f: Any, args: tuple) -> Any:
     """``vmap(f, randomness="different")(*args)`` over dim 0 of every tensor in ``args``.
 
@@ -631,6 +636,8 @@ def _vmap0(f: Any, args: tuple) -> Any:
         from torch._functorch.vmap import _flat_vmap, lazy_load_decompositions
     except ImportError:  # another torch: the public path
         return vmap(f, randomness="different")(*args)
+    if list(inspect.signature(_flat_vmap).parameters)[:7] != _FLAT_VMAP_PARAMS:
+        return vmap(f, randomness="different")(*args)  # its signature moved: the public path
     lazy_load_decompositions()
     flat, spec = tree_flatten(args)
     return _flat_vmap(f, flat[0].shape[0], [0] * len(flat), flat, spec, 0, "different")
