@@ -2,7 +2,8 @@
 # The reference + neural table of benchmarks/eeg.md for one dataset, target and subject norm,
 # one method at a time (its wall time appended to $TIMES), then the table with the paired
 # difference to the logistic row. Run from the repository root:
-#   DS=mahnob|deap T=valence|arousal SN=none|transductive bash benchmarks/eeg_tables.sh
+#   DS=mahnob|deap T=valence|arousal SN=none|transductive [P=loso|subject_dependent] \
+#     bash benchmarks/eeg_tables.sh
 set -e
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 TIMES=${TIMES:-eeg_tables_times.txt}
@@ -12,13 +13,14 @@ case $DS in
   deap) D=deap_bandpower; F=DEAP;;
   *) echo "DS=$DS: use DS=mahnob or DS=deap" >&2; exit 2;;
 esac
-M="majority,logistic:modality=eeg,trees:modality=eeg,unimodal:modality=eeg,eeg_mlp_ens:modality=eeg"
-NAME=i14_${DS}_loso_${T}_${SN}
+P=${P:-loso}
+M="majority,logistic:modality=eeg,unimodal:modality=eeg,eeg_mlp_ens:modality=eeg,trees:modality=eeg"
+NAME=i14_${DS}_${P}_${T}_${SN}
 for m in ${M//,/ }; do
   s=$(date +%s)
   emodistill benchmark -e eeg_bandpower -d $D -m $m --seeds 1111-1115 --parallel auto --output runs/benchmarks --name $NAME \
-    $( [ -d runs/benchmarks/$NAME ] && echo --resume ) dataset.root=$R/$F dataset.target=$T protocol.subject_norm=$SN
+    $( [ -d runs/benchmarks/$NAME ] && echo --resume ) dataset.root=$R/$F dataset.target=$T protocol.name=$P protocol.subject_norm=$SN
   echo "$NAME $m $(( $(date +%s)-s ))s load $(cut -d' ' -f1-3 /proc/loadavg)" >> $TIMES
 done
 emodistill benchmark -e eeg_bandpower -d $D -m $M --reference logistic --seeds 1111-1115 --parallel auto --output runs/benchmarks --name $NAME \
-    --resume dataset.root=$R/$F dataset.target=$T protocol.subject_norm=$SN
+    --resume dataset.root=$R/$F dataset.target=$T protocol.name=$P protocol.subject_norm=$SN
