@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     from emodistill.data.dataset import MultimodalDataset
     from emodistill.data.protocols import Fold
 
-__all__ = ["ModelOutput", "MERModel", "METHODS", "build_method", "Head",
+__all__ = ["ModelOutput", "MERModel", "METHODS", "build_method", "Head", "single_modality",
            "FoldContext", "FittedFold"]
 
 
@@ -162,6 +162,24 @@ class FoldContext:
     fit: Callable[[DictConfig, Sequence[str], Path], FittedFold]
     make_optimizer: Callable[..., torch.optim.Optimizer] = make_optimizer
     fit_crossfit: Callable[..., nn.Module] | None = None
+
+
+def single_modality(spec: DatasetSpec, modality: str | None, method: str) -> str:
+    """Return the one modality a single-input method reads (``modality`` or the only one).
+
+    Raises
+    ------
+    ConfigError
+        When ``modality`` is None and the dataset has several (naming them), or when it
+        names a modality the dataset lacks.
+    """
+    if modality is None:
+        if len(spec.modalities) != 1:
+            raise ConfigError(f"method {method!r} needs method.modality, one of "
+                              f"{spec.modality_names}")
+        modality = spec.modality_names[0]
+    spec.modality(modality)
+    return modality
 
 
 class MERModel(nn.Module):

@@ -8,8 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from emodistill.data.batch import Batch
-from emodistill.errors import ConfigError
-from emodistill.models.base import METHODS, Head, MERModel, ModelOutput
+from emodistill.models.base import METHODS, Head, MERModel, ModelOutput, single_modality
 from emodistill.models.encoders import build_encoder, masked_max, masked_mean
 
 __all__ = ["EncodersMixin", "Unimodal", "EarlyFusion", "FeatureFusion", "LateFusion"]
@@ -69,13 +68,7 @@ class Unimodal(EncodersMixin):
 
     def __init__(self, *, modality: str | None = None, **kw: Any) -> None:
         spec = kw["spec"]
-        if modality is None:
-            if len(spec.modalities) != 1:
-                raise ConfigError(
-                    f"method 'unimodal' needs method.modality, one of {spec.modality_names}"
-                )
-            modality = spec.modality_names[0]
-        spec.modality(modality)
+        modality = single_modality(spec, modality, "unimodal")
         kw["modalities"] = [modality]
         super().__init__(**kw)
         self.modality = modality

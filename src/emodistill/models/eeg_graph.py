@@ -26,7 +26,7 @@ from torch import Tensor, nn
 from emodistill.data.batch import Batch
 from emodistill.data.montage import DEAP_32, PRESETS, positions, resolve_montage
 from emodistill.errors import ConfigError
-from emodistill.models.base import METHODS, Head, MERModel, ModelOutput
+from emodistill.models.base import METHODS, Head, MERModel, ModelOutput, single_modality
 
 __all__ = ["EEGGraph", "ScalpAttention"]
 
@@ -101,11 +101,7 @@ class EEGGraph(MERModel):
                  heads: int = 4, sigma: float = 0.5, electrode_embedding: bool = False,
                  dropout: float = 0.2, head_width: int = 64, **base: Any) -> None:
         spec = base["spec"]
-        if modality is None:
-            if len(spec.modalities) != 1:
-                raise ConfigError(f"method 'eeg_graph' needs method.modality, one of "
-                                  f"{spec.modality_names}")
-            modality = spec.modality_names[0]
+        modality = single_modality(spec, modality, "eeg_graph")
         ms = spec.modality(modality)
         base["modalities"] = [modality]
         super().__init__(**base)

@@ -31,7 +31,7 @@ from torch import Tensor, nn
 
 from emodistill.data.batch import Batch
 from emodistill.errors import ConfigError
-from emodistill.models.base import METHODS, MERModel, ModelOutput
+from emodistill.models.base import METHODS, MERModel, ModelOutput, single_modality
 
 __all__ = ["EEGMLP", "MemberLinear"]
 
@@ -89,11 +89,7 @@ class EEGMLP(MERModel):
                  dropout: float = 0.5, input_dropout: float = 0.0, input_noise: float = 0.0,
                  label_smoothing: float = 0.0, members: int = 1, **base: Any) -> None:
         spec = base["spec"]
-        if modality is None:
-            if len(spec.modalities) != 1:
-                raise ConfigError(f"method 'eeg_mlp' needs method.modality, one of "
-                                  f"{spec.modality_names}")
-            modality = spec.modality_names[0]
+        modality = single_modality(spec, modality, "eeg_mlp")
         ms = spec.modality(modality)
         base["modalities"] = [modality]
         super().__init__(**base)

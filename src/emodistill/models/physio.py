@@ -44,7 +44,7 @@ from torch import Tensor, nn
 from emodistill.data.batch import Batch
 from emodistill.data.spec import ModalitySpec
 from emodistill.errors import ConfigError
-from emodistill.models.base import METHODS, Head, MERModel, ModelOutput
+from emodistill.models.base import METHODS, Head, MERModel, ModelOutput, single_modality
 from emodistill.models.blocks import TOKENIZERS, build_block
 from emodistill.models.encoders import masked_mean
 
@@ -298,13 +298,7 @@ class PhysioStudent(MERModel):
                  score_norm: Literal["layer", "batch"] = "layer", head_width: int = 128,
                  head_dropout: float = 0.5, **base: Any) -> None:
         spec = base["spec"]
-        if modality is None:
-            if len(spec.modalities) != 1:
-                raise ConfigError(
-                    f"method 'physio_student' needs method.modality, one of {spec.modality_names}"
-                )
-            modality = spec.modality_names[0]
-        spec.modality(modality)
+        modality = single_modality(spec, modality, "physio_student")
         base["modalities"] = [modality]
         super().__init__(**base)
         self.modality = modality
