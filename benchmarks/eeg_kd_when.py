@@ -29,6 +29,8 @@ import numpy as np
 from eeg_paired import fold_scores
 from scipy.stats import spearmanr
 
+from emodistill.training.benchmark import parse_seeds
+
 
 def main() -> None:
     ap = argparse.ArgumentParser()
@@ -36,8 +38,7 @@ def main() -> None:
     ap.add_argument("--metric", default="acc")
     ap.add_argument("--seeds", default="1111-1115")
     a = ap.parse_args()
-    lo, _, hi = a.seeds.partition("-")
-    seeds = list(range(int(lo), int(hi or lo) + 1))
+    seeds = parse_seeds(a.seeds)
     named = dict(p.split("=", 1) for p in a.runs)
     alone, teacher = named.pop("alone"), named.pop("teacher")
     print(f"| {a.metric}: KD − alone | corr(margin, gain) Pearson / Spearman | "

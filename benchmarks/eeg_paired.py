@@ -22,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from emodistill.training.benchmark import parse_seeds
+
 
 def fold_scores(prefix: str, seed: int, metric: str) -> dict[str, float]:
     """Fold name → test ``metric`` of run ``<prefix>-seed<seed>``."""
@@ -35,8 +37,7 @@ def main() -> None:
     ap.add_argument("--metric", default="acc")
     ap.add_argument("--seeds", default="1111-1113")
     a = ap.parse_args()
-    lo, _, hi = a.seeds.partition("-")
-    seeds = list(range(int(lo), int(hi or lo) + 1))
+    seeds = parse_seeds(a.seeds)
     named = [p.split("=", 1) for p in a.pairs]
     base_name, base = named[0]
     print(f"| {a.metric}: method − {base_name} | per seed (mean ± std) | seeds better | "

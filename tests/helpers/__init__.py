@@ -5,8 +5,8 @@
 ``from helpers.report_runs import write_run`` (run folders written by hand), and small
 inputs shared by several test modules: ``dmd``, ``hkd_mer``, ``mkd``, ``tiny_methods``
 (every method's config shrunk), ``mmsa``, ``mahnob``, ``eeg_tables``, ``text_tokens``,
-``selection``, ``crossfit``. A test module never imports another test module
-(``tests/unit/test_fast_lane.py``).
+``selection``, ``crossfit``, ``tensorboard`` (event-file scalars). A test module never
+imports another test module (``tests/unit/test_fast_lane.py``).
 """
 
 from __future__ import annotations

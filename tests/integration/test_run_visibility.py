@@ -5,32 +5,15 @@ own values and the learning rate; MLflow refused with its extra named when absen
 from __future__ import annotations
 
 import importlib.util
-import struct
 import sys
 
 import pytest
 
 from emodistill.cli import main
+from helpers.tensorboard import event_scalars
 
 TINY = ["-m", "hinton_kd", "method.modality=audio", "dataset.n=120", "train.max_epochs=2",
         "method.student.width=8", "method.teacher.method.width=8", "run_name=r"]
-
-
-def _tags(folder) -> dict[str, list[tuple[int, float]]]:
-    """Scalars of the TensorBoard event files in ``folder`` (TFRecord framing, no TF needed)."""
-    from tensorboardX.proto import event_pb2
-
-    tags: dict[str, list[tuple[int, float]]] = {}
-    for f in folder.glob("events.out.tfevents.*"):
-        data, i = f.read_bytes(), 0
-        while i < len(data):
-            n = struct.unpack("<Q", data[i:i + 8])[0]
-            ev = event_pb2.Event()
-            ev.ParseFromString(data[i + 12:i + 12 + n])
-            i += 12 + n + 4
-            for v in ev.summary.value:
-                tags.setdefault(v.tag, []).append((ev.step, v.simple_value))
-    return tags
 
 
 def test_off_a_terminal_one_line_per_epoch_and_tensorboard_gets_every_term(capsys, tmp_path):
@@ -41,7 +24,7 @@ def test_off_a_terminal_one_line_per_epoch_and_tensorboard_gets_every_term(capsy
         for e in (1, 2):
             assert f"{who}: epoch {e}/2: train/loss=" in err
     assert "epoch 0/" not in err and "val/task_loss=" in err and "it/s" not in err
-    tags = _tags(tmp_path / "r" / "standard" / "tensorboard")
+    tags = event_scalars(tmp_path / "r" / "standard" / "tensorboard")
     for tag in ("train/loss", "train/task_loss", "train/kd", "val/kd", "val/acc",
                 "model/teacher_gate_audio"):
         assert len(tags.get(tag, [])) >= 2, tag

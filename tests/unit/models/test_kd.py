@@ -2,28 +2,14 @@ import pytest
 import torch
 
 from emodistill.config import load_group, to_container
-from emodistill.data.batch import Batch
-from emodistill.data.spec import DatasetSpec, ModalitySpec, TargetSpec
+from emodistill.data.spec import TargetSpec
 from emodistill.errors import ConfigError
 from emodistill.models import build_method
-from emodistill.models.kd import FeatureKD, HintonKD, probe_batch
+from emodistill.models.kd import FeatureKD, HintonKD
+from helpers.mkd import TARGET, make_batch, spec
 
-TARGET = TargetSpec("valence", "binary", class_names=("low", "high"))
 SMALL = dict(width=16, layers=1, heads=2, head_width=16, kernel_size=8, stride=4)
 STUDENT = {"name": "physio_student", **SMALL}
-
-
-def spec() -> DatasetSpec:
-    return DatasetSpec("toy", (ModalitySpec("eeg", 4, 32), ModalitySpec("eog", 2, 32)), (TARGET,))
-
-
-def make_batch(n: int = 6, seed: int = 0) -> Batch:
-    b = probe_batch(spec(), n)
-    g = torch.Generator().manual_seed(seed)
-    for m in b.inputs:
-        b.inputs[m] = torch.randn(b.inputs[m].shape, generator=g)
-    b.target = torch.randint(0, 2, (n,), generator=g)
-    return b
 
 
 def teacher(**kw):
@@ -35,7 +21,7 @@ def test_hinton_loss_is_ce_plus_scaled_kl_and_teacher_gets_no_gradient():
     model = build_method("hinton_kd", spec=spec(), target=TARGET, params={
         "modality": "eog", "student": STUDENT, "teacher": t, "ce_weight": 0.3,
         "kd_weight": 0.7, "temperature": 2.0})
-    b = make_batch()
+    b = make_batch(0, n=6)
     out = model(b)
     losses = model.loss(b, out)
     t.eval()
@@ -68,7 +54,7 @@ def test_projection_is_sized_from_the_teacher_fused_feature():
     assert isinstance(model, FeatureKD)
     assert (model.student_dim, model.teacher_dim) == (16, 32)
     model.eval()  # deterministic student (no dropout) for the comparison
-    b = make_batch()
+    b = make_batch(0, n=6)
     losses = model.loss(b, model(b))
     assert set(losses) == {"loss", "task", "kd", "feature"}
     t.eval()
@@ -81,7 +67,7 @@ def test_projection_is_sized_from_the_teacher_fused_feature():
 def test_teacher_gates_are_logged_from_validation_losses():
     model = build_method("hinton_kd", spec=spec(), target=TARGET,
                          params={"modality": "eog", "student": STUDENT, "teacher": teacher()})
-    b = make_batch()
+    b = make_batch(0, n=6)
     model.train()
     model.loss(b, model(b))
     assert model.epoch_logs() == {}  # training batches are not counted
@@ -102,7 +88,7 @@ def test_feature_width_mismatch_is_a_clear_error():
     model = build_method("kd_feature", spec=spec(), target=TARGET,
                          params={"modality": "eeg", "student": STUDENT, "teacher_dim": 32})
     model.attach_teacher(teacher(fusion="sum"))  # width 16
-    b = make_batch()
+    b = make_batch(0, n=6)
     with pytest.raises(ConfigError, match="width 32 but the teacher's fused feature has width 16"):
         model.loss(b, model(b))
 
@@ -119,7 +105,7 @@ def test_student_without_teacher_runs_and_loads_without_projection():
     deployed.load_state_dict(state)  # strict: the unused projection weights are dropped
     trained.eval()
     deployed.eval()
-    b = make_batch()
+    b = make_batch(0, n=6)
     assert torch.allclose(trained(b).preds, deployed(b).preds)
     losses = deployed.loss(b, deployed(b))
     assert set(losses) == {"loss", "task"}
@@ -129,7 +115,7 @@ def test_training_without_teacher_says_how_to_configure_one():
     model = build_method("hinton_kd", spec=spec(), target=TARGET,
                          params={"modality": "eog", "student": STUDENT})
     model.train()
-    b = make_batch()
+    b = make_batch(0, n=6)
     with pytest.raises(ConfigError, match="method.teacher"):
         model.loss(b, model(b))
 
@@ -148,7 +134,7 @@ def test_any_single_modality_method_can_be_the_student_and_regression_works():
     model = build_method("kd_feature", spec=spec(), target=reg, params={
         "modality": "eeg", "student": {"name": "unimodal", "width": 8}, "teacher": t})
     assert isinstance(model, HintonKD) and model.teacher_dim == 16
-    b = make_batch()
+    b = make_batch(0, n=6)
     b.target = torch.randn(6)
     losses = model.loss(b, model(b))
     assert losses["kd"].ndim == 0 and torch.isfinite(losses["loss"])

@@ -4,26 +4,10 @@ the second and the host only)."""
 
 from __future__ import annotations
 
-import struct
-
 import pytest
 
 from emodistill.training.loggers import _TensorBoard
-
-
-def _tags(folder) -> set[str]:
-    from tensorboardX.proto import event_pb2
-
-    tags: set[str] = set()
-    for f in folder.glob("events.out.tfevents.*"):
-        data, i = f.read_bytes(), 0
-        while i < len(data):
-            n = struct.unpack("<Q", data[i:i + 8])[0]
-            ev = event_pb2.Event()
-            ev.ParseFromString(data[i + 12:i + 12 + n])
-            i += 12 + n + 4
-            tags |= {v.tag for v in ev.summary.value}
-    return tags
+from helpers.tensorboard import event_scalars
 
 
 def test_events_logged_after_a_close_go_to_a_new_file(tmp_path, monkeypatch):
@@ -36,5 +20,5 @@ def test_events_logged_after_a_close_go_to_a_new_file(tmp_path, monkeypatch):
     logger.finalize("success")  # end of fit
     logger.log_metrics({"test/acc": 0.5}, step=1)
     logger.finalize("success")  # end of test
-    assert {"train/loss", "test/acc"} <= _tags(tmp_path / "tensorboard")
+    assert {"train/loss", "test/acc"} <= set(event_scalars(tmp_path / "tensorboard"))
     assert len(list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))) == 2
