@@ -91,6 +91,23 @@ def test_hinton_kd_teacher_then_student_per_fold_matches_the_sequential_fits(tmp
         assert (ta - tb).abs().max().max() < 1e-2
 
 
+def test_kd_student_with_attention_dropout_matches_the_sequential_fits_draw_for_draw(tmp_path):
+    # dropout everywhere, attention weights included (teacher and student), 2 folds: every
+    # member's draws are its sequential fit's draws, so the same epochs are selected
+    tiny = ["width=16", "heads=2", "layers=2", "head_width=16", "dropout=0.2"]
+    over = ["dataset.n_subjects=4", "dataset.n_trials=4", "+protocol.k=2",
+            "method.modality=eeg", "train.save_checkpoint=false", "train.max_epochs=4",
+            "train.patience=2", "train.progress_bar=false",
+            *(f"method.student.{t}" for t in tiny), *(f"method.teacher.method.{t}" for t in tiny)]
+    seq, par = _both(tmp_path, "synthetic_physio", "hinton_kd", over, seeds=(8,))
+    assert len(par[0].folds) == 2
+    _assert_same_run(seq[0], par[0], tol=1e-4)
+    for fa, fb in zip(seq[0].folds, par[0].folds, strict=True):
+        ta, tb = (pd.read_csv(f.path / "teacher" / "metrics.csv") for f in (fa, fb))
+        assert list(ta.columns) == list(tb.columns)
+        assert (ta - tb).abs().max().max() < 1e-3
+
+
 def test_parallel_runs_are_deterministic_and_chunking_changes_only_rounding(tmp_path):
     over = ["dataset.n=120", "method.width=8", "method.layers=1", *SMALL]
     cfgs = [compose(dataset="synthetic", method="feature_fusion", overrides=[*over, f"seed={s}"])
@@ -112,6 +129,7 @@ def test_parallel_runs_are_deterministic_and_chunking_changes_only_rounding(tmp_
     ("late_fusion", ["train.optimizer=sgd"], "train.optimizer"),
     ("late_fusion", ["train.gradient_clip_val=1.0"], "train.gradient_clip_val"),
     ("hinton_kd_mlp", ["method.teacher.crossfit=3"], "crossfit"),
+    ("eeg_mlp", ["method.input_noise=0.1"], "input_noise"),
 ])
 def test_unsupported_configs_name_the_reason(method, override, reason):
     cfg = compose(dataset="synthetic", method=method, overrides=override)

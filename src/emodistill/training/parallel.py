@@ -19,12 +19,14 @@ own batch. Each member keeps everything a sequential fit has:
   epoch's total size gives the per-call draws bit for bit, see :func:`_draw_keep`).
   On CPU the masks are therefore the very masks of the sequential fit (on a GPU
   they are drawn on the host from the same generators, while a sequential GPU fit draws
-  on the device: equal in distribution only). Random
-  ops other than ``nn.Dropout`` (attention-weight dropout inside
-  ``nn.MultiheadAttention``) draw independent per-member values under
-  ``vmap(randomness="different")``, which are *not* the sequential draws: such a
-  method matches the sequential path in distribution only (set its attention dropout
-  to 0 to compare draw for draw);
+  on the device: equal in distribution only). The attention-weight dropout of
+  ``nn.MultiheadAttention`` (as ``nn.TransformerEncoderLayer`` calls it) is drawn the
+  same way (:class:`_MemberAttention`), and a mask is laid out in the memory order of
+  the tensor it drops (``at::dropout`` fills it in that order), so transformer members
+  match their sequential fits draw for draw too. Other random ops (another dropout
+  module, input noise, a functional dropout) cannot be drawn so: the swap refuses such
+  modules, :func:`parallel_unsupported` names ``input_noise``, and a training forward
+  that still draws from the global stream is refused (``--parallel off`` trains it);
 * its optimiser (Adam / AdamW, elementwise, so stacking changes nothing), its own
   ``ReduceLROnPlateau`` learning rate, early stopping and best-checkpoint selection on
   its own validation part (Lightning's rules: strict improvement, first best epoch), or
@@ -120,6 +122,11 @@ def parallel_unsupported(cfg: DictConfig) -> str | None:
             why = parallel_unsupported(_teacher_cfg(cfg))
             if why is not None:
                 return f"its teacher cannot train in parallel ({why})"
+    for where, sec in (("method", cfg.method), ("method.student", cfg.method.get("student"))):
+        if sec is not None and float(sec.get("input_noise") or 0.0) > 0:
+            # torch.randn_like inside vmap: other values than the sequential fit's draws
+            return (f"{where}.input_noise={sec.input_noise} (Gaussian input noise is drawn per "
+                    "member inside vmap, not as the sequential fit draws it)")
     ds = cfg.get("dataset", {})
     if ds.get("text_level") == "ids" or ds.get("text_input") == "tokens":
         # the text transformer trains with its own lr group, warm-up and dynamic padding
@@ -164,12 +171,50 @@ def _teacher_cfg(cfg: DictConfig) -> DictConfig:
 class _Draws:
     """Dropout masks handed to the vmapped forward (set per step by the engine)."""
 
-    record: list[tuple[float, torch.Size]] | None = None
+    record: list[tuple[float, torch.Size, tuple[int, ...] | None]] | None = None
     masks: list[Tensor] = []
     pos: int = 0
 
 
 _DRAWS = _Draws()
+
+
+def _member_drop(x: Tensor, p: float) -> Tensor:
+    """Dropout of ``x`` with rate ``p`` whose keep-mask is the member's next one (see module doc).
+
+    The masks come from :data:`_DRAWS` (set per step by the engine); in a shape probe
+    (``_DRAWS.record`` set, outside ``vmap``) the call is recorded and ``x`` returned:
+    its rate, its shape in memory order and the dims in memory order (``None`` when
+    ``x`` is contiguous). ``at::dropout`` fills its mask (``empty_like(x)``, which keeps
+    ``x``'s layout) in memory order, so a transposed ``x`` (e.g. the attention output of
+    ``nn.MultiheadAttention``) gets its draws in that order, not the logical one.
+    """
+    if p == 0.0 or x.numel() == 0:
+        return x
+    if p == 1.0:
+        return x * torch.zeros((), dtype=x.dtype, device=x.device)
+    if _DRAWS.record is not None:  # shape probe (outside vmap)
+        perm = _memory_order(x)
+        _DRAWS.record.append((p, torch.Size(x.shape[d] for d in perm),
+                              None if perm == tuple(range(x.dim())) else perm))
+        return x
+    mask = _DRAWS.masks[_DRAWS.pos]
+    _DRAWS.pos += 1
+    return x * mask
+
+
+def _memory_order(x: Tensor) -> tuple[int, ...]:
+    """Dims of ``x`` from outermost to innermost in memory (the order ``empty_like`` keeps)."""
+    st = torch.empty_like(x).stride()
+    return tuple(sorted(range(x.dim()), key=lambda d: (-st[d], d)))
+
+
+def _to_logical(mask: Tensor, perm: tuple[int, ...] | None) -> Tensor:
+    """``[N, *memory-order shape]`` masks → ``[N, *logical shape]`` (``perm`` from the probe)."""
+    if perm is None:
+        return mask
+    inv = sorted(range(len(perm)), key=lambda i: perm[i])
+    return mask.permute(0, *(1 + j for j in inv))
 
 
 class _MemberDropout(nn.Module):
@@ -180,24 +225,102 @@ class _MemberDropout(nn.Module):
         self.p = p
 
     def forward(self, x: Tensor) -> Tensor:  # noqa: D102
-        if not self.training or self.p == 0.0 or x.numel() == 0:
-            return x
-        if self.p == 1.0:
-            return x * torch.zeros((), dtype=x.dtype, device=x.device)
-        if _DRAWS.record is not None:  # shape probe (outside vmap)
-            _DRAWS.record.append((self.p, x.shape))
-            return x
-        mask = _DRAWS.masks[_DRAWS.pos]
-        _DRAWS.pos += 1
-        return x * mask
+        return _member_drop(x, self.p) if self.training else x
+
+
+class _MemberAttention(nn.MultiheadAttention):
+    """``nn.MultiheadAttention`` whose attention-weight dropout is a member draw.
+
+    Swapped in (``__class__``, so the parameter names stay) for self-attention with
+    packed projections, no ``bias_k``/``add_zero_attn`` and ``batch_first``, the way
+    ``nn.TransformerEncoderLayer`` calls it. In training with ``dropout > 0`` the forward
+    is torch's own path for that call (``F.multi_head_attention_forward`` with
+    ``need_weights=False``, then the math kernel of ``scaled_dot_product_attention``, the
+    one a CPU fit with dropout runs) written out, with the dropout of the attention
+    weights ``[B, H, L, S]`` drawn as a member mask (``at::dropout``: ``x * mask`` with
+    ``mask = bernoulli(1 - p) / (1 - p)``, one call, in the same place of the draw order).
+    Anything else (eval, no dropout, other calls) runs the parent's forward.
+    """
+
+    @staticmethod
+    def swappable(m: nn.MultiheadAttention) -> bool:
+        """Whether ``m`` has the layout whose training forward is written out here."""
+        return (type(m) is nn.MultiheadAttention and m.batch_first and m._qkv_same_embed_dim
+                and m.bias_k is None and m.bias_v is None and not m.add_zero_attn)
+
+    def forward(self, query: Tensor, key: Tensor, value: Tensor,  # type: ignore[override]
+                key_padding_mask: Tensor | None = None, need_weights: bool = True,
+                attn_mask: Tensor | None = None, average_attn_weights: bool = True,
+                is_causal: bool = False) -> tuple[Tensor, Tensor | None]:
+        """As ``nn.MultiheadAttention.forward``; see the class doc for the member draws."""
+        if (not self.training or self.dropout == 0.0 or need_weights or attn_mask is not None
+                or is_causal or not (query is key is value) or query.dim() != 3):
+            return super().forward(query, key, value, key_padding_mask=key_padding_mask,
+                                   need_weights=need_weights, attn_mask=attn_mask,
+                                   average_attn_weights=average_attn_weights,
+                                   is_causal=is_causal)
+        from torch.nn import functional as F
+
+        x = query.transpose(1, 0)  # [L, B, E], as the parent does for batch_first
+        tgt_len, bsz, embed_dim = x.shape
+        heads, head_dim = self.num_heads, embed_dim // self.num_heads
+        mask = F._canonical_mask(mask=key_padding_mask, mask_name="key_padding_mask",
+                                 other_type=None, other_name="attn_mask",
+                                 target_type=x.dtype)
+        q, k, v = F._in_projection_packed(x, x, x, self.in_proj_weight, self.in_proj_bias)
+        q = q.view(tgt_len, bsz * heads, head_dim).transpose(0, 1)
+        k = k.view(k.shape[0], bsz * heads, head_dim).transpose(0, 1)
+        v = v.view(v.shape[0], bsz * heads, head_dim).transpose(0, 1)
+        src_len = k.size(1)
+        if mask is not None:
+            mask = mask.view(bsz, 1, 1, src_len).expand(-1, heads, -1, -1).reshape(
+                bsz * heads, 1, src_len)
+            mask = mask.unsqueeze(0) if mask.size(0) == 1 else mask.view(bsz, heads, -1,
+                                                                            src_len)
+        q = q.view(bsz, heads, tgt_len, head_dim)
+        k = k.view(bsz, heads, src_len, head_dim)
+        v = v.view(bsz, heads, src_len, head_dim)
+        # aten's _scaled_dot_product_attention_math
+        s = math.sqrt(1.0 / math.sqrt(head_dim))
+        attn = torch.matmul(q * s, k.transpose(-2, -1) * s)
+        if mask is not None:
+            attn = attn + mask
+        attn = torch._safe_softmax(attn, -1)
+        attn = _member_drop(attn, float(self.dropout))
+        out = torch.matmul(attn, v)
+        out = out.permute(2, 0, 1, 3).contiguous().view(bsz * tgt_len, embed_dim)
+        out = F.linear(out, self.out_proj.weight, self.out_proj.bias)
+        return out.view(tgt_len, bsz, out.size(1)).transpose(1, 0), None
+
+
+_DRAWN_ELSEWHERE = (nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout,
+                    nn.FeatureAlphaDropout)
 
 
 def _swap_dropout(module: nn.Module) -> None:
+    """Make every dropout of ``module`` draw member masks (in place).
+
+    Raises
+    ------
+    ValueError
+        For a dropout this path cannot draw as the sequential fit does (its members
+        would differ from their sequential fits in distribution only).
+    """
     for name, child in module.named_children():
         if type(child) is nn.Dropout:
             setattr(module, name, _MemberDropout(float(child.p)))
-        else:
-            _swap_dropout(child)
+            continue
+        if isinstance(child, nn.MultiheadAttention) and child.dropout > 0:
+            if not _MemberAttention.swappable(child):
+                raise ValueError(f"{name}: this nn.MultiheadAttention layout (needs "
+                                 "batch_first self-attention, packed projections, no "
+                                 "bias_k/add_zero_attn) has no member draws of its attention "
+                                 "dropout")
+            child.__class__ = _MemberAttention
+        elif isinstance(child, _DRAWN_ELSEWHERE) and float(child.p) > 0:
+            raise ValueError(f"{name}: {type(child).__name__} has no member draws (only "
+                             "nn.Dropout and the attention dropout of nn.MultiheadAttention)")
+        _swap_dropout(child)
 
 
 @dataclass
@@ -690,6 +813,7 @@ def _train_chunk(setups: list[_Setup], dev: torch.device) -> None:
     have_best = [False] * len(setups)
     active = list(range(len(setups)))  # positions (in setups) of the stacked rows
     mask_cache: dict[int, list[tuple[float, torch.Size]]] = {}
+    perm_cache: dict[int, list[tuple[int, ...] | None]] = {}  # memory order of each mask
 
     def call(p: dict[str, Tensor], b: dict[str, Tensor], batch: dict[str, Any],
              masks: list[Tensor], want: str, t: dict[str, Tensor]) -> Any:
@@ -740,6 +864,7 @@ def _train_chunk(setups: list[_Setup], dev: torch.device) -> None:
             return mask_cache[batch_rows]
         one = {k: v[0].detach().clone() for k, v in {**params, **buffers}.items()}
         _DRAWS.record = []
+        rng = torch.get_rng_state()
         try:
             with torch.no_grad(), _reparametrize_module(base, one):
                 base.train()
@@ -747,8 +872,15 @@ def _train_chunk(setups: list[_Setup], dev: torch.device) -> None:
             shapes = list(_DRAWS.record)
         finally:
             _DRAWS.record = None
-        mask_cache[batch_rows] = shapes
-        return shapes
+        if not torch.equal(torch.get_rng_state(), rng):
+            raise ValueError(
+                f"{type(base).__name__} draws random numbers in training outside nn.Dropout "
+                "and the attention dropout of nn.MultiheadAttention (e.g. noise or a "
+                "functional dropout), which the parallel path cannot draw as the sequential "
+                "fit does; train it with --parallel off")
+        mask_cache[batch_rows] = [(p, shape) for p, shape, _ in shapes]
+        perm_cache[batch_rows] = [perm for _, _, perm in shapes]
+        return mask_cache[batch_rows]
 
     # every parameter reached by the loss: one [N, P] buffer (one kernel per Adam operation)
     flat: _FlatParams | None = None
@@ -804,6 +936,8 @@ def _train_chunk(setups: list[_Setup], dev: torch.device) -> None:
             else:
                 masks = [torch.where(keep_masks[:, off:off + math.prod(shape)].reshape(
                     -1, *shape).to(dev), scale[p_drop], zero) for p_drop, shape, off in calls]
+            perms = perm_cache[b]
+            masks = [_to_logical(m, q) for m, q in zip(masks, perms, strict=True)]
             batch = _gather(stacked_train, rows)
             res = call(params, buffers, batch, masks, "train", tstate)
             losses = res["losses"]
