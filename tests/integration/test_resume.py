@@ -171,3 +171,73 @@ def test_resume_without_name_asks_when_several_folders_are_unfinished(tmp_path):
         _unfinished_folder(base)
     (tmp_path / "synthetic-polarity-1" / "summary.md").write_text("done")
     assert _unfinished_folder(base) == tmp_path / "synthetic-polarity-2"
+
+
+PARALLEL_KILLER = textwrap.dedent("""
+    import os, signal, sys
+    import emodistill.training.parallel as P
+    from emodistill.cli import main
+
+    chunks, steps = [], [0]
+    orig_chunk, orig_step = P._train_chunk, P._StackedAdam.step
+
+    def chunk(setups, dev):
+        chunks.append(len(setups))
+        return orig_chunk(setups, dev)
+
+    def step(self, *a, **k):  # kill -9 at the third optimiser step of the second chunk
+        if len(chunks) == 2:
+            steps[0] += 1
+            if steps[0] == 3:
+                os.kill(os.getpid(), signal.SIGKILL)
+        return orig_step(self, *a, **k)
+
+    P._train_chunk, P._StackedAdam.step = chunk, step
+    sys.exit(main(sys.argv[1:]))
+""")
+
+
+def test_parallel_benchmark_killed_mid_chunk_resumes_to_the_uninterrupted_table(
+        cli, capsys, tmp_path, monkeypatch, one_thread):
+    import emodistill.training.parallel as P
+
+    # chunks of one member: seed 3 finishes, seed 4 is killed (SIGKILL) in its chunk
+    common = ["-d", "synthetic", "-m", "late_fusion", "--seeds", "3,4", "--output", tmp_path,
+              "--parallel", "1", *TINY[2:-1]]
+    rc, _, err = cli("benchmark", *common)
+    assert rc == 0 and "trained in parallel (chunk 1)" in err
+    first = tmp_path / "synthetic-polarity"
+    env = {**os.environ, "PYTHONPATH": str(SRC), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-c", PARALLEL_KILLER, "benchmark",
+                           *map(str, common)], env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+    second = tmp_path / "synthetic-polarity-1"
+    runs = second / "runs"
+    done3 = runs / "late_fusion-seed3" / "standard" / "fold_result.json"
+    assert done3.is_file() and not (runs / "late_fusion-seed3" / "results.json").exists()
+    assert not (runs / "late_fusion-seed4" / "standard" / "fold_result.json").exists()
+    stamp = done3.stat().st_mtime_ns
+    trained: list[list[str]] = []
+    orig = P._train_chunk
+
+    def counting(setups, dev):
+        trained.append([str(s.member.out) for s in setups])
+        return orig(setups, dev)
+
+    monkeypatch.setattr(P, "_train_chunk", counting)
+    rc, _, err = cli("benchmark", *common, "--resume")
+    assert rc == 0, err
+    assert f"benchmark folder: {second} (resumed)" in err
+    assert "2 interrupted run(s) continued" in err and "read back" in err
+    # the finished member is not trained again; the killed one is, on the parallel path
+    assert trained == [[str(runs / "late_fusion-seed4" / "standard")]]
+    assert done3.stat().st_mtime_ns == stamp
+    pd.testing.assert_frame_equal(pd.read_csv(first / "per_seed.csv"),
+                                  pd.read_csv(second / "per_seed.csv"))
+    for seed in (3, 4):
+        for name in ("metrics.csv", "predictions.csv", "test_metrics.json"):
+            rel = f"runs/late_fusion-seed{seed}/standard/{name}"
+            assert (first / rel).read_bytes() == (second / rel).read_bytes()
+        rel = f"runs/late_fusion-seed{seed}/results.json"
+        assert json.loads((first / rel).read_text()) == json.loads((second / rel).read_text())

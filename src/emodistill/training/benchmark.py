@@ -221,8 +221,7 @@ def _run_parallel_entries(
     max_chunk = None if mode == "auto" else int(mode)
     todo: dict[str, list[tuple[str, int]]] = {}
     for key in cfgs:
-        # an interrupted run folder continues on its own (from its checkpoints, if any)
-        if finished[key] is None and not (runs_dir / cfgs[key].run_name).is_dir():
+        if finished[key] is None:  # new, or interrupted (continued in place)
             todo.setdefault(key[0], []).append(key)
     out = {}
     for label, keys in todo.items():
@@ -231,10 +230,15 @@ def _run_parallel_entries(
             log.info("benchmark: %s: one fit per seed and fold (parallel path not used: %s)",
                      label, why)
             continue
-        log.info("benchmark: %s: %d seed(s) x folds trained in parallel (chunk %s)", label,
-                 len(keys), max_chunk or "auto")
+        old = [runs_dir / cfgs[k].run_name if (runs_dir / cfgs[k].run_name).is_dir() else None
+               for k in keys]
+        n_old = sum(o is not None for o in old)
+        log.info("benchmark: %s: %d seed(s) x folds trained in parallel (chunk %s)%s", label,
+                 len(keys), max_chunk or "auto",
+                 f"; {n_old} interrupted run(s) continued: finished folds read back, the "
+                 "others trained again" if n_old else "")
         results = run_parallel([cfgs[k] for k in keys], dataset=ds, output_dir=runs_dir,
-                               max_chunk=max_chunk)
+                               max_chunk=max_chunk, resume=old)
         out.update(zip(keys, results, strict=True))
     return out
 

@@ -72,6 +72,7 @@ from emodistill.data.normalize import Standardizer
 from emodistill.data.protocols import Fold
 from emodistill.metrics.mer import stacked_metric_values
 from emodistill.models import METHODS, MERModel, build_method
+from emodistill.training.checkpointing import remove_checkpoints
 from emodistill.training.run import (
     FoldResult,
     Prepared,
@@ -1085,6 +1086,7 @@ def _finish(s: _Setup) -> FoldResult:
     result = FoldResult(fold.name, s.test, s.best_epoch, len(s.rows), sizes, out, s.model,
                         s.best_val)
     _write_fold_result(result)  # as fit_fold: marks the fold finished for a resume
+    remove_checkpoints(out)  # as fit_fold (a fold begun sequentially, then continued here)
     return result
 
 
@@ -1111,6 +1113,7 @@ def run_parallel(
     output_dir: str | Path | None = None,
     max_chunk: int | None = None,
     device: str | torch.device | None = None,
+    resume: Sequence[str | Path | None] | None = None,
 ) -> list[RunResult]:
     """``run_experiment`` for several configs (seeds) of one method, all folds in parallel.
 
@@ -1118,32 +1121,58 @@ def run_parallel(
     (``config.yaml``, ``data.json``, ``results.json`` and one folder per fold).
     The data is loaded once (pass ``dataset``, or it is built from the first config)
     and shared by every member.
+
+    ``resume`` (one entry per config, ``None`` for a new run) names interrupted run
+    folders to continue in place, as ``run_experiment(resume=...)`` does: a fold that
+    finished (its ``fold_result.json``) is read back and not trained again; the others
+    are trained again from their start, in parallel (the parallel path keeps no
+    training checkpoints; a member's fit is deterministic, so a retrained fold gets the
+    metrics it would have had; a KD member's teacher is retrained with it, since its
+    random state after training is part of the student's draws).
     """
     from omegaconf import OmegaConf
 
     from emodistill._fs import unique_dir
     from emodistill.data.registry import build_dataset
-    from emodistill.training.run import default_run_name, prepare
+    from emodistill.training.checkpointing import check_resumable
+    from emodistill.training.run import _read_fold_result, default_run_name, prepare
 
+    resume = list(resume) if resume is not None else [None] * len(cfgs)
+    if len(resume) != len(cfgs):
+        raise ValueError(f"resume has {len(resume)} entries for {len(cfgs)} configs")
     if dataset is None:
         dataset = build_dataset(to_container(cfgs[0].dataset))
     preps = [prepare(c, dataset) for c in cfgs]  # every config checked before any file
+    for cfg, prep, old in zip(cfgs, preps, resume, strict=True):
+        if old is not None:
+            check_resumable(Path(old), cfg, prep.dataset.fingerprint())
     runs, members, owner = [], [], []
-    for i, (cfg, prep) in enumerate(zip(cfgs, preps, strict=True)):
-        parent = Path(output_dir or cfg.output_dir)
-        run_dir = unique_dir(parent / (cfg.run_name or default_run_name(cfg, prep.target)))
-        atomic_write(run_dir / "config.yaml",
-                     lambda f, c=cfg: f.write(OmegaConf.to_yaml(c, resolve=True)))
-        summary = prep.dataset.summary() | {"info": prep.dataset.info}
-        atomic_write(run_dir / "data.json",
-                     lambda f, s=summary: json.dump(s, f, indent=2, default=str))
+    done: dict[tuple[int, str], FoldResult] = {}
+    for i, (cfg, prep, old) in enumerate(zip(cfgs, preps, resume, strict=True)):
+        if old is not None:
+            run_dir = Path(old)
+        else:
+            parent = Path(output_dir or cfg.output_dir)
+            run_dir = unique_dir(parent / (cfg.run_name or default_run_name(cfg, prep.target)))
+            atomic_write(run_dir / "config.yaml",
+                         lambda f, c=cfg: f.write(OmegaConf.to_yaml(c, resolve=True)))
+            summary = prep.dataset.summary() | {"info": prep.dataset.info}
+            atomic_write(run_dir / "data.json",
+                         lambda f, s=summary: json.dump(s, f, indent=2, default=str))
         runs.append(RunResult(run_dir))
         for fold in prep.folds:
+            res = _read_fold_result(run_dir / fold.name) if old is not None else None
+            if res is not None:
+                log.info("parallel: %s read back (finished before the interruption)",
+                         run_dir / fold.name)
+                done[(i, fold.name)] = res
+                continue
             members.append(Member(prep, fold, run_dir / fold.name))
-            owner.append(i)
-    for i, res in zip(owner, fit_members(members, max_chunk=max_chunk, device=device),
-                      strict=True):
-        runs[i].folds.append(res)
+            owner.append((i, fold.name))
+    fitted = fit_members(members, max_chunk=max_chunk, device=device) if members else []
+    done.update(zip(owner, fitted, strict=True))
+    for i, prep in enumerate(preps):
+        runs[i].folds.extend(done[(i, fold.name)] for fold in prep.folds)
     for prep, result in zip(preps, runs, strict=True):
         write_results(prep, result)
     return runs
