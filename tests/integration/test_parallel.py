@@ -59,6 +59,14 @@ def test_late_fusion_with_dropout_matches_the_sequential_fits_draw_for_draw(tmp_
         assert b.path.parent.name == "par" and b.path.name == a.path.name
 
 
+def test_transformer_encoders_with_dropout_match_the_sequential_fits_draw_for_draw(tmp_path):
+    # nn.TransformerEncoder (pre-norm, GELU): attention-weight and block dropout per member
+    over = ["dataset.n=120", "method.encoder=transformer", "method.width=8", "method.layers=1",
+            "method.dropout=0.3", *SMALL]
+    seq, par = _both(tmp_path, "synthetic", "late_fusion", over, seeds=(5,))
+    _assert_same_run(seq[0], par[0], tol=1e-5)
+
+
 def test_fixed_recipe_selection_last_matches_the_sequential_fits(tmp_path):
     over = ["dataset.n=120", "method.width=8", "method.layers=1", *SMALL,
             "train.selection=last", "train.scheduler=none"]

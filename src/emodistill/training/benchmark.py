@@ -138,7 +138,9 @@ def run_benchmark(
     With ``parallel`` (``"auto"`` or a chunk size N), the seeds × folds of a method
     that supports it train as one stacked model (``emodistill.training.parallel``,
     at most N members at once); other methods, and ``"off"``, fit one run after
-    another. Which path each method took is logged.
+    another. Which path each method took is logged. On the parallel path a resumed
+    run's finished folds are read back and its unfinished ones trained again (in
+    parallel; that path keeps no training checkpoints).
     """
     seeds = [check_seed(s, what="seeds") for s in seeds]  # before any folder exists
     base = compose(dataset=dataset, method=methods[0].partition(":")[0],
