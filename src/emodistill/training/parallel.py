@@ -821,9 +821,9 @@ def _train_chunk(setups: list[_Setup], dev: torch.device) -> None:
                 sums[k] = sums.get(k, 0) + v.detach().float() * b
             seen += b
         train_logs = {k: (v / seen).cpu() for k, v in sums.items()}
-        # -- validation
+        # -- validation (none under protocol.valid_fraction=0: no loader, no draw)
         base.eval()
-        for pos in active:
+        for pos in active if n_rows["valid"] else ():
             _loader_iter_draw(setups[pos].drop_gen)
         vsums: dict[str, Tensor] = {}
         vpreds, gates, tgates = [], [], []
@@ -841,8 +841,9 @@ def _train_chunk(setups: list[_Setup], dev: torch.device) -> None:
                     tgates.append(res["aux"]["teacher_gates"] * b)
         val_logs = {k: (v / n_rows["valid"]).cpu().tolist() for k, v in vsums.items()}
         train_lists = {k: v.tolist() for k, v in train_logs.items()}
-        val_mets = stacked_metric_values(target, torch.cat(vpreds, 1).cpu(),
-                                         data["valid"]["target"].cpu())
+        val_mets = (stacked_metric_values(target, torch.cat(vpreds, 1).cpu(),
+                                          data["valid"]["target"].cpu())
+                    if vpreds else [{} for _ in active])
         finished, improved = [], []
         for j, pos in enumerate(active):
             s = setups[pos]
@@ -863,7 +864,7 @@ def _train_chunk(setups: list[_Setup], dev: torch.device) -> None:
                         for k, v in train_lists.items()})
             row["lr"] = dummies[pos].param_groups[0]["lr"]
             s.rows.append(row)
-            cur = vals[monitor]
+            cur = vals.get(monitor, math.nan)  # nan without a validation part (selection=last)
             oriented = sign * cur if math.isfinite(cur) else math.inf
             # ModelCheckpoint: the first epoch always saves; later ones on strict improvement
             if last or not have_best[pos] or oriented < best_score[pos]:
