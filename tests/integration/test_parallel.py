@@ -39,7 +39,7 @@ def _assert_same_run(a, b, *, tol):
         assert _files(fa.path) == _files(fb.path)
         assert (fa.best_epoch, fa.epochs, fa.sizes) == (fb.best_epoch, fb.epochs, fb.sizes)
         assert fb.test == pytest.approx(fa.test, abs=tol)
-        assert fb.best_val == pytest.approx(fa.best_val, abs=tol)
+        assert fb.best_val == pytest.approx(fa.best_val, abs=tol, nan_ok=True)  # nan: no valid
         ma, mb = (pd.read_csv(f.path / "metrics.csv") for f in (fa, fb))
         assert list(ma.columns) == list(mb.columns)
         assert (ma - mb).abs().max().max() < 10 * tol
@@ -65,6 +65,18 @@ def test_fixed_recipe_selection_last_matches_the_sequential_fits(tmp_path):
     seq, par = _both(tmp_path, "synthetic", "feature_fusion", over, seeds=(7,))
     _assert_same_run(seq[0], par[0], tol=1e-5)
     assert par[0].folds[0].best_epoch == par[0].folds[0].epochs - 1 == 2
+
+
+def test_no_valid_part_matches_the_sequential_fits(tmp_path):
+    # protocol.valid_fraction=0: no validation loop (and no loader draw) in either path
+    over = ["dataset.n=120", "method.width=8", "method.layers=1", *SMALL,
+            "train.selection=last", "train.scheduler=none", "protocol.name=group_kfold",
+            "+protocol.group=video", "+protocol.k=2", "+protocol.valid_fraction=0"]
+    seq, par = _both(tmp_path, "synthetic", "late_fusion", over, seeds=(5,))
+    _assert_same_run(seq[0], par[0], tol=1e-5)
+    assert [f.sizes["valid"] for f in par[0].folds] == [0, 0]
+    sel = json.loads((par[0].path / "results.json").read_text())["selection"]
+    assert sel["valid_part"] is False
 
 
 def test_physio_student_on_folds_matches_the_sequential_fits(tmp_path):
