@@ -115,8 +115,8 @@ def _carve_valid(
     return np.sort(train[tr]), np.sort(train[va])
 
 
-def _finish(folds: list[Fold], groups: np.ndarray, valid_fraction: float = 1.0) -> list[Fold]:
-    for f in folds:
+def _finish(folds: list[Fold], groups: np.ndarray, valid_fraction: float) -> list[Fold]:
+    for f in folds:  # valid_fraction=0: an empty valid part was asked for
         check_disjoint(f, groups, valid_optional=valid_fraction == 0)
     return folds
 
@@ -158,8 +158,7 @@ def predefined_split(
             "part, nothing is carved out of train; valid_fraction=0 applies to a carved "
             "validation part only (remove the override)"
         )
-    return _finish([Fold(split, train, valid, test, key)], groups,
-                   valid_fraction if len(valid) == 0 else 1.0)
+    return _finish([Fold(split, train, valid, test, key)], groups, valid_fraction)
 
 
 @PROTOCOLS.register("group_kfold")

@@ -125,7 +125,11 @@ class Prepared:
     @property
     def no_valid(self) -> bool:
         """The folds have no validation part (``protocol.valid_fraction=0``)."""
-        return any(len(f.valid) == 0 for f in self.folds)
+        return _without_valid(self.folds)
+
+
+def _without_valid(folds: Sequence[Fold]) -> bool:
+    return any(len(f.valid) == 0 for f in folds)
 
 
 def _check_train_cfg(cfg: DictConfig) -> None:
@@ -229,7 +233,7 @@ def prepare(
     valid_leaked = valid_leaks(ds, folds, used, split=split)
     if not allow_leaky and check_training:
         check_selection(to_container(cfg.train), valid_leaked, dataset=ds.spec.name)
-    no_valid = any(len(f.valid) == 0 for f in folds)  # protocol.valid_fraction=0
+    no_valid = _without_valid(folds)  # protocol.valid_fraction=0
     if no_valid and check_training:
         check_no_valid(to_container(cfg.train))
     params = to_container(cfg.method)
