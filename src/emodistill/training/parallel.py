@@ -779,8 +779,11 @@ def _train_chunk(setups: list[_Setup], dev: torch.device) -> None:
             s = setups[pos]
             _loader_iter_draw(s.drop_gen)
             perms.append(torch.randperm(n_rows["train"], generator=s.shuffle_gen))
-            # RandomSampler draws a second (empty-sliced) permutation when it is exhausted
-            torch.randperm(n_rows["train"], generator=s.shuffle_gen)
+            # RandomSampler draws a second (empty-sliced) permutation when it is exhausted;
+            # after a full last batch Lightning exhausts it only when a validation loop
+            # follows (measured: no draw under protocol.valid_fraction=0)
+            if n_rows["valid"] or n_rows["train"] % bs:
+                torch.randperm(n_rows["train"], generator=s.shuffle_gen)
         perm = torch.stack(perms).to(dev)  # [N, n_train]
         sums: dict[str, Tensor] = {}
         seen = 0
