@@ -14,6 +14,13 @@ Usage (from the repository root)::
 
 ``--pair METHOD::REFERENCE`` may repeat; without it every method whose label has
 ``(context=...)`` is paired with the label without it.
+
+``--vs OTHER`` pairs each method with the *same* method of another benchmark folder (same
+seeds, one setting changed, e.g. ``protocol.valid_fraction=0``); the other folder's labels
+get `` [OTHER's name]``::
+
+    python benchmarks/paired_pairs.py runs/benchmarks/i13_poria_fusion_allvalid \
+        --vs runs/benchmarks/i13_poria_fusion_carved --metrics acc,f1_macro
 """
 
 from __future__ import annotations
@@ -43,10 +50,19 @@ def main() -> None:
     ap.add_argument("--pair", action="append", default=[],
                     help="METHOD::REFERENCE (labels; labels may hold =)")
     ap.add_argument("--metrics", default="acc", help="comma-separated metric columns")
+    ap.add_argument("--vs", type=Path, default=None,
+                    help="another benchmark folder: pair each method with its own run there")
     a = ap.parse_args()
     per_seed = pd.read_csv(a.folder / "per_seed.csv")
     labels = list(dict.fromkeys(per_seed["method"]))
     pairs = [tuple(p.split("::", 1)) for p in a.pair] if a.pair else default_pairs(labels)
+    if a.vs is not None:
+        other = pd.read_csv(a.vs / "per_seed.csv")
+        other["method"] = other["method"] + f" [{a.vs.name}]"
+        per_seed = pd.concat([per_seed, other], ignore_index=True)
+        if not a.pair:
+            pairs = [(m, f"{m} [{a.vs.name}]") for m in labels
+                     if f"{m} [{a.vs.name}]" in set(other["method"])]
     metrics = [m for m in a.metrics.split(",") if m]
     if not pairs:
         raise SystemExit(f"no pairs: give --pair METHOD::REFERENCE; methods are {labels}")

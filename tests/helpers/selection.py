@@ -12,7 +12,7 @@ FIXED = ["train.selection=last", "train.scheduler=none",
 
 
 def small_cfg(tmp_path, *overrides, method="late_fusion", dataset="synthetic"):
-    small = [] if method == "hinton_kd" else ["method.width=8"]
+    small = [] if method in ("hinton_kd", "logistic") else ["method.width=8"]
     return compose(dataset=dataset, method=method, overrides=[
         *small, "train.max_epochs=2", "train.progress_bar=false",
         "train.save_checkpoint=false", f"output_dir={tmp_path}", *overrides])

@@ -39,7 +39,7 @@ def _assert_same_run(a, b, *, tol):
         assert _files(fa.path) == _files(fb.path)
         assert (fa.best_epoch, fa.epochs, fa.sizes) == (fb.best_epoch, fb.epochs, fb.sizes)
         assert fb.test == pytest.approx(fa.test, abs=tol)
-        assert fb.best_val == pytest.approx(fa.best_val, abs=tol)
+        assert fb.best_val == pytest.approx(fa.best_val, abs=tol, nan_ok=True)  # nan: no valid
         ma, mb = (pd.read_csv(f.path / "metrics.csv") for f in (fa, fb))
         assert list(ma.columns) == list(mb.columns)
         assert (ma - mb).abs().max().max() < 10 * tol
@@ -75,6 +75,18 @@ def test_fixed_recipe_selection_last_matches_the_sequential_fits(tmp_path):
     assert par[0].folds[0].best_epoch == par[0].folds[0].epochs - 1 == 2
 
 
+def test_no_valid_part_matches_the_sequential_fits(tmp_path):
+    # protocol.valid_fraction=0: no validation loop (and no loader draw) in either path
+    over = ["dataset.n=120", "method.width=8", "method.layers=1", *SMALL,
+            "train.selection=last", "train.scheduler=none", "protocol.name=group_kfold",
+            "+protocol.group=video", "+protocol.k=2", "+protocol.valid_fraction=0"]
+    seq, par = _both(tmp_path, "synthetic", "late_fusion", over, seeds=(5,))
+    _assert_same_run(seq[0], par[0], tol=1e-5)
+    assert [f.sizes["valid"] for f in par[0].folds] == [0, 0]
+    sel = json.loads((par[0].path / "results.json").read_text())["selection"]
+    assert sel["valid_part"] is False
+
+
 def test_physio_student_on_folds_matches_the_sequential_fits(tmp_path):
     # folds x seed, BatchNorm in the tokeniser; attention dropout off (see module doc)
     over = ["dataset.n_subjects=4", "dataset.n_trials=4", "+protocol.k=2",
@@ -86,14 +98,19 @@ def test_physio_student_on_folds_matches_the_sequential_fits(tmp_path):
     _assert_same_run(seq[0], par[0], tol=1e-3)
 
 
-def test_hinton_kd_teacher_then_student_per_fold_matches_the_sequential_fits(tmp_path):
-    # each member's teacher is trained on its fold first (in parallel), then the students
+@pytest.mark.parametrize("no_valid", [False, True])
+def test_hinton_kd_teacher_then_student_per_fold_matches_the_sequential_fits(tmp_path, no_valid):
+    # each member's teacher is trained on its fold first (in parallel), then the students;
+    # no_valid: teacher and student trained on train + the carved valid part (fixed recipe)
     tiny = ["width=16", "heads=2", "layers=1", "head_width=16", "dropout=0.0"]
+    fixed = ["train.selection=last", "train.scheduler=none", "protocol.valid_fraction=0"]
     over = ["dataset.n_subjects=4", "dataset.n_trials=4", "+protocol.k=2",
             "method.modality=eeg", "train.save_checkpoint=false", *SMALL,
-            *(f"method.student.{t}" for t in tiny), *(f"method.teacher.method.{t}" for t in tiny)]
+            *(f"method.student.{t}" for t in tiny), *(f"method.teacher.method.{t}" for t in tiny),
+            *(fixed if no_valid else [])]
     seq, par = _both(tmp_path, "synthetic_physio", "hinton_kd", over, seeds=(6,))
     _assert_same_run(seq[0], par[0], tol=1e-3)
+    assert all((f.sizes["valid"] == 0) == no_valid for f in par[0].folds)
     for fa, fb in zip(seq[0].folds, par[0].folds, strict=True):
         ta, tb = (pd.read_csv(f.path / "teacher" / "metrics.csv") for f in (fa, fb))
         assert (ta - tb).abs().max().max() < 1e-2

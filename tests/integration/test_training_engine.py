@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -99,3 +100,78 @@ def test_no_training_sample_is_taught_by_a_member_that_saw_it(tmp_path):
     assert record["k"] == 3 and sum(m["n_heldout"] for m in record["members"]) == len(f.train)
     payload = json.loads((res.path / "results.json").read_text())
     assert payload["teacher"]["crossfit"] == 3 and "acc" in payload["teacher"]["heldout"][f.name]
+
+
+def test_no_valid_part_trains_on_train_and_carved_valid_and_says_so(tmp_path):
+    from emodistill.checkpoint import load_checkpoint
+    from emodistill.data.normalize import Standardizer
+    from emodistill.report.html import build_report
+    from emodistill.training.selection import NO_VALID
+
+    ds = _carved_leaky()
+    carved = prepare(_cfg(tmp_path, *CARVE, *FIXED), ds).folds[0]
+    cfg = _cfg(tmp_path, *CARVE, *FIXED, "+protocol.valid_fraction=0", "train.max_epochs=2",
+               "train.save_checkpoint=true")
+    res = run_experiment(cfg, dataset=ds)
+    (fold,) = res.folds
+    assert fold.sizes == {"train": len(carved.train) + len(carved.valid), "valid": 0,
+                          "test": len(carved.test)}
+    assert fold.best_epoch == 1 and fold.epochs == 2 and np.isnan(fold.best_val)
+    # the features were standardised with the statistics of train + the carved valid rows
+    std = load_checkpoint(fold.path / "model.pt").standardizer
+    whole = Standardizer.fit(ds.subset(np.sort(np.concatenate([carved.train, carved.valid]))))
+    for m in std.mean:
+        torch.testing.assert_close(std.mean[m], whole.mean[m])
+    # the test part is the carved run's test part, read once
+    pred = pd.read_csv(fold.path / "predictions.csv")
+    assert sorted(pred["id"]) == sorted(ds.ids[carved.test])
+    assert not [c for c in pd.read_csv(fold.path / "metrics.csv").columns
+                if c.startswith("val/")]  # no validation loop at all
+    sel = json.loads((res.path / "results.json").read_text())["selection"]
+    assert sel["valid_part"] is False and sel["summary"].startswith(NO_VALID)
+    text = build_report(res.path, output=tmp_path / "report.html", embedding="none").read_text()
+    assert f"Model selection: {NO_VALID}" in text and "no validation curve" in text
+
+
+def test_no_valid_part_with_context_and_a_crossfitted_teacher(tmp_path):
+    no_valid = ["protocol.name=group_kfold", "+protocol.group=video", "+protocol.k=2",
+                "+protocol.valid_fraction=0", "protocol.fold=fold0", "train.selection=last",
+                "train.scheduler=none"]
+    res = run_experiment(crossfit_cfg(tmp_path, "hinton_kd", *no_valid))
+    (fold,) = res.folds
+    assert fold.sizes["valid"] == 0 and isinstance(fold.model.teacher, CrossFitTeacher)
+    record = json.loads((res.path / fold.fold / "teacher" / "crossfit.json").read_text())
+    assert sum(m["n_heldout"] for m in record["members"]) == fold.sizes["train"]
+    member = json.loads((res.path / fold.fold / "teacher" / "member0" / "fold_result.json")
+                        .read_text())
+    assert member["sizes"]["valid"] == 0
+    # utterance context, sequence mode: whole videos, an empty valid part
+    vec = "+dataset.modalities_spec={text: [1, 6, 1.2], audio: [1, 4, 0.5]}"
+    cfg = compose(dataset="synthetic", method="dmd", overrides=[
+        "dataset.n=120", vec, "train.max_epochs=1", "train.progress_bar=false",
+        "train.batch_size=8", "method.context=sequence", "method.context_params.window=2",
+        "train.save_checkpoint=false", f"output_dir={tmp_path}", *no_valid])
+    res = run_experiment(cfg)
+    assert res.folds[0].sizes["valid"] == 0
+    assert len(pd.read_csv(res.folds[0].path / "predictions.csv")) == res.folds[0].sizes["test"]
+
+
+@pytest.mark.shared_data
+def test_poria_without_a_validation_part(tmp_path):
+    root = shared_path("mosi_utterance")
+    over = [f"dataset.root={root}", "method.width=8", "train.max_epochs=1",
+            "train.save_checkpoint=false", f"output_dir={tmp_path}"]
+    carved = prepare(compose(experiment="mosi_poria", method="late_fusion",
+                             overrides=over)).folds[0]
+    cfg = compose(experiment="mosi_poria", method="late_fusion",
+                  overrides=[*over, "protocol.valid_fraction=0"])
+    (fold,) = prepare(cfg).folds
+    assert (len(fold.train), len(fold.valid), len(fold.test)) == (1447, 0, 752)
+    assert fold.test.tolist() == carved.test.tolist()
+    assert len(carved.train) + len(carved.valid) == 1447
+    with pytest.raises(ConfigError, match=r"valid_fraction=0 leaves no validation part.*"
+                                          r"selection=best"):
+        prepare(compose(experiment="mosi_poria", method="late_fusion",
+                        overrides=[*over, "protocol.valid_fraction=0", "train.selection=best"]))
+    res = run_experiment(cfg)
+    assert res.folds[0].sizes == {"train": 1447, "valid": 0, "test": 752}

@@ -55,6 +55,8 @@ def _setup_logging(verbose: bool) -> None:
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
     warnings.filterwarnings("ignore", message=".*number of training batches.*")
     warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+    # protocol.valid_fraction=0: no validation part, by design (the run folder says so)
+    warnings.filterwarnings("ignore", message=".*validation_step` but have no `val_dataloader.*")
     # a resumed run continues in its own checkpoints folder
     warnings.filterwarnings("ignore", message=".*Checkpoint directory .* exists and is not empty")
 

@@ -207,7 +207,7 @@ def sequence_inputs(x: Tensor, present: Tensor, lengths: Sequence[int] | Tensor,
             lo, hi = (0, n) if window is None else (max(0, p - window), min(n, p + window + 1))
             ctx = [s + q for q in range(lo, hi) if q != p] + [s + p]
             rows.append(ctx)
-    W = max(len(r) for r in rows)
+    W = max((len(r) for r in rows), default=1)  # no rows: an empty part (no valid part)
     if steps is not None:
         if steps < W:
             raise ConfigError(
@@ -244,7 +244,7 @@ def to_sequences(ds: MultimodalDataset, key: str = "video", window: int | None =
             "dataset.text_level=pooled) or method.context=birnn|attention"
         )
     videos = group_videos(ds, key)
-    perm = np.concatenate(videos)
+    perm = np.concatenate(videos) if videos else np.zeros(0, dtype=np.int64)
     lengths = [len(v) for v in videos]
     inv = torch.as_tensor(np.argsort(perm))
     pt = torch.as_tensor(perm)
@@ -261,7 +261,7 @@ def to_sequences(ds: MultimodalDataset, key: str = "video", window: int | None =
         targets=ds.spec.targets,
         group_keys=ds.spec.group_keys,
     )
-    out = ds.subset(np.arange(len(ds)))
+    out = ds.subset(np.arange(len(ds)), allow_empty=True)  # a copy
     out.spec = spec
     out.features, out.mask = feats, masks
     out.info = {**ds.info, "context": {"mode": "sequence", "group": key, "window": window,

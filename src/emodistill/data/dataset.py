@@ -211,8 +211,13 @@ class MultimodalDataset:
         mods = ", ".join(f"{m.name}[{m.seq_len}x{m.dim}]" for m in self.spec.modalities)
         return f"MultimodalDataset({self.spec.name!r}, n={len(self)}, {mods})"
 
-    def subset(self, index: np.ndarray | Sequence[int]) -> MultimodalDataset:
-        """Return a new dataset with rows ``index`` (no data is shared for writing)."""
+    def subset(self, index: np.ndarray | Sequence[int], *,
+               allow_empty: bool = False) -> MultimodalDataset:
+        """Return a new dataset with rows ``index`` (no data is shared for writing).
+
+        An empty ``index`` is an :class:`EmptySplitError` unless ``allow_empty``
+        (a fold without a validation part, ``protocol.valid_fraction=0``).
+        """
         idx = np.asarray(index)
         if idx.dtype == bool:  # a boolean mask, not the rows 0 and 1
             if idx.shape != (len(self),):
@@ -222,7 +227,7 @@ class MultimodalDataset:
                 )
             idx = np.flatnonzero(idx)
         idx = idx.astype(np.int64)
-        if idx.size == 0:
+        if idx.size == 0 and not allow_empty:
             raise EmptySplitError(f"{self.spec.name}: subset with no samples requested")
         t = torch.as_tensor(idx)
         out = object.__new__(MultimodalDataset)
@@ -259,7 +264,7 @@ class MultimodalDataset:
 
     def with_features(self, features: dict[str, Tensor]) -> MultimodalDataset:
         """Return a shallow copy whose features are replaced (masks unchanged)."""
-        out = self.subset(np.arange(len(self)))
+        out = self.subset(np.arange(len(self)), allow_empty=True)  # a copy
         out.features = {k: features[k] if not features[k].is_floating_point()  # token ids
                         else features[k] * out.mask[k][..., None] for k in out.features}
         out._fingerprint = None

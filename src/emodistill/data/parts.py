@@ -81,7 +81,8 @@ def fold_parts(
         raise ConfigError(f"fold part(s) {bad}; valid parts: {list(PARTS)}")
     mode = check_subject_norm(subject_norm, ds)
     built = PARTS if mode != "none" else tuple(names)
-    parts = {k: ds.subset(getattr(fold, k)) for k in built}
+    # an empty valid part: a fold without validation (protocol.valid_fraction=0)
+    parts = {k: ds.subset(getattr(fold, k), allow_empty=k == "valid") for k in built}
     if ds.post_split is not None:  # e.g. windowing: only after the split
         parts = {k: ds.post_split(v) for k, v in parts.items()}
     if check is not None:

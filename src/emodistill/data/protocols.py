@@ -4,6 +4,10 @@ Each protocol returns a list of :class:`Fold` (train / valid / test row indices)
 and asserts that its group key never spans two parts of a fold. Validation
 sets are always carved out of the training part, so model selection never
 sees the test part.
+
+``valid_fraction=0`` carves no validation part: the fold's ``valid`` is empty and
+the whole training part is trained on. Only a fixed recipe may use it (nothing
+is selected on validation; the engine checks it, see ``training/selection.py``).
 """
 
 from __future__ import annotations
@@ -62,8 +66,12 @@ def _groups(ds: MultimodalDataset, key: str | list[str]) -> np.ndarray:
     return np.array(["|".join(t) for t in zip(*cols, strict=True)])
 
 
-def check_disjoint(fold: Fold, groups: np.ndarray) -> None:
-    """Raise :class:`LeakageError` if a group value occurs in two parts of ``fold``."""
+def check_disjoint(fold: Fold, groups: np.ndarray, *, valid_optional: bool = False) -> None:
+    """Raise :class:`LeakageError` if a group value occurs in two parts of ``fold``.
+
+    An empty part is an :class:`EmptySplitError`, except an empty ``valid`` part
+    when ``valid_optional`` (``protocol.valid_fraction=0``).
+    """
     parts = {"train": fold.train, "valid": fold.valid, "test": fold.test}
     seen: dict[str, set[str]] = {k: set(groups[v].tolist()) for k, v in parts.items()}
     for a, b in (("train", "valid"), ("train", "test"), ("valid", "test")):
@@ -77,7 +85,7 @@ def check_disjoint(fold: Fold, groups: np.ndarray) -> None:
     if len(np.unique(idx)) != len(idx):
         raise LeakageError(f"fold {fold.name!r}: a row appears in two parts")
     for k, v in parts.items():
-        if len(v) == 0:
+        if len(v) == 0 and not (k == "valid" and valid_optional):
             raise EmptySplitError(
                 f"fold {fold.name!r}: the {k} part is empty; use fewer folds, a smaller "
                 "valid_fraction, or more data"
@@ -87,9 +95,14 @@ def check_disjoint(fold: Fold, groups: np.ndarray) -> None:
 def _carve_valid(
     train: np.ndarray, groups: np.ndarray, fraction: float, seed: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Split ``train`` rows into (train, valid) by whole groups."""
-    if not 0.0 < fraction < 1.0:
-        raise ConfigError(f"protocol.valid_fraction={fraction}; use a value in (0, 1)")
+    """Split ``train`` rows into (train, valid) by whole groups (``fraction=0``: no valid)."""
+    if not 0.0 <= fraction < 1.0:
+        raise ConfigError(
+            f"protocol.valid_fraction={fraction}; use a value in (0, 1), or 0 for no validation "
+            "part (a fixed recipe trained on all training data)"
+        )
+    if fraction == 0:
+        return np.sort(train), np.zeros(0, dtype=np.int64)
     g = groups[train]
     if len(np.unique(g)) < 2:
         raise EmptySplitError(
@@ -102,9 +115,9 @@ def _carve_valid(
     return np.sort(train[tr]), np.sort(train[va])
 
 
-def _finish(folds: list[Fold], groups: np.ndarray) -> list[Fold]:
-    for f in folds:
-        check_disjoint(f, groups)
+def _finish(folds: list[Fold], groups: np.ndarray, valid_fraction: float) -> list[Fold]:
+    for f in folds:  # valid_fraction=0: an empty valid part was asked for
+        check_disjoint(f, groups, valid_optional=valid_fraction == 0)
     return folds
 
 
@@ -120,7 +133,8 @@ def predefined_split(
     """Use a predefined split stored with the data (``standard``, ``poria``...).
 
     When the split has no ``valid`` part, one is carved out of ``train`` by whole
-    ``valid_group`` groups (e.g. whole videos for MOSI's Poria split).
+    ``valid_group`` groups (e.g. whole videos for MOSI's Poria split);
+    ``valid_fraction=0`` carves none (an empty ``valid`` part).
     """
     if split not in ds.splits:
         raise ConfigError(
@@ -132,13 +146,19 @@ def predefined_split(
     key = valid_group or "id"
     groups = _groups(ds, valid_group) if valid_group else ds.ids.astype(str)
     if len(valid) == 0:
-        if valid_group is None:
+        if valid_group is None and valid_fraction != 0:
             raise ConfigError(
                 f"split {split!r} has no valid part; set protocol.valid_group (e.g. video) so "
                 "one is carved out of train by whole groups"
             )
         train, valid = _carve_valid(train, groups, valid_fraction, valid_seed)
-    return _finish([Fold(split, train, valid, test, key)], groups)
+    elif valid_fraction == 0:
+        raise ConfigError(
+            f"protocol.valid_fraction=0: split {split!r} of {ds.spec.name!r} has its own valid "
+            "part, nothing is carved out of train; valid_fraction=0 applies to a carved "
+            "validation part only (remove the override)"
+        )
+    return _finish([Fold(split, train, valid, test, key)], groups, valid_fraction)
 
 
 @PROTOCOLS.register("group_kfold")
@@ -162,7 +182,7 @@ def group_kfold(
     for i, (tr, te) in enumerate(splitter.split(np.arange(len(ds)), groups=groups)):
         tr, va = _carve_valid(tr, groups, valid_fraction, seed + i)
         folds.append(Fold(f"fold{i}", tr, va, np.sort(te), group))
-    return _finish(folds, groups)
+    return _finish(folds, groups, valid_fraction)
 
 
 @PROTOCOLS.register("subject_dependent")
@@ -205,7 +225,7 @@ def subject_dependent(
         tr, va = _carve_valid(tr, trial_key, valid_fraction, seed + i)
         tr, va = _keep_subjects_in_train(tr, va, subj, trial_key)
         folds.append(Fold(f"fold{i}", tr, va, te, f"{subject}+{trial}"))
-    return _finish(folds, trial_key)
+    return _finish(folds, trial_key, valid_fraction)
 
 
 def _keep_subjects_in_train(
@@ -240,7 +260,7 @@ def leave_one_subject_out(
     for tr, te in LeaveOneGroupOut().split(np.arange(len(ds)), groups=groups):
         tr, va = _carve_valid(tr, groups, valid_fraction, seed)
         folds.append(Fold(f"{subject}{groups[te[0]]}", tr, va, np.sort(te), subject))
-    return _finish(folds, groups)
+    return _finish(folds, groups, valid_fraction)
 
 
 def _protocol_params(fn: ProtocolFn) -> list[str]:

@@ -272,7 +272,7 @@ class Windower:
         n_win = self._n_windows(ds)
         trial_index = np.repeat(np.arange(len(ds)), n_win)
         window_index = np.concatenate([np.arange(k) for k in n_win]) if len(ds) else trial_index
-        if trial_index.size == 0:
+        if trial_index.size == 0 and len(ds):  # an empty part (no valid part) stays empty
             raise EmptySplitError(
                 f"{ds.spec.name}: no trial of this part ({len(ds)} trials) is long enough for "
                 f"one window of chunk_size={self.window.chunk_size} after a baseline of "

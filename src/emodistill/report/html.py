@@ -51,6 +51,7 @@ from emodistill.report.reader import (
     run_modalities,
 )
 from emodistill.report.tables import PERCENT_METRICS
+from emodistill.training.selection import NO_VALID
 
 __all__ = ["build_report", "render_report", "find_runs", "RunEntry", "edge_tables",
            "attention_columns"]
@@ -317,7 +318,9 @@ def _method_section(label: str, runs: list[RunEntry], emb: Embedding | str | Non
     if curves:
         chosen = ("last epoch (fixed recipe)" if sel.get("selection") == "last"
                   else "epoch selected on validation")
-        if sel.get("valid_leaked_for"):
+        if sel.get("valid_part") is False:
+            chosen += f"; {NO_VALID}, so there is no validation curve"
+        elif sel.get("valid_leaked_for"):
             chosen += "; the validation curve is LEAKED, a diagnostic only"
         fig = plots.learning_curves(curves, best_epoch=best)
         parts.append("<h3>Learning curves</h3>" + _img(

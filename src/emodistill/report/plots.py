@@ -89,7 +89,7 @@ def learning_curves(runs: Mapping[str, pd.DataFrame], *, title: str = "",
     if metric and metric.split("/")[-1].startswith(_BOUNDED):
         lo, hi = ax_m.get_ylim()
         ax_m.set_ylim(max(lo, 0.0), min(hi, 1.0))  # a fraction: never past 1
-    if len(runs) <= 8:
+    if len(runs) <= 8 and ax_m.get_legend_handles_labels()[0]:  # none without validation
         ax_m.legend(fontsize=7, loc="best")
     if title:
         fig.suptitle(title, fontsize=10)

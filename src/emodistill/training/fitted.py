@@ -98,13 +98,14 @@ def fit_in_process(
         row: dict[str, Any] = {"epoch": i}
         row |= {f"choice/{k}": v for k, v in choice.items()}
         row |= score_part(model, parts["train"], target.name, "train/")
-        row |= score_part(model, parts["valid"], target.name, "val/")
-        if monitor not in row:
+        if len(parts["valid"]):  # none: protocol.valid_fraction=0 (one candidate, checked)
+            row |= score_part(model, parts["valid"], target.name, "val/")
+        if monitor not in row and len(parts["valid"]):
             raise ConfigError(
                 f"train.monitor={monitor!r} is not computed for {type(model).__name__}; "
                 f"available: {sorted(k for k in row if k.startswith('val/'))}")
         history.rows.append(row)
-        score = float(row[monitor])
+        score = float(row.get(monitor, math.nan))
         if math.isnan(score):
             score = math.inf if mode == "min" else -math.inf
         better = best is None or (score < best[0] if mode == "min" else score > best[0])
@@ -133,6 +134,8 @@ def fit_in_process(
                   "selected": {k[7:]: v for k, v in history.rows[best[1]].items()
                                if k.startswith("choice/")}},
         )
-    log.info("%s on %s: candidate %d of %d selected (%s=%.4f), test %s", type(model).__name__,
-             fold.name, best[1], len(history.rows), monitor, best[0], test)
-    return FoldResult(fold.name, test, best[1], len(history.rows), sizes, out, model, best[0])
+    chosen = f"{monitor}={best[0]:.4f}" if len(parts["valid"]) else "no validation part"
+    log.info("%s on %s: candidate %d of %d selected (%s), test %s", type(model).__name__,
+             fold.name, best[1], len(history.rows), chosen, test)
+    return FoldResult(fold.name, test, best[1], len(history.rows), sizes, out, model,
+                      best[0] if len(parts["valid"]) else math.nan)

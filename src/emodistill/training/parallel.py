@@ -912,8 +912,11 @@ def _train_chunk(setups: list[_Setup], dev: torch.device) -> None:
             s = setups[pos]
             _loader_iter_draw(s.drop_gen)
             perms.append(torch.randperm(n_rows["train"], generator=s.shuffle_gen))
-            # RandomSampler draws a second (empty-sliced) permutation when it is exhausted
-            torch.randperm(n_rows["train"], generator=s.shuffle_gen)
+            # RandomSampler draws a second (empty-sliced) permutation when it is exhausted;
+            # after a full last batch Lightning exhausts it only when a validation loop
+            # follows (measured: no draw under protocol.valid_fraction=0)
+            if n_rows["valid"] or n_rows["train"] % bs:
+                torch.randperm(n_rows["train"], generator=s.shuffle_gen)
         perm = torch.stack(perms).to(dev)  # [N, n_train]
         sums: dict[str, Tensor] = {}
         seen = 0
@@ -956,9 +959,9 @@ def _train_chunk(setups: list[_Setup], dev: torch.device) -> None:
                 sums[k] = sums.get(k, 0) + v.detach().float() * b
             seen += b
         train_logs = {k: (v / seen).cpu() for k, v in sums.items()}
-        # -- validation
+        # -- validation (none under protocol.valid_fraction=0: no loader, no draw)
         base.eval()
-        for pos in active:
+        for pos in active if n_rows["valid"] else ():
             _loader_iter_draw(setups[pos].drop_gen)
         vsums: dict[str, Tensor] = {}
         vpreds, gates, tgates = [], [], []
@@ -976,8 +979,9 @@ def _train_chunk(setups: list[_Setup], dev: torch.device) -> None:
                     tgates.append(res["aux"]["teacher_gates"] * b)
         val_logs = {k: (v / n_rows["valid"]).cpu().tolist() for k, v in vsums.items()}
         train_lists = {k: v.tolist() for k, v in train_logs.items()}
-        val_mets = stacked_metric_values(target, torch.cat(vpreds, 1).cpu(),
-                                         data["valid"]["target"].cpu())
+        val_mets = (stacked_metric_values(target, torch.cat(vpreds, 1).cpu(),
+                                          data["valid"]["target"].cpu())
+                    if vpreds else [{} for _ in active])
         finished, improved = [], []
         for j, pos in enumerate(active):
             s = setups[pos]
@@ -998,7 +1002,7 @@ def _train_chunk(setups: list[_Setup], dev: torch.device) -> None:
                         for k, v in train_lists.items()})
             row["lr"] = dummies[pos].param_groups[0]["lr"]
             s.rows.append(row)
-            cur = vals[monitor]
+            cur = vals.get(monitor, math.nan)  # nan without a validation part (selection=last)
             oriented = sign * cur if math.isfinite(cur) else math.inf
             # ModelCheckpoint: the first epoch always saves; later ones on strict improvement
             if last or not have_best[pos] or oriented < best_score[pos]:

@@ -58,6 +58,7 @@ from emodistill.training.history import EpochHistory
 from emodistill.training.lit import LitMER
 from emodistill.training.loggers import build_trackers, check_trackers, progress_callbacks
 from emodistill.training.selection import (
+    check_no_valid,
     check_selection,
     fold_leaks,
     require_clean_valid,
@@ -120,6 +121,15 @@ class Prepared:
     allow_leaky: bool = False
     #: continue an interrupted run: read finished folds back, the others from checkpoints/
     resume: bool = False
+
+    @property
+    def no_valid(self) -> bool:
+        """The folds have no validation part (``protocol.valid_fraction=0``)."""
+        return _without_valid(self.folds)
+
+
+def _without_valid(folds: Sequence[Fold]) -> bool:
+    return any(len(f.valid) == 0 for f in folds)
 
 
 def _check_train_cfg(cfg: DictConfig) -> None:
@@ -223,6 +233,9 @@ def prepare(
     valid_leaked = valid_leaks(ds, folds, used, split=split)
     if not allow_leaky and check_training:
         check_selection(to_container(cfg.train), valid_leaked, dataset=ds.spec.name)
+    no_valid = _without_valid(folds)  # protocol.valid_fraction=0
+    if no_valid and check_training:
+        check_no_valid(to_container(cfg.train))
     params = to_container(cfg.method)
     plan = context_plan(params, ds)  # utterance context: whole videos per part, ordered ids
     for f in folds:
@@ -236,6 +249,9 @@ def prepare(
         t_leaked = valid_leaks(ds, folds, [t_mod] if t_mod else mods, split=split)
         check_selection(to_container(t_train), t_leaked, dataset=ds.spec.name,
                         who="the teacher")
+    if isinstance(teacher, dict) and teacher.get("method") and no_valid and check_training:
+        check_no_valid(to_container(OmegaConf.merge(cfg.train, teacher.get("train") or {})),
+                       who="the teacher")
     if isinstance(teacher, dict) and check_crossfit(teacher.get("crossfit"), method=name,
                                                     params=params):
         if teacher.get("checkpoint") or not teacher.get("method"):
@@ -259,9 +275,10 @@ def prepare(
         ) from None
     # methods that choose something on the validation part (HKD-MER's dominant modality)
     chooses = getattr(METHODS.get(name), "chooses_on_valid", None)
-    if chooses is not None and not allow_leaky:
+    if chooses is not None and (no_valid or not allow_leaky):
         for what, fix in chooses(params):
-            require_clean_valid(valid_leaked, what=what, fix=fix)
+            require_clean_valid([] if allow_leaky else valid_leaked, what=what, fix=fix,
+                                no_valid=no_valid)
     return Prepared(cfg, ds, target, mods, folds, valid_leaked, bool(allow_leaky))
 
 
@@ -309,7 +326,11 @@ def config_fold_parts(
 
 
 def fit_fold(prep: Prepared, fold: Fold, out: Path) -> FoldResult:
-    """Train on ``fold.train``, select on ``fold.valid``, test once on ``fold.test``."""
+    """Train on ``fold.train``, select on ``fold.valid``, test once on ``fold.test``.
+
+    Without a validation part (``protocol.valid_fraction=0``, a fixed recipe) no
+    validation loop runs at all.
+    """
     cfg, ds, target = prep.cfg, prep.dataset, prep.target
     if prep.resume and (done := _read_fold_result(out)) is not None:
         log.info("%s finished before the interruption: read back", out)
@@ -362,11 +383,9 @@ def fit_fold(prep: Prepared, fold: Fold, out: Path) -> FoldResult:
     trainer = _trainer(cfg, callbacks, out)
     if resume_from is not None:
         log.info("continuing %s from %s", out, resume_from)
-    trainer.fit(
-        lit, train_loader,
-        plan.loader(parts["valid"], target.name, batch_size=bs, shuffle=False),
-        ckpt_path=resume_from, weights_only=True,
-    )
+    valid_loader = (plan.loader(parts["valid"], target.name, batch_size=bs, shuffle=False)
+                    if len(parts["valid"]) else None)  # none: protocol.valid_fraction=0
+    trainer.fit(lit, train_loader, valid_loader, ckpt_path=resume_from, weights_only=True)
     if last_only:
         best_epoch = int(history.rows[-1]["epoch"]) if history.rows else -1
         score = history.rows[-1].get(cfg.train.monitor) if history.rows else None
@@ -650,7 +669,8 @@ def write_results(prep: Prepared, result: RunResult) -> None:
         "folds": {f.fold: {"test": f.test, "best_epoch": f.best_epoch, "epochs": f.epochs,
                            "best_val": f.best_val, "sizes": f.sizes} for f in result.folds},
         "monitor": cfg.train.monitor,
-        "selection": selection_record(to_container(cfg.train), prep.valid_leaked)
+        "selection": selection_record(to_container(cfg.train), prep.valid_leaked,
+                                      no_valid=prep.no_valid)
         | {"allow_leaky": prep.allow_leaky},
         "mean": result.mean,
     }

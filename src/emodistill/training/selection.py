@@ -32,6 +32,12 @@ honest ways out:
 * ``last``: the weights after exactly ``train.max_epochs`` epochs; the
   validation part is still evaluated each epoch (a diagnostic curve) but never
   read to choose anything.
+
+Since a fixed recipe reads nothing from the validation part, it may train on it:
+``protocol.valid_fraction=0`` carves no validation part (every fold's ``valid``
+is empty; see :func:`check_no_valid`). Anything that would select on validation
+is then refused: ``train.selection=best``, the plateau scheduler, a method that
+chooses on validation (:func:`require_clean_valid` with ``no_valid``), sweeps.
 """
 
 from __future__ import annotations
@@ -47,11 +53,17 @@ if TYPE_CHECKING:
     from emodistill.data.dataset import MultimodalDataset
     from emodistill.data.protocols import Fold
 
-__all__ = ["SELECTIONS", "label_seen_rows", "fold_leaks", "valid_leaks", "check_selection",
-           "selection_record", "require_clean_valid", "honest_ways_out"]
+__all__ = ["SELECTIONS", "NO_VALID", "label_seen_rows", "fold_leaks", "valid_leaks",
+           "check_selection", "check_no_valid", "selection_record", "require_clean_valid",
+           "honest_ways_out"]
 
 #: valid values of ``train.selection``
 SELECTIONS: tuple[str, ...] = ("best", "last")
+
+#: how a run without a validation part (``protocol.valid_fraction=0``) is described
+NO_VALID = "no validation part: fixed recipe trained on all training data"
+
+_KEEP_VALID = "or keep a validation part (protocol.valid_fraction > 0, e.g. 0.15)"
 
 
 def honest_ways_out(modalities: Sequence[str]) -> str:
@@ -188,14 +200,50 @@ def check_selection(train: Mapping[str, Any], leaked: Sequence[str], *, dataset:
         )
 
 
-def selection_record(train: Mapping[str, Any], leaked: Sequence[str]) -> dict[str, Any]:
+def check_no_valid(train: Mapping[str, Any], *, who: str = "the model") -> None:
+    """Refuse selecting ``who`` on a validation part that ``protocol.valid_fraction=0`` removed.
+
+    Parameters
+    ----------
+    train : mapping
+        The ``train`` config section (``selection``, ``scheduler``...).
+    who : str
+        What is being trained (``"the model"``, ``"the teacher"``...).
+    """
+    head = "protocol.valid_fraction=0 leaves no validation part, but"
+    sel = train.get("selection", "best")
+    if sel != "last":
+        raise ConfigError(
+            f"{head} train.selection={sel} would select {who} on it (best checkpoint and early "
+            "stopping). Set train.selection=last with a fixed train.max_epochs (a fixed "
+            f"recipe) {_KEEP_VALID}."
+        )
+    if train.get("scheduler", "none") == "plateau":
+        raise ConfigError(
+            f"{head} train.scheduler=plateau steps the learning rate of {who} on a validation "
+            f"metric. Set train.scheduler=none {_KEEP_VALID}."
+        )
+
+
+def selection_record(train: Mapping[str, Any], leaked: Sequence[str], *,
+                     no_valid: bool = False) -> dict[str, Any]:
     """How a model is selected, for ``results.json`` and the report.
+
+    Parameters
+    ----------
+    train : mapping
+        The ``train`` config section.
+    leaked : sequence of str
+        Modalities leaked in the validation part.
+    no_valid : bool
+        The folds have no validation part (``protocol.valid_fraction=0``).
 
     Returns
     -------
     dict
         ``selection``, ``monitor``, ``mode``, ``max_epochs``, ``patience``,
-        ``recipe_from``, ``valid_leaked_for`` and a one-line ``summary``.
+        ``recipe_from``, ``valid_leaked_for``, ``valid_part`` (False without one)
+        and a one-line ``summary``.
     """
     sel = str(train.get("selection", "best"))
     rec: dict[str, Any] = {
@@ -207,25 +255,34 @@ def selection_record(train: Mapping[str, Any], leaked: Sequence[str]) -> dict[st
         "scheduler": train.get("scheduler"),
         "recipe_from": train.get("recipe_from"),
         "valid_leaked_for": list(leaked),
+        "valid_part": not no_valid,
     }
     if sel == "best":
         s = (f"checkpoint with the best {rec['monitor']} ({rec['mode']}) on the validation part, "
              f"early stopping after {rec['patience']} epochs without improvement "
              f"(at most {rec['max_epochs']} epochs)")
     else:
-        s = (f"fixed recipe: the weights after exactly {rec['max_epochs']} epochs; the "
+        s = (f"{NO_VALID}: the weights after exactly {rec['max_epochs']} epochs "
+             "(protocol.valid_fraction=0)" if no_valid else
+             f"fixed recipe: the weights after exactly {rec['max_epochs']} epochs; the "
              "validation part is not read to choose anything")
         if rec["recipe_from"]:
             s += f"; hyper-parameters from {rec['recipe_from']}"
-    if leaked:
+    if leaked and not no_valid:
         s += (f". The validation part is LEAKED for {list(leaked)}: its curve is a diagnostic "
               "only and must not be read as held-out performance")
     rec["summary"] = s
     return rec
 
 
-def require_clean_valid(leaked: Sequence[str], *, what: str, fix: str) -> None:
-    """Refuse a choice ``what`` made on a leaked validation part, naming ``fix``."""
+def require_clean_valid(leaked: Sequence[str], *, what: str, fix: str,
+                        no_valid: bool = False) -> None:
+    """Refuse a choice ``what`` made on a leaked (or absent: ``no_valid``) validation part."""
+    if no_valid:
+        raise ConfigError(
+            f"{what} is chosen on the validation part, but protocol.valid_fraction=0 leaves "
+            f"none. Fix it in the config instead ({fix}) {_KEEP_VALID}."
+        )
     if leaked:
         raise ConfigError(
             f"{what} is chosen on the validation part, which is leaked for {list(leaked)}. "

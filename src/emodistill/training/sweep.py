@@ -127,7 +127,8 @@ def _check(dataset: str, method: str, experiment: str | None, overrides: Sequenc
     require_clean_valid([] if prep.allow_leaky else prep.valid_leaked,
                         what="a sweep's objective (the validation metric)",
                         fix="take the hyper-parameters from a sweep on a leak-free dataset and "
-                        "run the fixed recipe, train.selection=last, train.recipe_from=...")
+                        "run the fixed recipe, train.selection=last, train.recipe_from=...",
+                        no_valid=prep.no_valid)
     return base, ds
 
 

@@ -206,3 +206,45 @@ def test_parameters_of_other_protocols_are_ignored(caplog):
 
 def test_registry_lists_every_protocol():
     assert set(PROTOCOLS.names()) >= {"split", "group_kfold", "subject_dependent", "loso"}
+
+
+@pytest.mark.parametrize("name, params, keys", [
+    ("split", {"split": "poria", "valid_group": "video"}, {"video": 1}),
+    ("group_kfold", {"group": "video", "k": 3}, {"video": 1}),
+    ("loso", {"subject": "video"}, {"video": 1}),
+    ("subject_dependent", {"subject": "video", "trial": "trial", "k": 2}, {"video": 1,
+                                                                           "trial": 1}),
+])
+def test_valid_fraction_zero_trains_on_the_carved_rows_and_keeps_the_test_part(name, params,
+                                                                               keys):
+    videos = np.repeat([f"v{i}" for i in range(8)], 6)
+    trials = np.tile([f"t{i}" for i in range(6)], 8)
+    groups = {"video": videos, "trial": trials}
+    split = np.where(np.isin(videos, ["v0", "v5"]), "test", "train")
+    ds = make_ds({k: groups[k] for k in keys}, {"poria": split})
+    carved = make_folds(ds, name, **params)
+    whole = make_folds(ds, name, valid_fraction=0, **params)
+    assert [f.name for f in whole] == [f.name for f in carved]
+    for c, w in zip(carved, whole, strict=True):
+        assert len(c.valid) > 0 and len(w.valid) == 0 and w.valid.dtype == np.int64
+        assert w.test.tolist() == c.test.tolist()  # the test part is unchanged
+        assert w.train.tolist() == sorted(c.train.tolist() + c.valid.tolist())
+
+
+def test_valid_fraction_zero_errors():
+    g = np.array(["a", "a", "b", "c", "d", "d"])
+    own = make_ds({"video": g}, {"standard": np.array(["train", "train", "valid", "test",
+                                                       "test", ""])})
+    with pytest.raises(ConfigError, match="valid_fraction=0: split 'standard'.*own valid part"):
+        make_folds(own, "split", split="standard", valid_fraction=0)
+    with pytest.raises(ConfigError, match=r"valid_fraction=-0.1; use a value in \(0, 1\), or 0"):
+        make_folds(own, "group_kfold", group="video", k=2, valid_fraction=-0.1)
+    # no validation group needed when nothing is carved
+    ds = make_ds({"video": g}, {"poria": np.array(["train"] * 4 + ["test"] * 2)})
+    (f,) = make_folds(ds, "split", split="poria", valid_fraction=0)
+    assert (f.train.tolist(), f.valid.tolist(), f.test.tolist()) == ([0, 1, 2, 3], [], [4, 5])
+    # an empty valid part is allowed only when asked for
+    fold = Fold("e", np.array([0, 1]), np.array([], dtype=np.int64), np.array([4]), "v")
+    check_disjoint(fold, g, valid_optional=True)
+    with pytest.raises(EmptySplitError, match="valid part is empty"):
+        check_disjoint(fold, g)
