@@ -34,6 +34,9 @@ def main(folders: list[str]) -> None:
     rows["base"] = rows["method"].str.replace("(text_encoder.mode=finetune)", "", regex=False)
     rows["text"] = rows["finetuned"].map({True: "fine-tuned", False: "frozen"})
     rows["label"] = rows["base"] + " / " + rows["text"]
+    # reference rows without a text encoder to fine-tune (majority, logistic): their own name
+    tuned = set(rows.loc[rows["finetuned"], "base"])
+    rows.loc[~rows["base"].isin(tuned), "label"] = rows["base"]
     rows = rows.sort_values(["base", "text", "seed"])
     print(to_markdown(aggregate(rows, METRICS, by="label"), METRICS))
     print("Paired difference fine-tuned − frozen, same seed (mean ± std over seeds; "
