@@ -70,6 +70,7 @@ from emodistill.data.normalize import Standardizer
 from emodistill.data.protocols import Fold
 from emodistill.metrics.mer import stacked_metric_values
 from emodistill.models import METHODS, MERModel, build_method
+from emodistill.training.pooling import pool_folds
 from emodistill.training.run import (
     FoldResult,
     Prepared,
@@ -1011,5 +1012,5 @@ def run_parallel(
                       strict=True):
         runs[i].folds.append(res)
     for prep, result in zip(preps, runs, strict=True):
-        write_results(prep, result)
+        write_results(prep, pool_folds(prep, result))
     return runs
