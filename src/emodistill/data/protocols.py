@@ -35,11 +35,16 @@ class Fold:
     Attributes
     ----------
     name : str
-        Fold name (``"poria"``, ``"fold3"``, ``"subject07"``...).
+        Fold name (``"poria"``, ``"fold3"``, ``"subject07"``, ``"fold3/subject07"``...).
     train, valid, test : np.ndarray
         int64 row indices, disjoint.
     group_key : str
         The group key whose values never span two parts.
+    pool : str or None
+        Per-subject models (``subject_dependent`` with ``per_subject=True``): the name of
+        the pooled fold (``"fold3"``) whose test predictions this fold's model joins; the
+        metrics are computed once over the pool's test part
+        (:func:`emodistill.training.pooling.pool_folds`). None for an ordinary fold.
     """
 
     name: str
@@ -47,6 +52,7 @@ class Fold:
     valid: np.ndarray
     test: np.ndarray
     group_key: str
+    pool: str | None = None
 
 
 ProtocolFn = Callable[..., list[Fold]]
@@ -194,6 +200,7 @@ def subject_dependent(
     k: int = 5,
     valid_fraction: float = 0.15,
     seed: int = 0,
+    per_subject: bool = False,
 ) -> list[Fold]:
     """Subject-dependent k-fold over whole trials.
 
@@ -204,7 +211,19 @@ def subject_dependent(
     one pooled model on the rest, so every test subject is also seen in training
     but no trial (and none of its windows) is in two parts. Validation trials are
     carved per fold from the training trials.
+
+    ``per_subject=True`` (``protocol.per_subject``) trains one model per subject instead
+    of one pooled model: fold ``i`` becomes one fold ``fold<i>/<subject><s>`` per subject,
+    whose train and valid parts are that subject's trials outside its ``i``-th part
+    (validation trials carved from them, per subject) and whose test part is that
+    subject's ``i``-th part, the same test trials as the pooled fold ``i``. Each such
+    fold names its pooled fold in :attr:`Fold.pool`; the run computes the metrics of
+    fold ``i`` once over the test predictions of all its subjects' models, as the
+    pooled model's are computed.
     """
+    if not isinstance(per_subject, bool):
+        raise ConfigError(f"protocol.per_subject={per_subject!r}; use true (one model per "
+                          "subject) or false (one pooled model per fold)")
     subj = _groups(ds, subject)
     trial_key = _groups(ds, [subject, trial])
     rng = np.random.default_rng(seed)
@@ -218,6 +237,10 @@ def subject_dependent(
         rng.shuffle(trials)
         for i, chunk in enumerate(np.array_split(trials, k)):
             parts[i].append(np.flatnonzero(np.isin(trial_key, chunk)))
+    if per_subject:
+        folds = _per_subject_folds(parts, subj, trial_key, key=f"{subject}+{trial}",
+                                   subject=subject, valid_fraction=valid_fraction, seed=seed)
+        return _finish(folds, trial_key, valid_fraction)
     folds = []
     for i in range(k):
         te = np.sort(np.concatenate(parts[i]))
@@ -226,6 +249,27 @@ def subject_dependent(
         tr, va = _keep_subjects_in_train(tr, va, subj, trial_key)
         folds.append(Fold(f"fold{i}", tr, va, te, f"{subject}+{trial}"))
     return _finish(folds, trial_key, valid_fraction)
+
+
+def _per_subject_folds(
+    parts: list[list[np.ndarray]], subj: np.ndarray, trial_key: np.ndarray, *, key: str,
+    subject: str, valid_fraction: float, seed: int,
+) -> list[Fold]:
+    """One fold per (part, subject): the subject's own trials only, valid carved per subject."""
+    folds = []
+    for i, chunks in enumerate(parts):
+        for te in chunks:  # one chunk per subject, in the order of np.unique(subj)
+            s = str(subj[te[0]])
+            own = np.flatnonzero(subj == s)
+            tr = np.setdiff1d(own, te)
+            if len(np.unique(trial_key[tr])) < (2 if valid_fraction > 0 else 1):
+                raise EmptySplitError(
+                    f"protocol.per_subject: subject {s!r} has a single trial outside test part "
+                    f"{i}, none left to validate on; use a smaller protocol.k or per_subject=false")
+            tr, va = _carve_valid(tr, trial_key, valid_fraction, seed + i)
+            folds.append(Fold(f"fold{i}/{subject}{s}", tr, va, np.sort(te),
+                              key, pool=f"fold{i}"))
+    return folds
 
 
 def _keep_subjects_in_train(
@@ -275,6 +319,10 @@ def make_folds(ds: MultimodalDataset, name: str, **params: object) -> list[Fold]
     line; a parameter no protocol knows is an error listing the valid ones.
     """
     fn = PROTOCOLS.get(name)
+    if params.get("per_subject") and name != "subject_dependent":
+        raise ConfigError(f"protocol.per_subject={params['per_subject']!r} needs "
+                          f"protocol.name=subject_dependent (got {name!r}): per-subject models "
+                          "train and test on each subject's own trials")
     own = _protocol_params(fn)
     foreign = {k for other in PROTOCOLS.names() if other != name
                for k in _protocol_params(PROTOCOLS.get(other))} - set(own)

@@ -73,6 +73,7 @@ from emodistill.data.protocols import Fold
 from emodistill.metrics.mer import stacked_metric_values
 from emodistill.models import METHODS, MERModel, build_method
 from emodistill.training.checkpointing import remove_checkpoints
+from emodistill.training.pooling import pool_folds
 from emodistill.training.run import (
     FoldResult,
     Prepared,
@@ -1178,5 +1179,5 @@ def run_parallel(
     for i, prep in enumerate(preps):
         runs[i].folds.extend(done[(i, fold.name)] for fold in prep.folds)
     for prep, result in zip(preps, runs, strict=True):
-        write_results(prep, result)
+        write_results(prep, pool_folds(prep, result))
     return runs

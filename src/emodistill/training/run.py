@@ -57,6 +57,7 @@ from emodistill.training.crossfit import check_crossfit, crossfit_summary, fit_c
 from emodistill.training.history import EpochHistory
 from emodistill.training.lit import LitMER
 from emodistill.training.loggers import build_trackers, check_trackers, progress_callbacks
+from emodistill.training.pooling import members_record, pool_folds
 from emodistill.training.selection import (
     check_no_valid,
     check_selection,
@@ -93,6 +94,9 @@ class RunResult:
 
     path: Path
     folds: list[FoldResult] = field(default_factory=list)
+    #: per-subject models (``protocol.per_subject``): one result per subject and fold,
+    #: pooled into ``folds`` by :func:`emodistill.training.pooling.pool_folds`
+    members: list[FoldResult] = field(default_factory=list)
 
     @property
     def best_val(self) -> float:
@@ -217,9 +221,11 @@ def prepare(
     check_subject_norm(subject_norm, ds, folds=folds)
     if fold_name is not None:
         names = [f.name for f in folds]
-        if fold_name not in names:
-            raise ConfigError(f"protocol.fold={fold_name!r}; valid folds: {names}")
-        folds = [f for f in folds if f.name == fold_name]
+        pools = [f.pool for f in folds if f.pool]
+        if fold_name not in names + pools:
+            raise ConfigError(f"protocol.fold={fold_name!r}; valid folds: "
+                              f"{sorted(set(pools)) or names}")
+        folds = [f for f in folds if fold_name in (f.name, f.pool)]
     leaky = sorted({m for f in folds for m in fold_leaks(ds, f, used, split=split)["test"]})
     if leaky and not allow_leaky:
         where = f"split {split!r}" if split else f"protocol {pname!r}"
@@ -658,7 +664,7 @@ def _run_folds(prep: Prepared, run_dir: Path) -> RunResult:
     result = RunResult(run_dir)
     for fold in prep.folds:
         result.folds.append(fit_fold(prep, fold, run_dir / fold.name))
-    write_results(prep, result)
+    write_results(prep, pool_folds(prep, result))
     return result
 
 
@@ -674,6 +680,10 @@ def write_results(prep: Prepared, result: RunResult) -> None:
         | {"allow_leaky": prep.allow_leaky},
         "mean": result.mean,
     }
+    if result.members:  # protocol.per_subject: the subjects' own models, pooled above
+        payload["per_subject"] = {"pooled_folds": [f.fold for f in result.folds],
+                                  "models": len(result.members)}
+        payload["members"] = members_record(result)
     teacher_record = crossfit_summary(cfg, result.path, [f.fold for f in result.folds])
     if teacher_record:
         payload["teacher"] = teacher_record

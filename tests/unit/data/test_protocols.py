@@ -248,3 +248,56 @@ def test_valid_fraction_zero_errors():
     check_disjoint(fold, g, valid_optional=True)
     with pytest.raises(EmptySplitError, match="valid part is empty"):
         check_disjoint(fold, g)
+
+
+@SETTINGS
+@given(data=subjects_trials(), seed=st.integers(0, 2**16))
+def test_per_subject_folds_hold_one_subject_and_the_pooled_test_trials(data, seed):
+    k, subj, trial = data
+    ds = make_ds({"subject": subj, "trial": trial})
+    pooled = {f.name: f for f in make_folds(ds, "subject_dependent", k=k, seed=seed)}
+    folds = make_folds(ds, "subject_dependent", k=k, seed=seed, per_subject=True)
+    key = np.char.add(np.char.add(subj, "|"), trial)
+    assert len(folds) == k * len(set(subj))
+    for f in folds:
+        check_fold(f, key, len(ds))
+        # a subject's model never sees another subject's rows, in any part
+        rows = np.concatenate([f.train, f.valid, f.test])
+        assert len(set(subj[rows])) == 1
+        s = subj[rows[0]]
+        assert f.name == f"{f.pool}/subject{s}" and f.pool in pooled
+        # every trial of the subject is in one part; its test trials are the pooled fold's
+        assert sorted(rows.tolist()) == np.flatnonzero(subj == s).tolist()
+        p = pooled[f.pool]
+        assert f.test.tolist() == p.test[subj[p.test] == s].tolist()
+    for name, p in pooled.items():
+        joined = np.concatenate([f.test for f in folds if f.pool == name])
+        assert sorted(joined.tolist()) == p.test.tolist()
+    assert all(f.pool is None for f in pooled.values())
+
+
+def test_per_subject_errors_name_the_fix():
+    ds = make_ds({"subject": np.repeat(["a", "b"], 4), "trial": np.tile(list("1234"), 2)})
+    with pytest.raises(ConfigError, match=r"per_subject=True needs protocol.name="
+                                          r"subject_dependent \(got 'loso'\)"):
+        make_folds(ds, "loso", per_subject=True)
+    with pytest.raises(ConfigError, match=r"per_subject='yes'; use true"):
+        make_folds(ds, "subject_dependent", k=2, per_subject="yes")
+    # k=2 with 2 trials: one trial outside each test part, nothing left to validate on
+    two = make_ds({"subject": np.repeat(["a", "b"], 2), "trial": np.tile(list("12"), 2)})
+    with pytest.raises(EmptySplitError, match="subject 'a' has a single trial outside test "):
+        make_folds(two, "subject_dependent", k=2, per_subject=True)
+
+
+def test_per_subject_without_a_valid_part_trains_on_all_the_subjects_other_trials():
+    ds = make_ds({"subject": np.repeat(["a", "b"], 4), "trial": np.tile(list("1234"), 2)})
+    carved = make_folds(ds, "subject_dependent", k=2, per_subject=True)
+    whole = make_folds(ds, "subject_dependent", k=2, per_subject=True, valid_fraction=0)
+    for c, w in zip(carved, whole, strict=True):
+        assert c.name == w.name and len(w.valid) == 0
+        assert w.test.tolist() == c.test.tolist()
+        assert w.train.tolist() == sorted(c.train.tolist() + c.valid.tolist())
+    # one trial outside the test part is enough when nothing is validated on
+    two = make_ds({"subject": np.repeat(["a", "b"], 2), "trial": np.tile(list("12"), 2)})
+    folds = make_folds(two, "subject_dependent", k=2, per_subject=True, valid_fraction=0)
+    assert all(len(f.train) == 1 and len(f.valid) == 0 for f in folds)
