@@ -148,6 +148,13 @@ class _VideoPacker(torch.utils.data.Sampler):
 
     Videos are taken in (shuffled) order and added to the current batch while it stays
     within ``batch_size`` utterances; a video longer than that is a batch of its own.
+
+    A shuffled packer has no ``__len__``: the number of batches changes from epoch to
+    epoch, and Lightning, given a length, validates at batch ``len`` rather than at the
+    real last batch (an epoch with fewer batches ended without validation, and early
+    stopping counted the previous epoch's stale value). Without a length Lightning
+    validates when the loader is exhausted. The unshuffled packer (:class:`_OrderedVideoPacker`)
+    has an exact length.
     """
 
     def __init__(self, lengths: list[int], batch_size: int, shuffle: bool, seed: int) -> None:
@@ -172,7 +179,11 @@ class _VideoPacker(torch.utils.data.Sampler):
                  else list(range(n)))
         yield from self._pack(order)
 
-    def __len__(self) -> int:  # an estimate when shuffled (packing depends on the order)
+
+class _OrderedVideoPacker(_VideoPacker):
+    """:class:`_VideoPacker` in video order: the same batches every pass, an exact length."""
+
+    def __len__(self) -> int:  # noqa: D105
         return len(self._pack(list(range(len(self.lengths)))))
 
 
@@ -197,9 +208,13 @@ def video_batch_loader(
         a batch of its own). Each batch holds the videos' utterances flat (in
         video and utterance order) and a :class:`~emodistill.data.batch.ContextLayout`.
     shuffle : bool
-        Shuffle the videos each epoch with a generator seeded by ``seed``.
+        Shuffle the videos each epoch with a generator seeded by ``seed``. The number
+        of batches then changes from epoch to epoch and the loader has no length, so
+        that Lightning validates after the real last batch of each epoch.
     """
-    sampler = _VideoPacker([len(v) for v in videos], batch_size, shuffle, seed)
+    lengths = [len(v) for v in videos]
+    sampler = (_VideoPacker(lengths, batch_size, True, seed) if shuffle
+               else _OrderedVideoPacker(lengths, batch_size, False, seed))
     return DataLoader(
         _VideoView(ds, target, videos),
         sampler=sampler,
