@@ -133,6 +133,12 @@ def parallel_unsupported(cfg: DictConfig) -> str | None:
     if ds.get("text_level") == "ids" or ds.get("text_input") == "tokens":
         # the text transformer trains with its own lr group, warm-up and dynamic padding
         return "token-id text inputs (a text encoder trained inside the model)"
+    if ds.get("text_level") == "tokens":
+        # measured (benchmarks/parallel.md): the paths differ by ~1e-6 per step on these
+        # [L x D] inputs, and early stopping turns that into other selected epochs
+        return ("token-level text inputs (dataset.text_level=tokens): the stacked model rounds "
+                "about 1e-6 differently per step, which early stopping grows into other "
+                "selected epochs than a sequential fit (benchmarks/parallel.md)")
     t = cfg.train
     if t.get("selection", "best") not in ("best", "last"):
         return f"train.selection={t.get('selection')!r} is not supported in parallel"
