@@ -262,10 +262,13 @@ def _per_subject_folds(
             s = str(subj[te[0]])
             own = np.flatnonzero(subj == s)
             tr = np.setdiff1d(own, te)
-            if len(np.unique(trial_key[tr])) < (2 if valid_fraction > 0 else 1):
+            need = 2 if valid_fraction > 0 else 1  # one to train on (and one to validate on)
+            if len(np.unique(trial_key[tr])) < need:
+                lack = "a single trial" if need == 2 else "no trial"
                 raise EmptySplitError(
-                    f"protocol.per_subject: subject {s!r} has a single trial outside test part "
-                    f"{i}, none left to validate on; use a smaller protocol.k or per_subject=false")
+                    f"protocol.per_subject: subject {s!r} has {lack} outside test part {i}, "
+                    f"too few to {'train and validate' if need == 2 else 'train'} on; use a "
+                    "smaller protocol.k or per_subject=false")
             tr, va = _carve_valid(tr, trial_key, valid_fraction, seed + i)
             folds.append(Fold(f"fold{i}/{subject}{s}", tr, va, np.sort(te),
                               key, pool=f"fold{i}"))

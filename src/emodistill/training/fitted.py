@@ -88,6 +88,7 @@ def fit_in_process(
     history = EpochHistory()
     best: tuple[float, int, dict[str, Any]] | None = None
     candidates = model.candidates()  # type: ignore[operator]
+    has_valid = len(parts["valid"]) > 0  # none: protocol.valid_fraction=0 (one candidate, checked)
     if cfg.train.get("selection", "best") == "last" and len(candidates) > 1:
         raise ConfigError(
             f"train.selection=last reads nothing from validation, but {type(model).__name__} "
@@ -98,9 +99,9 @@ def fit_in_process(
         row: dict[str, Any] = {"epoch": i}
         row |= {f"choice/{k}": v for k, v in choice.items()}
         row |= score_part(model, parts["train"], target.name, "train/")
-        if len(parts["valid"]):  # none: protocol.valid_fraction=0 (one candidate, checked)
+        if has_valid:
             row |= score_part(model, parts["valid"], target.name, "val/")
-        if monitor not in row and len(parts["valid"]):
+        if has_valid and monitor not in row:
             raise ConfigError(
                 f"train.monitor={monitor!r} is not computed for {type(model).__name__}; "
                 f"available: {sorted(k for k in row if k.startswith('val/'))}")
@@ -134,8 +135,8 @@ def fit_in_process(
                   "selected": {k[7:]: v for k, v in history.rows[best[1]].items()
                                if k.startswith("choice/")}},
         )
-    chosen = f"{monitor}={best[0]:.4f}" if len(parts["valid"]) else "no validation part"
+    chosen = f"{monitor}={best[0]:.4f}" if has_valid else "no validation part"
     log.info("%s on %s: candidate %d of %d selected (%s), test %s", type(model).__name__,
              fold.name, best[1], len(history.rows), chosen, test)
     return FoldResult(fold.name, test, best[1], len(history.rows), sizes, out, model,
-                      best[0] if len(parts["valid"]) else math.nan)
+                      best[0] if has_valid else math.nan)

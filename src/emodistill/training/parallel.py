@@ -820,8 +820,9 @@ def _train_chunk(setups: list[_Setup], dev: torch.device) -> None:
                                                                          **buffers}.items()}
     have_best = [False] * len(setups)
     active = list(range(len(setups)))  # positions (in setups) of the stacked rows
-    mask_cache: dict[int, list[tuple[float, torch.Size]]] = {}
-    perm_cache: dict[int, list[tuple[int, ...] | None]] = {}  # memory order of each mask
+    # batch rows -> the dropout calls of one training forward: (rate, shape in memory
+    # order, memory order or None when contiguous), as the shape probe recorded them
+    probed: dict[int, list[tuple[float, torch.Size, tuple[int, ...] | None]]] = {}
 
     def call(p: dict[str, Tensor], b: dict[str, Tensor], batch: dict[str, Any],
              masks: list[Tensor], want: str, t: dict[str, Tensor]) -> Any:
@@ -867,9 +868,9 @@ def _train_chunk(setups: list[_Setup], dev: torch.device) -> None:
         return Batch(**one, target=d["target"][0, r], index=r)
 
     def probe(batch_rows: int) -> list[tuple[float, torch.Size]]:
-        """Shapes of the dropout calls of one training forward with ``batch_rows`` rows."""
-        if batch_rows in mask_cache:
-            return mask_cache[batch_rows]
+        """Rates and shapes of the dropout calls of one training forward of ``batch_rows`` rows."""
+        if batch_rows in probed:
+            return [(p, shape) for p, shape, _ in probed[batch_rows]]
         one = {k: v[0].detach().clone() for k, v in {**params, **buffers}.items()}
         _DRAWS.record = []
         rng = torch.get_rng_state()
@@ -886,9 +887,8 @@ def _train_chunk(setups: list[_Setup], dev: torch.device) -> None:
                 "and the attention dropout of nn.MultiheadAttention (e.g. noise or a "
                 "functional dropout), which the parallel path cannot draw as the sequential "
                 "fit does; train it with --parallel off")
-        mask_cache[batch_rows] = [(p, shape) for p, shape, _ in shapes]
-        perm_cache[batch_rows] = [perm for _, _, perm in shapes]
-        return mask_cache[batch_rows]
+        probed[batch_rows] = shapes
+        return [(p, shape) for p, shape, _ in shapes]
 
     # every parameter reached by the loss: one [N, P] buffer (one kernel per Adam operation)
     flat: _FlatParams | None = None
@@ -947,8 +947,8 @@ def _train_chunk(setups: list[_Setup], dev: torch.device) -> None:
             else:
                 masks = [torch.where(keep_masks[:, off:off + math.prod(shape)].reshape(
                     -1, *shape).to(dev), scale[p_drop], zero) for p_drop, shape, off in calls]
-            perms = perm_cache[b]
-            masks = [_to_logical(m, q) for m, q in zip(masks, perms, strict=True)]
+            masks = [_to_logical(m, order) for m, (_, _, order) in zip(masks, probed[b],
+                                                                       strict=True)]
             batch = _gather(stacked_train, rows)
             res = call(params, buffers, batch, masks, "train", tstate)
             losses = res["losses"]

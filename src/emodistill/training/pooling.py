@@ -25,7 +25,7 @@ from emodistill._fs import atomic_write
 from emodistill.data.spec import TargetSpec
 from emodistill.metrics.mer import stacked_metric_values
 
-__all__ = ["pool_folds", "pooled_metrics", "members_record"]
+__all__ = ["pool_folds", "pooled_metrics"]
 
 
 def pooled_metrics(target: TargetSpec, predictions: pd.DataFrame) -> dict[str, float]:
@@ -97,9 +97,3 @@ def pool_folds(prep: Any, result: Any) -> Any:
     result.members = members
     return result
 
-
-def members_record(result: Any) -> dict[str, dict[str, Any]]:
-    """``results.json``'s ``members`` entry: each per-subject model's own fold record."""
-    return {f.fold: {"test": f.test, "best_epoch": f.best_epoch, "epochs": f.epochs,
-                     "best_val": f.best_val, "sizes": f.sizes}
-            for f in getattr(result, "members", [])}

@@ -57,7 +57,7 @@ from emodistill.training.crossfit import check_crossfit, crossfit_summary, fit_c
 from emodistill.training.history import EpochHistory
 from emodistill.training.lit import LitMER
 from emodistill.training.loggers import build_trackers, check_trackers, progress_callbacks
-from emodistill.training.pooling import members_record, pool_folds
+from emodistill.training.pooling import pool_folds
 from emodistill.training.selection import (
     check_no_valid,
     check_selection,
@@ -668,12 +668,17 @@ def _run_folds(prep: Prepared, run_dir: Path) -> RunResult:
     return result
 
 
+def _fold_records(folds: Sequence[FoldResult]) -> dict[str, dict[str, Any]]:
+    """``results.json``'s record of each fold (or per-subject model): name → its results."""
+    return {f.fold: {"test": f.test, "best_epoch": f.best_epoch, "epochs": f.epochs,
+                     "best_val": f.best_val, "sizes": f.sizes} for f in folds}
+
+
 def write_results(prep: Prepared, result: RunResult) -> None:
     """Write a finished run's ``results.json`` (folds, selection, mean, teacher record)."""
     cfg = prep.cfg
     payload = {
-        "folds": {f.fold: {"test": f.test, "best_epoch": f.best_epoch, "epochs": f.epochs,
-                           "best_val": f.best_val, "sizes": f.sizes} for f in result.folds},
+        "folds": _fold_records(result.folds),
         "monitor": cfg.train.monitor,
         "selection": selection_record(to_container(cfg.train), prep.valid_leaked,
                                       no_valid=prep.no_valid)
@@ -683,7 +688,7 @@ def write_results(prep: Prepared, result: RunResult) -> None:
     if result.members:  # protocol.per_subject: the subjects' own models, pooled above
         payload["per_subject"] = {"pooled_folds": [f.fold for f in result.folds],
                                   "models": len(result.members)}
-        payload["members"] = members_record(result)
+        payload["members"] = _fold_records(result.members)
     teacher_record = crossfit_summary(cfg, result.path, [f.fold for f in result.folds])
     if teacher_record:
         payload["teacher"] = teacher_record
