@@ -73,6 +73,7 @@ from emodistill.data.protocols import Fold
 from emodistill.metrics.mer import stacked_metric_values
 from emodistill.models import METHODS, MERModel, build_method
 from emodistill.training.checkpointing import remove_checkpoints
+from emodistill.training.parallel_kernels import member_op, swap_kernels
 from emodistill.training.pooling import pool_folds
 from emodistill.training.run import (
     FoldResult,
@@ -133,12 +134,6 @@ def parallel_unsupported(cfg: DictConfig) -> str | None:
     if ds.get("text_level") == "ids" or ds.get("text_input") == "tokens":
         # the text transformer trains with its own lr group, warm-up and dynamic padding
         return "token-id text inputs (a text encoder trained inside the model)"
-    if ds.get("text_level") == "tokens":
-        # measured (benchmarks/parallel.md): the paths differ by ~1e-6 per step on these
-        # [L x D] inputs, and early stopping turns that into other selected epochs
-        return ("token-level text inputs (dataset.text_level=tokens): the stacked model rounds "
-                "about 1e-6 differently per step, which early stopping grows into other "
-                "selected epochs than a sequential fit (benchmarks/parallel.md)")
     t = cfg.train
     if t.get("selection", "best") not in ("best", "last"):
         return f"train.selection={t.get('selection')!r} is not supported in parallel"
@@ -275,7 +270,11 @@ class _MemberAttention(nn.MultiheadAttention):
         mask = F._canonical_mask(mask=key_padding_mask, mask_name="key_padding_mask",
                                  other_type=None, other_name="attn_mask",
                                  target_type=x.dtype)
-        q, k, v = F._in_projection_packed(x, x, x, self.in_proj_weight, self.in_proj_bias)
+        # F._in_projection_packed for self-attention, its linear a member kernel
+        proj = member_op(F.linear, x, self.in_proj_weight, self.in_proj_bias)
+        proj = proj.unflatten(-1, (3, embed_dim)).unsqueeze(0).transpose(0, -2).squeeze(
+            -2).contiguous()
+        q, k, v = proj[0], proj[1], proj[2]
         q = q.view(tgt_len, bsz * heads, head_dim).transpose(0, 1)
         k = k.view(k.shape[0], bsz * heads, head_dim).transpose(0, 1)
         v = v.view(v.shape[0], bsz * heads, head_dim).transpose(0, 1)
@@ -290,14 +289,14 @@ class _MemberAttention(nn.MultiheadAttention):
         v = v.view(bsz, heads, src_len, head_dim)
         # aten's _scaled_dot_product_attention_math
         s = math.sqrt(1.0 / math.sqrt(head_dim))
-        attn = torch.matmul(q * s, k.transpose(-2, -1) * s)
+        attn = member_op(torch.matmul, q * s, k.transpose(-2, -1) * s)
         if mask is not None:
             attn = attn + mask
         attn = torch._safe_softmax(attn, -1)
         attn = _member_drop(attn, float(self.dropout))
-        out = torch.matmul(attn, v)
+        out = member_op(torch.matmul, attn, v)
         out = out.permute(2, 0, 1, 3).contiguous().view(bsz * tgt_len, embed_dim)
-        out = F.linear(out, self.out_proj.weight, self.out_proj.bias)
+        out = member_op(F.linear, out, self.out_proj.weight, self.out_proj.bias)
         return out.view(tgt_len, bsz, out.size(1)).transpose(1, 0), None
 
 
@@ -792,8 +791,11 @@ def _train_chunk(setups: list[_Setup], dev: torch.device) -> None:
     buffers = {k: v.detach().clone() for k, v in buffers.items()}
     base = copy.deepcopy(s0.model)
     _swap_dropout(base)
+    swap_kernels(base)  # linear, layer norm, conv: the sequential fit's kernels per member
     # a teacher → student method: every member's own teacher, stacked the same way
     teacher_base = base._teacher[0] if getattr(base, "_teacher", None) else None
+    if teacher_base is not None:
+        swap_kernels(teacher_base)
     tstate: dict[str, Tensor] = {}
     if teacher_base is not None:
         tp, tb = stack_module_state([s.model._teacher[0].to(dev) for s in setups])

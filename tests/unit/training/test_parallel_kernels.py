@@ -1,0 +1,161 @@
+"""Member kernels (training/parallel_kernels.py): one stacked step equals each member's own step.
+
+Bit for bit (``torch.equal``): forward outputs, loss, every gradient and the parameters after
+one AdamW step, one member's sequential model against the stacked (vmap) path, on
+token-shaped inputs (``[T x 384]`` with a mask of varying lengths, as
+``dataset.text_level=tokens``) and pooled ones.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+from torch.func import stack_module_state, vmap
+from torch.nn import functional as F
+from torch.nn.utils.stateless import _reparametrize_module
+
+from emodistill.data.batch import Batch
+from emodistill.data.spec import DatasetSpec, ModalitySpec, TargetSpec
+from emodistill.models import build_method
+from emodistill.training import parallel as P
+from emodistill.training.parallel_kernels import _stack_like, member_op, swap_kernels
+
+N, B = 3, 32
+
+
+def _members(t_text: int, encoder: str, method: str = "feature_fusion"):
+    spec = DatasetSpec("x", (ModalitySpec("text", 384, t_text), ModalitySpec("audio", 73, 1)),
+                       (TargetSpec("sentiment", "regression", (-3.0, 3.0)),))
+    models = []
+    for s in range(N):
+        torch.manual_seed(100 + s)
+        models.append(build_method(method, spec=spec, target=spec.targets[0], params={
+            "modalities": ["text", "audio"], "dropout": 0.0, "encoder": encoder,
+            "width": 128}))
+    g = torch.Generator().manual_seed(0)
+    inputs = {"text": torch.randn(N, B, t_text, 384, generator=g),
+              "audio": torch.randn(N, B, 1, 73, generator=g)}
+    lens = torch.randint(min(3, t_text), t_text + 1, (N, B), generator=g)
+    mask = {"text": torch.arange(t_text)[None, None] < lens[..., None],
+            "audio": torch.ones(N, B, 1, dtype=torch.bool)}
+    batch = {"inputs": inputs, "mask": mask,
+             "present": {m: torch.ones(N, B, dtype=torch.bool) for m in inputs},
+             "target": torch.randn(N, B, generator=g), "index": torch.arange(B)[None].expand(N, -1)}
+    return models, batch
+
+
+def _member_batch(batch, j):
+    return Batch(inputs={m: v[j] for m, v in batch["inputs"].items()},
+                 mask={m: v[j] for m, v in batch["mask"].items()},
+                 present={m: v[j] for m, v in batch["present"].items()},
+                 target=batch["target"][j], index=torch.arange(B))
+
+
+def _sequential_step(model, batch):
+    m = copy.deepcopy(model).train()
+    opt = torch.optim.AdamW(m.parameters(), lr=1e-3, weight_decay=1e-4)
+    out = m(batch)
+    loss = m.loss(batch, out)["loss"]
+    loss.backward()
+    grads = {k: p.grad.clone() for k, p in m.named_parameters()}
+    opt.step()
+    return out.preds.detach(), loss.detach(), grads, {k: p.detach().clone()
+                                                       for k, p in m.named_parameters()}
+
+
+def _stacked_step(models, batch, *, exact=True):
+    params, buffers = stack_module_state([copy.deepcopy(m) for m in models])
+    flat = P._FlatParams(params)  # the engine's layout: views of one [N, P] buffer
+    params = flat.params
+    base = copy.deepcopy(models[0])
+    P._swap_dropout(base)
+    if exact:
+        assert swap_kernels(base) > 0
+    base.train()
+
+    def f(p, b, bt):
+        bt = Batch(**bt)
+        with _reparametrize_module(base, {**p, **b}):
+            out = base(bt)
+            return out.preds, base.loss(bt, out)["loss"]
+
+    preds, loss = P._vmap0(f, (params, buffers, batch))
+    loss.sum().backward()
+    grads = {k: v.grad.clone() for k, v in params.items()}
+    opt = P._StackedAdam({"flat": flat.data}, {"optimizer": "adamw", "weight_decay": 1e-4})
+    opt.step({"flat": flat.data}, [1e-3] * N, {"flat": flat.grad})
+    return preds.detach(), loss.detach(), grads, {k: v.detach() for k, v in params.items()}
+
+
+@pytest.mark.parametrize(("t_text", "encoder"), [(20, "auto"), (1, "auto"), (12, "mlp")])
+def test_one_stacked_step_equals_each_members_sequential_step_bit_for_bit(t_text, encoder):
+    # auto: a conv encoder on the [T x 384] tokens (the token-level case), an MLP on pooled
+    models, batch = _members(t_text, encoder)
+    preds, loss, grads, params = _stacked_step(models, batch)
+    for j, model in enumerate(models):
+        s_preds, s_loss, s_grads, s_params = _sequential_step(model, _member_batch(batch, j))
+        assert torch.equal(preds[j], s_preds)
+        assert torch.equal(loss[j], s_loss)
+        bad = [k for k in s_grads if not torch.equal(grads[k][j], s_grads[k])]
+        assert not bad, f"gradients differ: {bad}"
+        bad = [k for k in s_params if not torch.equal(params[k][j], s_params[k])]
+        assert not bad, f"parameters after one AdamW step differ: {bad}"
+
+
+def test_member_op_runs_the_unbatched_kernels_forward_and_backward():
+    # shapes where the batched rules round otherwise on CPU: a bias added after bmm (K=384),
+    # one output column (a gemv unbatched), a grouped convolution
+    torch.manual_seed(0)
+    x = torch.randn(N, 5, 7, 384)
+    cases = [
+        (F.linear, [x, torch.randn(N, 128, 384), torch.randn(N, 128)]),
+        (F.linear, [x, torch.randn(N, 1, 384), torch.randn(N, 1)]),
+        (lambda a, w, b: F.layer_norm(a, (384,), w, b), [x, torch.randn(N, 384),
+                                                         torch.randn(N, 384)]),
+        (lambda a, w, b: F.conv1d(a.transpose(1, 2), w, b, padding=1),
+         [x, torch.randn(N, 64, 384, 3) * 0.05, torch.randn(N, 64)]),
+    ]
+    for fn, args in cases:
+        args = [a.requires_grad_(True) for a in args]
+        out = vmap(lambda *a, fn=fn: member_op(fn, *a))(*args)
+        go = torch.randn_like(out)
+        got = torch.autograd.grad(out, args, go)
+        for j in range(N):
+            one = [a[j].detach().clone().requires_grad_(True) for a in args]
+            want = fn(*one)
+            assert torch.equal(out[j], want)
+            for g, w in zip(got, torch.autograd.grad(want, one, go[j]), strict=True):
+                assert torch.equal(g[j], w)
+
+
+def test_member_op_is_the_plain_op_outside_vmap_and_without_grad():
+    w = torch.randn(N, 4, 6)
+    x = torch.randn(N, 2, 6)
+    plain = member_op(F.linear, x[0], w[0])
+    assert torch.equal(plain, F.linear(x[0], w[0]))
+    with torch.no_grad():
+        out = vmap(lambda a, b: member_op(F.linear, a, b))(x, w)
+    assert not out.requires_grad
+    assert all(torch.equal(out[j], F.linear(x[j], w[j])) for j in range(N))
+
+
+def test_stacked_outputs_keep_each_members_memory_layout():
+    ts = [torch.randn(4, 3).t() for _ in range(2)]  # transposed: [3, 4] with strides (1, 3)
+    st = _stack_like(ts)
+    assert st.shape == (2, 3, 4) and st[0].stride() == ts[0].stride()
+    assert all(torch.equal(st[j], ts[j]) for j in range(2))
+    assert _stack_like([torch.ones(2, 2)] * 2).is_contiguous()
+
+
+def test_swap_kernels_swaps_plain_layers_only():
+    class Sub(nn.Linear):
+        pass
+
+    m = nn.Sequential(nn.Linear(3, 4), nn.LayerNorm(4), nn.Conv1d(4, 4, 3), Sub(4, 4))
+    assert swap_kernels(m) == 3
+    assert type(m[3]) is Sub
+    assert [k for k, _ in m.named_parameters()] == [k for k, _ in nn.Sequential(
+        nn.Linear(3, 4), nn.LayerNorm(4), nn.Conv1d(4, 4, 3), Sub(4, 4)).named_parameters()]
