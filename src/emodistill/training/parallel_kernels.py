@@ -18,6 +18,14 @@ members), so the gradients are the unbatched backward kernels' too. Outputs and
 gradients keep each member's memory layout. Elementwise ops and reductions over
 non-member dims stay batched: they round per element as the unbatched op does.
 Outside ``vmap`` (shape probes) the layers are the plain modules.
+
+Alignment matters too: MKL's ``gemm``/``gemv`` round differently for operands that start
+at other offsets from a 64-byte boundary (measured: a ``[1 x 384]`` input one float off
+gives another ``addmm`` result). A member's slice of a stacked tensor starts ``j`` member
+strides after member 0's, so each member's arguments (and, in backward, its gradient) are
+copied, where needed, to the offset member 0's slice has; member 0 has the layout of the
+sequential fit's tensors (fresh stacked activations; parameters padded to 64 bytes by
+the engine's flat buffer).
 """
 
 from __future__ import annotations
@@ -29,7 +37,10 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-__all__ = ["swap_kernels", "member_op"]
+__all__ = ["swap_kernels", "member_op", "ALIGN_BYTES"]
+
+#: the boundary a fresh CPU tensor starts on (c10's ``gAlignment``)
+ALIGN_BYTES = 64
 
 
 def _is_batched(t: Any) -> bool:
@@ -49,6 +60,25 @@ def member_op(fn: Callable[..., Tensor], *args: Tensor | None) -> Tensor:
     if any(_is_batched(a) for a in args):
         return _MemberCall.apply(fn, *args)
     return fn(*args)
+
+
+def _at_offset_of(t: Tensor, like: Tensor) -> Tensor:
+    """``t``, or a copy of it (same strides) starting at ``like``'s offset from 64 bytes."""
+    want = like.data_ptr() % ALIGN_BYTES
+    if t.data_ptr() % ALIGN_BYTES == want or t.numel() == 0:
+        return t
+    es = t.element_size()
+    span = 1 + sum((n - 1) * st for n, st in zip(t.shape, t.stride(), strict=True))
+    buf = torch.empty(span + ALIGN_BYTES // es, dtype=t.dtype, device=t.device)
+    shift = ((want - buf.data_ptr() % ALIGN_BYTES) % ALIGN_BYTES) // es
+    # the raw window t spans (gaps and stride-0 dims included), so the strides stay
+    buf[shift:shift + span].copy_(t.as_strided((span,), (1,)))
+    return buf.as_strided(t.shape, t.stride(), shift)
+
+
+def _member_args(args: Sequence[Tensor | None], j: int) -> list[Tensor | None]:
+    """Member ``j``'s slices of stacked ``args``, each at the offset member 0's slice has."""
+    return [None if x is None else _at_offset_of(x[j], x[0]) for x in args]
 
 
 def _stack_like(ts: Sequence[Tensor]) -> Tensor:
@@ -74,8 +104,8 @@ class _Looped(torch.autograd.Function):
         outs: list[Tensor] = []
         with torch.enable_grad():
             for j in range(n):
-                a = [None if x is None else x[j].detach().requires_grad_(r)
-                     for x, r in zip(args, need, strict=True)]
+                a = [None if x is None else x.detach().requires_grad_(r)
+                     for x, r in zip(_member_args(args, j), need, strict=True)]
                 ins.append(a)
                 outs.append(fn(*a))
         ctx.ins, ctx.outs, ctx.need = ins, outs, need
@@ -85,7 +115,8 @@ class _Looped(torch.autograd.Function):
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
         ins, outs, need = ctx.ins, ctx.outs, ctx.need
         leaves = [x for a in ins for x, r in zip(a, need, strict=True) if r]
-        got = iter(torch.autograd.grad(outs, leaves, [grad[j] for j in range(len(outs))],
+        got = iter(torch.autograd.grad(outs, leaves, [_at_offset_of(grad[j], grad[0])
+                                                      for j in range(len(outs))],
                                        allow_unused=True))
         per = [[next(got) if r else None for r in need] for _ in ins]
         res: list[Tensor | None] = [None]  # fn
@@ -130,8 +161,7 @@ class _MemberCall(torch.autograd.Function):
         if torch.is_grad_enabled() and any(a is not None and a.requires_grad for a in st):
             return _Looped.apply(fn, *st), 0
         with torch.no_grad():
-            return _stack_like([fn(*[None if a is None else a[j] for a in st])
-                                for j in range(n)]), 0
+            return _stack_like([fn(*_member_args(st, j)) for j in range(n)]), 0
 
 
 class _MemberLinear(nn.Linear):

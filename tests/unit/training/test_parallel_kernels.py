@@ -21,12 +21,17 @@ from emodistill.data.batch import Batch
 from emodistill.data.spec import DatasetSpec, ModalitySpec, TargetSpec
 from emodistill.models import build_method
 from emodistill.training import parallel as P
-from emodistill.training.parallel_kernels import _stack_like, member_op, swap_kernels
+from emodistill.training.parallel_kernels import (
+    _at_offset_of,
+    _stack_like,
+    member_op,
+    swap_kernels,
+)
 
-N, B = 3, 32
+N = 3
 
 
-def _members(t_text: int, encoder: str, method: str = "feature_fusion"):
+def _members(t_text: int, encoder: str, b: int = 32, method: str = "feature_fusion"):
     spec = DatasetSpec("x", (ModalitySpec("text", 384, t_text), ModalitySpec("audio", 73, 1)),
                        (TargetSpec("sentiment", "regression", (-3.0, 3.0)),))
     models = []
@@ -36,14 +41,14 @@ def _members(t_text: int, encoder: str, method: str = "feature_fusion"):
             "modalities": ["text", "audio"], "dropout": 0.0, "encoder": encoder,
             "width": 128}))
     g = torch.Generator().manual_seed(0)
-    inputs = {"text": torch.randn(N, B, t_text, 384, generator=g),
-              "audio": torch.randn(N, B, 1, 73, generator=g)}
-    lens = torch.randint(min(3, t_text), t_text + 1, (N, B), generator=g)
+    inputs = {"text": torch.randn(N, b, t_text, 384, generator=g),
+              "audio": torch.randn(N, b, 1, 73, generator=g)}
+    lens = torch.randint(min(3, t_text), t_text + 1, (N, b), generator=g)
     mask = {"text": torch.arange(t_text)[None, None] < lens[..., None],
-            "audio": torch.ones(N, B, 1, dtype=torch.bool)}
+            "audio": torch.ones(N, b, 1, dtype=torch.bool)}
     batch = {"inputs": inputs, "mask": mask,
-             "present": {m: torch.ones(N, B, dtype=torch.bool) for m in inputs},
-             "target": torch.randn(N, B, generator=g), "index": torch.arange(B)[None].expand(N, -1)}
+             "present": {m: torch.ones(N, b, dtype=torch.bool) for m in inputs},
+             "target": torch.randn(N, b, generator=g), "index": torch.arange(b)[None].expand(N, -1)}
     return models, batch
 
 
@@ -51,7 +56,7 @@ def _member_batch(batch, j):
     return Batch(inputs={m: v[j] for m, v in batch["inputs"].items()},
                  mask={m: v[j] for m, v in batch["mask"].items()},
                  present={m: v[j] for m, v in batch["present"].items()},
-                 target=batch["target"][j], index=torch.arange(B))
+                 target=batch["target"][j], index=batch["index"][j])
 
 
 def _sequential_step(model, batch):
@@ -70,6 +75,7 @@ def _stacked_step(models, batch, *, exact=True):
     params, buffers = stack_module_state([copy.deepcopy(m) for m in models])
     flat = P._FlatParams(params)  # the engine's layout: views of one [N, P] buffer
     params = flat.params
+    assert all(v[j].data_ptr() % 64 == 0 for v in params.values() for j in range(N))
     base = copy.deepcopy(models[0])
     P._swap_dropout(base)
     if exact:
@@ -90,10 +96,14 @@ def _stacked_step(models, batch, *, exact=True):
     return preds.detach(), loss.detach(), grads, {k: v.detach() for k, v in params.items()}
 
 
-@pytest.mark.parametrize(("t_text", "encoder"), [(20, "auto"), (1, "auto"), (12, "mlp")])
-def test_one_stacked_step_equals_each_members_sequential_step_bit_for_bit(t_text, encoder):
-    # auto: a conv encoder on the [T x 384] tokens (the token-level case), an MLP on pooled
-    models, batch = _members(t_text, encoder)
+@pytest.mark.parametrize(("t_text", "encoder", "b"), [(20, "auto", 32), (20, "auto", 1),
+                                                      (1, "auto", 32), (1, "auto", 1),
+                                                      (12, "mlp", 32)])
+def test_one_stacked_step_equals_each_members_sequential_step_bit_for_bit(t_text, encoder, b):
+    # auto: a conv encoder on the [T x 384] tokens (the token-level case), an MLP on pooled;
+    # b=1 (the last batch of 1281 rows in 32s): members' [1 x 73] slices are 292 bytes apart,
+    # off the 64-byte boundary a sequential fit's tensors start on
+    models, batch = _members(t_text, encoder, b)
     preds, loss, grads, params = _stacked_step(models, batch)
     for j, model in enumerate(models):
         s_preds, s_loss, s_grads, s_params = _sequential_step(model, _member_batch(batch, j))
@@ -159,3 +169,16 @@ def test_swap_kernels_swaps_plain_layers_only():
     assert type(m[3]) is Sub
     assert [k for k, _ in m.named_parameters()] == [k for k, _ in nn.Sequential(
         nn.Linear(3, 4), nn.LayerNorm(4), nn.Conv1d(4, 4, 3), Sub(4, 4)).named_parameters()]
+
+
+def test_a_member_slice_is_copied_to_the_offset_member_0_has():
+    x = torch.randn(3, 73)  # rows 292 bytes apart
+    for j in range(3):
+        y = _at_offset_of(x[j], x[0])
+        assert y.data_ptr() % 64 == x[0].data_ptr() % 64
+        assert torch.equal(y, x[j]) and y.stride() == x[j].stride()
+    t = torch.randn(5, 7)[1:, ::2].t()  # a strided view off the boundary
+    y = _at_offset_of(t, torch.empty(4))
+    assert y.data_ptr() % 64 == 0 and torch.equal(y, t) and y.stride() == t.stride()
+    e = torch.randn(1, 7).expand(4, 7)[1:]  # stride 0 kept
+    assert _at_offset_of(e, torch.empty(1)).stride() == e.stride()
