@@ -73,7 +73,12 @@ from emodistill.data.protocols import Fold
 from emodistill.metrics.mer import stacked_metric_values
 from emodistill.models import METHODS, MERModel, build_method
 from emodistill.training.checkpointing import remove_checkpoints
-from emodistill.training.parallel_kernels import ALIGN_BYTES, member_op, swap_kernels
+from emodistill.training.parallel_kernels import (
+    ALIGN_BYTES,
+    member_kernels,
+    member_op,
+    swap_kernels,
+)
 from emodistill.training.pooling import pool_folds
 from emodistill.training.run import (
     FoldResult,
@@ -623,6 +628,7 @@ def fit_members(
     *,
     max_chunk: int | None = None,
     device: str | torch.device | None = None,
+    exact: bool = True,
 ) -> list[FoldResult]:
     """Train ``members`` in parallel and write each one's fold folder.
 
@@ -637,17 +643,25 @@ def fit_members(
     device : str or torch.device, optional
         Where to train (default: ``cuda`` when available and the config's
         ``train.accelerator`` is not ``cpu``, else ``cpu``).
+    exact : bool
+        Run linear, layer-norm and convolution layers with the sequential fit's kernels,
+        once per member (default; :mod:`emodistill.training.parallel_kernels`), so a
+        member equals its sequential fit bit for bit on CPU. ``False`` runs them as
+        batched kernels: faster (measured 1.7x less CPU per member-epoch on DEAP band
+        power, 16 members), but rounding about one ulp differently per step, which
+        training can grow into other selected epochs (``benchmarks/parallel.md``).
 
     Returns
     -------
     list of FoldResult
         In the order of ``members``, as ``fit_fold`` would return them.
     """
-    return [r for r, _ in _fit(members, max_chunk=max_chunk, device=device)]
+    return [r for r, _ in _fit(members, max_chunk=max_chunk, device=device, exact=exact)]
 
 
 def _fit(members: Sequence[Member], *, max_chunk: int | None,
-         device: str | torch.device | None) -> list[tuple[FoldResult, _Setup]]:
+         device: str | torch.device | None, exact: bool = True
+         ) -> list[tuple[FoldResult, _Setup]]:
     from emodistill.training.run import _load_teacher_checkpoint
 
     checked: set[int] = set()  # members of one Prepared share its config: check it once
@@ -673,7 +687,7 @@ def _fit(members: Sequence[Member], *, max_chunk: int | None,
             tprep = Prepared(_teacher_cfg(m.prep.cfg), m.prep.dataset, m.prep.target,
                              m.prep.modalities, [m.fold])
             tm.append(Member(tprep, m.fold, m.out / "teacher"))
-        for i, (res, ts) in zip(trained, _fit(tm, max_chunk=max_chunk, device=device),
+        for i, (res, ts) in zip(trained, _fit(tm, max_chunk=max_chunk, device=device, exact=exact),
                                 strict=True):
             log.info("teacher %s on %s: test %s", ts.cfg.method_config, res.fold, res.test)
             assert res.model is not None
@@ -694,7 +708,7 @@ def _fit(members: Sequence[Member], *, max_chunk: int | None,
             was = torch.are_deterministic_algorithms_enabled()
             torch.use_deterministic_algorithms(bool(chunk[0].cfg.train.deterministic) or was)
             try:
-                _train_chunk(chunk, dev)
+                _train_chunk(chunk, dev, exact=exact)
             finally:
                 torch.use_deterministic_algorithms(was)
             for j, s in zip(idx[start:start + n], chunk, strict=True):
@@ -783,7 +797,7 @@ def _vmap0(f: Any, args: tuple) -> Any:
     return _flat_vmap(f, flat[0].shape[0], [0] * len(flat), flat, spec, 0, "different")
 
 
-def _train_chunk(setups: list[_Setup], dev: torch.device) -> None:
+def _train_chunk(setups: list[_Setup], dev: torch.device, *, exact: bool = True) -> None:
     from torch.func import stack_module_state
     from torch.nn.attention import SDPBackend, sdpa_kernel
     from torch.nn.utils.stateless import _reparametrize_module
@@ -865,7 +879,7 @@ def _train_chunk(setups: list[_Setup], dev: torch.device) -> None:
 
         # attention through the math kernel (batching rules for every op, no per-member
         # fallback loop) and without the fused encoder-layer fast path
-        with sdpa_kernel([SDPBackend.MATH]):
+        with sdpa_kernel([SDPBackend.MATH]), member_kernels(exact):
             fast = torch.backends.mha.get_fastpath_enabled()
             torch.backends.mha.set_fastpath_enabled(False)
             try:
@@ -1138,6 +1152,7 @@ def run_parallel(
     max_chunk: int | None = None,
     device: str | torch.device | None = None,
     resume: Sequence[str | Path | None] | None = None,
+    exact: bool = True,
 ) -> list[RunResult]:
     """``run_experiment`` for several configs (seeds) of one method, all folds in parallel.
 
@@ -1153,6 +1168,7 @@ def run_parallel(
     training checkpoints; a member's fit is deterministic, so a retrained fold gets the
     metrics it would have had; a KD member's teacher is retrained with it, since its
     random state after training is part of the student's draws).
+    ``exact``: as in :func:`fit_members`.
     """
     from omegaconf import OmegaConf
 
@@ -1193,7 +1209,8 @@ def run_parallel(
                 continue
             members.append(Member(prep, fold, run_dir / fold.name))
             owner.append((i, fold.name))
-    fitted = fit_members(members, max_chunk=max_chunk, device=device) if members else []
+    fitted = (fit_members(members, max_chunk=max_chunk, device=device, exact=exact)
+              if members else [])
     done.update(zip(owner, fitted, strict=True))
     for i, prep in enumerate(preps):
         runs[i].folds.extend(done[(i, fold.name)] for fold in prep.folds)

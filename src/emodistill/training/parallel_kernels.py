@@ -30,17 +30,32 @@ the engine's flat buffer).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-__all__ = ["swap_kernels", "member_op", "ALIGN_BYTES"]
+__all__ = ["swap_kernels", "member_op", "member_kernels", "ALIGN_BYTES"]
 
 #: the boundary a fresh CPU tensor starts on (c10's ``gAlignment``)
 ALIGN_BYTES = 64
+
+
+_LOOP = [True]  # member_kernels(False) makes member_op the plain (batched) op under vmap
+
+
+@contextlib.contextmanager
+def member_kernels(enabled: bool = True) -> Iterator[None]:
+    """Within: ``member_op`` under ``vmap`` loops over members (``True``) or is batched."""
+    was = _LOOP[0]
+    _LOOP[0] = enabled
+    try:
+        yield
+    finally:
+        _LOOP[0] = was
 
 
 def _is_batched(t: Any) -> bool:
@@ -57,7 +72,7 @@ def member_op(fn: Callable[..., Tensor], *args: Tensor | None) -> Tensor:
     *args : Tensor or None
         Its arguments; under ``vmap`` any of them may be batched over the members.
     """
-    if any(_is_batched(a) for a in args):
+    if _LOOP[0] and any(_is_batched(a) for a in args):
         return _MemberCall.apply(fn, *args)
     return fn(*args)
 

@@ -24,6 +24,7 @@ from emodistill.training import parallel as P
 from emodistill.training.parallel_kernels import (
     _at_offset_of,
     _stack_like,
+    member_kernels,
     member_op,
     swap_kernels,
 )
@@ -182,3 +183,18 @@ def test_a_member_slice_is_copied_to_the_offset_member_0_has():
     assert y.data_ptr() % 64 == 0 and torch.equal(y, t) and y.stride() == t.stride()
     e = torch.randn(1, 7).expand(4, 7)[1:]  # stride 0 kept
     assert _at_offset_of(e, torch.empty(1)).stride() == e.stride()
+
+
+def test_member_kernels_false_leaves_the_batched_op():
+    w = torch.randn(N, 4, 6, requires_grad=True)
+    x = torch.randn(N, 2, 6)
+
+    def f(a, b):
+        return member_op(F.linear, a, b)
+
+    looped = vmap(f)(x, w)
+    with member_kernels(False):
+        batched = vmap(f)(x, w)
+    assert "Looped" in type(looped.grad_fn).__name__
+    assert "Looped" not in type(batched.grad_fn).__name__
+    assert torch.equal(batched, vmap(F.linear)(x, w))
