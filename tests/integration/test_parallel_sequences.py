@@ -89,3 +89,24 @@ def test_token_level_text_is_no_longer_refused():
     cfg = compose(dataset="synthetic", method="feature_fusion",
                   overrides=["+dataset.text_level=tokens"])
     assert parallel_unsupported(cfg) is None
+
+
+def test_exact_false_trains_with_the_batched_kernels(tmp_path, monkeypatch):
+    from emodistill.training import parallel_kernels as K
+
+    calls = []
+    orig = K._Looped.forward
+
+    def spy(ctx, fn, *args):
+        calls.append(fn)
+        return orig(ctx, fn, *args)
+
+    monkeypatch.setattr(K._Looped, "forward", staticmethod(spy))
+    cfg = compose(dataset="synthetic", method="feature_fusion", overrides=[
+        "dataset.n=80", "method.width=8", "train.max_epochs=1", "train.progress_bar=false",
+        "train.save_checkpoint=false"])
+    ds = build_dataset(to_container(cfg.dataset))
+    run_parallel([cfg], dataset=ds, output_dir=tmp_path / "b", exact=False)
+    assert calls == []
+    run_parallel([cfg], dataset=ds, output_dir=tmp_path / "e")
+    assert calls

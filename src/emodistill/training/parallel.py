@@ -708,7 +708,8 @@ def _fit(members: Sequence[Member], *, max_chunk: int | None,
             was = torch.are_deterministic_algorithms_enabled()
             torch.use_deterministic_algorithms(bool(chunk[0].cfg.train.deterministic) or was)
             try:
-                _train_chunk(chunk, dev, exact=exact)
+                with member_kernels(exact):
+                    _train_chunk(chunk, dev)
             finally:
                 torch.use_deterministic_algorithms(was)
             for j, s in zip(idx[start:start + n], chunk, strict=True):
@@ -797,7 +798,7 @@ def _vmap0(f: Any, args: tuple) -> Any:
     return _flat_vmap(f, flat[0].shape[0], [0] * len(flat), flat, spec, 0, "different")
 
 
-def _train_chunk(setups: list[_Setup], dev: torch.device, *, exact: bool = True) -> None:
+def _train_chunk(setups: list[_Setup], dev: torch.device) -> None:
     from torch.func import stack_module_state
     from torch.nn.attention import SDPBackend, sdpa_kernel
     from torch.nn.utils.stateless import _reparametrize_module
@@ -879,7 +880,7 @@ def _train_chunk(setups: list[_Setup], dev: torch.device, *, exact: bool = True)
 
         # attention through the math kernel (batching rules for every op, no per-member
         # fallback loop) and without the fused encoder-layer fast path
-        with sdpa_kernel([SDPBackend.MATH]), member_kernels(exact):
+        with sdpa_kernel([SDPBackend.MATH]):
             fast = torch.backends.mha.get_fastpath_enabled()
             torch.backends.mha.set_fastpath_enabled(False)
             try:
