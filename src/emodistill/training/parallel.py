@@ -27,6 +27,10 @@ own batch. Each member keeps everything a sequential fit has:
   module, input noise, a functional dropout) cannot be drawn so: the swap refuses such
   modules, :func:`parallel_unsupported` names ``input_noise``, and a training forward
   that still draws from the global stream is refused (``--parallel off`` trains it);
+* its arithmetic: linear, layer-norm and convolution layers run, per member, the kernels
+  the sequential fit runs, at the memory alignment it has (:mod:`.parallel_kernels`;
+  batched rules round otherwise), so on CPU a member equals its sequential fit bit for
+  bit for the same thread count (``exact=False`` keeps the faster batched kernels);
 * its optimiser (Adam / AdamW, elementwise, so stacking changes nothing), its own
   ``ReduceLROnPlateau`` learning rate, early stopping and best-checkpoint selection on
   its own validation part (Lightning's rules: strict improvement, first best epoch), or
