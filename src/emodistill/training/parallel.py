@@ -30,7 +30,8 @@ own batch. Each member keeps everything a sequential fit has:
 * its arithmetic: linear, layer-norm and convolution layers run, per member, the kernels
   the sequential fit runs, at the memory alignment it has (:mod:`.parallel_kernels`;
   batched rules round otherwise), so on CPU a member equals its sequential fit bit for
-  bit for the same thread count (``exact=False`` keeps the faster batched kernels);
+  bit for the same thread count (``exact=False``, the default on a GPU, keeps the faster
+  batched kernels);
 * its optimiser (Adam / AdamW, elementwise, so stacking changes nothing), its own
   ``ReduceLROnPlateau`` learning rate, early stopping and best-checkpoint selection on
   its own validation part (Lightning's rules: strict improvement, first best epoch), or
@@ -632,7 +633,7 @@ def fit_members(
     *,
     max_chunk: int | None = None,
     device: str | torch.device | None = None,
-    exact: bool = True,
+    exact: bool | None = None,
 ) -> list[FoldResult]:
     """Train ``members`` in parallel and write each one's fold folder.
 
@@ -647,13 +648,16 @@ def fit_members(
     device : str or torch.device, optional
         Where to train (default: ``cuda`` when available and the config's
         ``train.accelerator`` is not ``cpu``, else ``cpu``).
-    exact : bool
+    exact : bool, optional
         Run linear, layer-norm and convolution layers with the sequential fit's kernels,
-        once per member (default; :mod:`emodistill.training.parallel_kernels`), so a
-        member equals its sequential fit bit for bit on CPU. ``False`` runs them as
-        batched kernels: faster (measured 1.7x less CPU per member-epoch on DEAP band
-        power, 16 members), but rounding about one ulp differently per step, which
-        training can grow into other selected epochs (``benchmarks/parallel.md``).
+        once per member (:mod:`emodistill.training.parallel_kernels`), so a member
+        equals its sequential fit bit for bit on CPU. ``False`` runs them as batched
+        kernels: faster (measured 1.7x less CPU per member-epoch on DEAP band power,
+        16 members), but rounding about one ulp differently per step, which training
+        can grow into other selected epochs (``benchmarks/parallel.md``). Default:
+        ``True`` on CPU, ``False`` on a GPU (where dropout is drawn on the host, so a
+        member equals its sequential fit in distribution only, and a loop over members
+        would serialise the kernels).
 
     Returns
     -------
@@ -664,7 +668,7 @@ def fit_members(
 
 
 def _fit(members: Sequence[Member], *, max_chunk: int | None,
-         device: str | torch.device | None, exact: bool = True
+         device: str | torch.device | None, exact: bool | None = None
          ) -> list[tuple[FoldResult, _Setup]]:
     from emodistill.training.run import _load_teacher_checkpoint
 
@@ -712,7 +716,7 @@ def _fit(members: Sequence[Member], *, max_chunk: int | None,
             was = torch.are_deterministic_algorithms_enabled()
             torch.use_deterministic_algorithms(bool(chunk[0].cfg.train.deterministic) or was)
             try:
-                with member_kernels(exact):
+                with member_kernels(dev.type == "cpu" if exact is None else exact):
                     _train_chunk(chunk, dev)
             finally:
                 torch.use_deterministic_algorithms(was)
@@ -1157,7 +1161,7 @@ def run_parallel(
     max_chunk: int | None = None,
     device: str | torch.device | None = None,
     resume: Sequence[str | Path | None] | None = None,
-    exact: bool = True,
+    exact: bool | None = None,
 ) -> list[RunResult]:
     """``run_experiment`` for several configs (seeds) of one method, all folds in parallel.
 
