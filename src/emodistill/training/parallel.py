@@ -27,6 +27,11 @@ own batch. Each member keeps everything a sequential fit has:
   module, input noise, a functional dropout) cannot be drawn so: the swap refuses such
   modules, :func:`parallel_unsupported` names ``input_noise``, and a training forward
   that still draws from the global stream is refused (``--parallel off`` trains it);
+* its arithmetic: linear, layer-norm and convolution layers run, per member, the kernels
+  the sequential fit runs, at the memory alignment it has (:mod:`.parallel_kernels`;
+  batched rules round otherwise), so on CPU a member equals its sequential fit bit for
+  bit for the same thread count (``exact=False``, the default on a GPU, keeps the faster
+  batched kernels);
 * its optimiser (Adam / AdamW, elementwise, so stacking changes nothing), its own
   ``ReduceLROnPlateau`` learning rate, early stopping and best-checkpoint selection on
   its own validation part (Lightning's rules: strict improvement, first best epoch), or
@@ -73,6 +78,12 @@ from emodistill.data.protocols import Fold
 from emodistill.metrics.mer import stacked_metric_values
 from emodistill.models import METHODS, MERModel, build_method
 from emodistill.training.checkpointing import remove_checkpoints
+from emodistill.training.parallel_kernels import (
+    ALIGN_BYTES,
+    member_kernels,
+    member_op,
+    swap_kernels,
+)
 from emodistill.training.pooling import pool_folds
 from emodistill.training.run import (
     FoldResult,
@@ -133,12 +144,6 @@ def parallel_unsupported(cfg: DictConfig) -> str | None:
     if ds.get("text_level") == "ids" or ds.get("text_input") == "tokens":
         # the text transformer trains with its own lr group, warm-up and dynamic padding
         return "token-id text inputs (a text encoder trained inside the model)"
-    if ds.get("text_level") == "tokens":
-        # measured (benchmarks/parallel.md): the paths differ by ~1e-6 per step on these
-        # [L x D] inputs, and early stopping turns that into other selected epochs
-        return ("token-level text inputs (dataset.text_level=tokens): the stacked model rounds "
-                "about 1e-6 differently per step, which early stopping grows into other "
-                "selected epochs than a sequential fit (benchmarks/parallel.md)")
     t = cfg.train
     if t.get("selection", "best") not in ("best", "last"):
         return f"train.selection={t.get('selection')!r} is not supported in parallel"
@@ -275,7 +280,11 @@ class _MemberAttention(nn.MultiheadAttention):
         mask = F._canonical_mask(mask=key_padding_mask, mask_name="key_padding_mask",
                                  other_type=None, other_name="attn_mask",
                                  target_type=x.dtype)
-        q, k, v = F._in_projection_packed(x, x, x, self.in_proj_weight, self.in_proj_bias)
+        # F._in_projection_packed for self-attention, its linear a member kernel
+        proj = member_op(F.linear, x, self.in_proj_weight, self.in_proj_bias)
+        proj = proj.unflatten(-1, (3, embed_dim)).unsqueeze(0).transpose(0, -2).squeeze(
+            -2).contiguous()
+        q, k, v = proj[0], proj[1], proj[2]
         q = q.view(tgt_len, bsz * heads, head_dim).transpose(0, 1)
         k = k.view(k.shape[0], bsz * heads, head_dim).transpose(0, 1)
         v = v.view(v.shape[0], bsz * heads, head_dim).transpose(0, 1)
@@ -290,14 +299,14 @@ class _MemberAttention(nn.MultiheadAttention):
         v = v.view(bsz, heads, src_len, head_dim)
         # aten's _scaled_dot_product_attention_math
         s = math.sqrt(1.0 / math.sqrt(head_dim))
-        attn = torch.matmul(q * s, k.transpose(-2, -1) * s)
+        attn = member_op(torch.matmul, q * s, k.transpose(-2, -1) * s)
         if mask is not None:
             attn = attn + mask
         attn = torch._safe_softmax(attn, -1)
         attn = _member_drop(attn, float(self.dropout))
-        out = torch.matmul(attn, v)
+        out = member_op(torch.matmul, attn, v)
         out = out.permute(2, 0, 1, 3).contiguous().view(bsz * tgt_len, embed_dim)
-        out = F.linear(out, self.out_proj.weight, self.out_proj.bias)
+        out = member_op(F.linear, out, self.out_proj.weight, self.out_proj.bias)
         return out.view(tgt_len, bsz, out.size(1)).transpose(1, 0), None
 
 
@@ -542,16 +551,26 @@ class _FlatParams:
     operation (the same elementwise arithmetic, so the same values). Only for
     models whose every parameter receives a gradient (an unused parameter would get
     a zero gradient here, and weight decay, where ``torch.optim`` skips it).
+
+    Every member's every parameter starts on a 64-byte boundary (offsets and the row
+    length are padded with zeros, which the optimiser leaves at zero), as a parameter
+    of a sequential fit does: MKL's ``gemm``/``gemv`` round differently for operands
+    at other alignments (measured), so this is part of the member kernels' exactness.
     """
 
     def __init__(self, params: dict[str, Tensor]) -> None:
-        n = next(iter(params.values())).shape[0]
+        first = next(iter(params.values()))
+        n = first.shape[0]
+        per = max(1, ALIGN_BYTES // first.element_size())
         self.layout: dict[str, tuple[int, int, torch.Size]] = {}
         off = 0
         for k, v in params.items():
             self.layout[k] = (off, v[0].numel(), v.shape[1:])
-            off += v[0].numel()
-        self.data = torch.cat([v.detach().reshape(n, -1) for v in params.values()], 1)
+            off += -(-v[0].numel() // per) * per
+        self.data = first.new_zeros((n, off))
+        for k, v in params.items():
+            o, numel, _ = self.layout[k]
+            self.data[:, o:o + numel] = v.detach().reshape(n, -1)
         self._views()
 
     def _views(self) -> None:
@@ -614,6 +633,7 @@ def fit_members(
     *,
     max_chunk: int | None = None,
     device: str | torch.device | None = None,
+    exact: bool | None = None,
 ) -> list[FoldResult]:
     """Train ``members`` in parallel and write each one's fold folder.
 
@@ -628,17 +648,28 @@ def fit_members(
     device : str or torch.device, optional
         Where to train (default: ``cuda`` when available and the config's
         ``train.accelerator`` is not ``cpu``, else ``cpu``).
+    exact : bool, optional
+        Run linear, layer-norm and convolution layers with the sequential fit's kernels,
+        once per member (:mod:`emodistill.training.parallel_kernels`), so a member
+        equals its sequential fit bit for bit on CPU. ``False`` runs them as batched
+        kernels: faster (measured 1.7x less CPU per member-epoch on DEAP band power,
+        16 members), but rounding about one ulp differently per step, which training
+        can grow into other selected epochs (``benchmarks/parallel.md``). Default:
+        ``True`` on CPU, ``False`` on a GPU (where dropout is drawn on the host, so a
+        member equals its sequential fit in distribution only, and a loop over members
+        would serialise the kernels).
 
     Returns
     -------
     list of FoldResult
         In the order of ``members``, as ``fit_fold`` would return them.
     """
-    return [r for r, _ in _fit(members, max_chunk=max_chunk, device=device)]
+    return [r for r, _ in _fit(members, max_chunk=max_chunk, device=device, exact=exact)]
 
 
 def _fit(members: Sequence[Member], *, max_chunk: int | None,
-         device: str | torch.device | None) -> list[tuple[FoldResult, _Setup]]:
+         device: str | torch.device | None, exact: bool | None = None
+         ) -> list[tuple[FoldResult, _Setup]]:
     from emodistill.training.run import _load_teacher_checkpoint
 
     checked: set[int] = set()  # members of one Prepared share its config: check it once
@@ -664,7 +695,7 @@ def _fit(members: Sequence[Member], *, max_chunk: int | None,
             tprep = Prepared(_teacher_cfg(m.prep.cfg), m.prep.dataset, m.prep.target,
                              m.prep.modalities, [m.fold])
             tm.append(Member(tprep, m.fold, m.out / "teacher"))
-        for i, (res, ts) in zip(trained, _fit(tm, max_chunk=max_chunk, device=device),
+        for i, (res, ts) in zip(trained, _fit(tm, max_chunk=max_chunk, device=device, exact=exact),
                                 strict=True):
             log.info("teacher %s on %s: test %s", ts.cfg.method_config, res.fold, res.test)
             assert res.model is not None
@@ -685,7 +716,8 @@ def _fit(members: Sequence[Member], *, max_chunk: int | None,
             was = torch.are_deterministic_algorithms_enabled()
             torch.use_deterministic_algorithms(bool(chunk[0].cfg.train.deterministic) or was)
             try:
-                _train_chunk(chunk, dev)
+                with member_kernels(dev.type == "cpu" if exact is None else exact):
+                    _train_chunk(chunk, dev)
             finally:
                 torch.use_deterministic_algorithms(was)
             for j, s in zip(idx[start:start + n], chunk, strict=True):
@@ -792,8 +824,11 @@ def _train_chunk(setups: list[_Setup], dev: torch.device) -> None:
     buffers = {k: v.detach().clone() for k, v in buffers.items()}
     base = copy.deepcopy(s0.model)
     _swap_dropout(base)
+    swap_kernels(base)  # linear, layer norm, conv: the sequential fit's kernels per member
     # a teacher → student method: every member's own teacher, stacked the same way
     teacher_base = base._teacher[0] if getattr(base, "_teacher", None) else None
+    if teacher_base is not None:
+        swap_kernels(teacher_base)
     tstate: dict[str, Tensor] = {}
     if teacher_base is not None:
         tp, tb = stack_module_state([s.model._teacher[0].to(dev) for s in setups])
@@ -919,10 +954,11 @@ def _train_chunk(setups: list[_Setup], dev: torch.device) -> None:
             s = setups[pos]
             _loader_iter_draw(s.drop_gen)
             perms.append(torch.randperm(n_rows["train"], generator=s.shuffle_gen))
-            # RandomSampler draws a second (empty-sliced) permutation when it is exhausted;
-            # after a full last batch Lightning exhausts it only when a validation loop
-            # follows (measured: no draw under protocol.valid_fraction=0)
-            if n_rows["valid"] or n_rows["train"] % bs:
+            # RandomSampler draws a second (empty-sliced) permutation when it is exhausted:
+            # to end a partial last batch; after a full last batch Lightning does not ask for
+            # more (measured with and without a validation part; drawing it there shuffled
+            # every later epoch otherwise, e.g. 48 MMSA rows in batches of 16)
+            if n_rows["train"] % bs:
                 torch.randperm(n_rows["train"], generator=s.shuffle_gen)
         perm = torch.stack(perms).to(dev)  # [N, n_train]
         sums: dict[str, Tensor] = {}
@@ -1125,6 +1161,7 @@ def run_parallel(
     max_chunk: int | None = None,
     device: str | torch.device | None = None,
     resume: Sequence[str | Path | None] | None = None,
+    exact: bool | None = None,
 ) -> list[RunResult]:
     """``run_experiment`` for several configs (seeds) of one method, all folds in parallel.
 
@@ -1140,6 +1177,7 @@ def run_parallel(
     training checkpoints; a member's fit is deterministic, so a retrained fold gets the
     metrics it would have had; a KD member's teacher is retrained with it, since its
     random state after training is part of the student's draws).
+    ``exact``: as in :func:`fit_members`.
     """
     from omegaconf import OmegaConf
 
@@ -1180,10 +1218,12 @@ def run_parallel(
                 continue
             members.append(Member(prep, fold, run_dir / fold.name))
             owner.append((i, fold.name))
-    fitted = fit_members(members, max_chunk=max_chunk, device=device) if members else []
+    fitted = (fit_members(members, max_chunk=max_chunk, device=device, exact=exact)
+              if members else [])
     done.update(zip(owner, fitted, strict=True))
     for i, prep in enumerate(preps):
         runs[i].folds.extend(done[(i, fold.name)] for fold in prep.folds)
     for prep, result in zip(preps, runs, strict=True):
         write_results(prep, pool_folds(prep, result))
     return runs
+
