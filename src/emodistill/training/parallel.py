@@ -657,7 +657,8 @@ def fit_members(
         can grow into other selected epochs (``benchmarks/parallel.md``). Default:
         ``True`` on CPU, ``False`` on a GPU (where dropout is drawn on the host, so a
         member equals its sequential fit in distribution only, and a loop over members
-        would serialise the kernels).
+        would serialise the kernels). ``None`` reads each config's
+        ``train.parallel_kernels`` (``exact`` | ``batched`` | ``auto``: the device default).
 
     Returns
     -------
@@ -665,6 +666,14 @@ def fit_members(
         In the order of ``members``, as ``fit_fold`` would return them.
     """
     return [r for r, _ in _fit(members, max_chunk=max_chunk, device=device, exact=exact)]
+
+
+def _exact_kernels(cfg: DictConfig, dev: torch.device, exact: bool | None) -> bool:
+    """Whether a chunk runs per-member kernels: ``exact``, else ``train.parallel_kernels``."""
+    if exact is not None:
+        return exact
+    kind = cfg.train.get("parallel_kernels", "auto")
+    return dev.type == "cpu" if kind == "auto" else kind == "exact"
 
 
 def _fit(members: Sequence[Member], *, max_chunk: int | None,
@@ -716,7 +725,7 @@ def _fit(members: Sequence[Member], *, max_chunk: int | None,
             was = torch.are_deterministic_algorithms_enabled()
             torch.use_deterministic_algorithms(bool(chunk[0].cfg.train.deterministic) or was)
             try:
-                with member_kernels(dev.type == "cpu" if exact is None else exact):
+                with member_kernels(_exact_kernels(chunk[0].cfg, dev, exact)):
                     _train_chunk(chunk, dev)
             finally:
                 torch.use_deterministic_algorithms(was)

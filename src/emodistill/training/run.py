@@ -158,7 +158,7 @@ def _check_train_cfg(cfg: DictConfig) -> None:
         raise ConfigError(f"train.monitor={t.monitor} needs train.mode={want}")
     # checked here so that a bad value fails before the run folder exists
     choices = {"optimizer": ("adamw", "adam", "sgd"), "scheduler": ("plateau", "none"),
-               "selection": ("best", "last")}
+               "selection": ("best", "last"), "parallel_kernels": ("auto", "exact", "batched")}
     for key, valid in choices.items():
         if t.get(key, valid[0]) not in valid:
             raise ConfigError(f"train.{key}={t.get(key)!r}; use one of {', '.join(valid)}")

@@ -198,3 +198,27 @@ def test_member_kernels_false_leaves_the_batched_op():
     assert "Looped" in type(looped.grad_fn).__name__
     assert "Looped" not in type(batched.grad_fn).__name__
     assert torch.equal(batched, vmap(F.linear)(x, w))
+
+
+@pytest.mark.parametrize(("setting", "device", "exact", "want"), [
+    ("auto", "cpu", None, True), ("auto", "cuda", None, False),
+    ("batched", "cpu", None, False), ("exact", "cuda", None, True),
+    ("batched", "cpu", True, True),  # an explicit argument wins over the config
+])
+def test_parallel_kernels_setting_chooses_the_kernels(setting, device, exact, want):
+    from omegaconf import OmegaConf
+
+    cfg = OmegaConf.create({"train": {"parallel_kernels": setting}})
+    assert P._exact_kernels(cfg, torch.device(device), exact) is want
+
+
+def test_parallel_kernels_bad_value_is_refused_by_name():
+    from emodistill.config import compose
+    from emodistill.errors import ConfigError
+    from emodistill.training.run import _check_train_cfg
+
+    cfg = compose(dataset="synthetic", method="late_fusion",
+                  overrides=["train.parallel_kernels=fast"])
+    with pytest.raises(ConfigError,
+                       match=r"train.parallel_kernels='fast'; use one of auto, exact, batched"):
+        _check_train_cfg(cfg)
