@@ -198,3 +198,12 @@ def test_eeg_mlp_members_with_input_dropout_match_the_sequential_fits(tmp_path):
             "method.input_dropout=0.3", "method.label_smoothing=0.1", *SMALL]
     seq, par = _both(tmp_path, "synthetic", "eeg_mlp", over, seeds=(3,))
     _assert_same_run(seq[0], par[0], tol=1e-5)
+
+
+def test_eeg_mlp_skip_linear_with_linear_l2_matches_the_sequential_fits(tmp_path):
+    # the wide-and-deep form: a raw-input linear path with its L2 penalty in the loss
+    over = ["dataset.n=160", "method.modality=audio", "method.width=8", "method.members=2",
+            "method.input_dropout=0.5", "method.skip_linear=true", "method.linear_l2=0.3",
+            *SMALL]
+    seq, par = _both(tmp_path, "synthetic", "eeg_mlp", over, seeds=(3,))
+    _assert_same_run(seq[0], par[0], tol=1e-5)
