@@ -198,3 +198,30 @@ def test_eeg_mlp_members_with_input_dropout_match_the_sequential_fits(tmp_path):
             "method.input_dropout=0.3", "method.label_smoothing=0.1", *SMALL]
     seq, par = _both(tmp_path, "synthetic", "eeg_mlp", over, seeds=(3,))
     _assert_same_run(seq[0], par[0], tol=1e-5)
+
+
+def test_eeg_mlp_skip_linear_with_linear_l2_matches_the_sequential_fits(tmp_path):
+    # the wide-and-deep form: a raw-input linear path with its L2 penalty in the loss
+    over = ["dataset.n=160", "method.modality=audio", "method.width=8", "method.members=2",
+            "method.input_dropout=0.5", "method.skip_linear=true", "method.linear_l2=0.3",
+            *SMALL]
+    seq, par = _both(tmp_path, "synthetic", "eeg_mlp", over, seeds=(3,))
+    _assert_same_run(seq[0], par[0], tol=1e-5)
+
+
+def test_kd_from_a_fitted_logistic_teacher_matches_the_sequential_fits(tmp_path):
+    # the teacher is fitted per member in one call (no gradient loop), then the students
+    # train stacked; the result is the sequential fit's
+    over = ["dataset.n=160", "method.modality=audio", "method.teacher.method.modality=null",
+            "method.teacher.method.C=[0.01,1.0]", "method.student.width=8", *SMALL]
+    cfg = compose(dataset="synthetic", method="eeg_hinton_kd_logistic", overrides=over)
+    assert parallel_unsupported(cfg) is None
+    seq, par = _both(tmp_path, "synthetic", "eeg_hinton_kd_logistic", over, seeds=(3, 4))
+    for a, b in zip(seq, par, strict=True):
+        _assert_same_run(a, b, tol=1e-5)
+        t_seq, t_par = (json.loads((r.folds[0].path / "teacher" / "test_metrics.json")
+                                   .read_text()) for r in (a, b))
+        assert t_seq == t_par  # the same teacher fit on both paths
+    crossfit = compose(dataset="synthetic", method="eeg_hinton_kd_logistic_crossfit",
+                       overrides=over)
+    assert "crossfit" in parallel_unsupported(crossfit)

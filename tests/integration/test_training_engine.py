@@ -175,3 +175,46 @@ def test_poria_without_a_validation_part(tmp_path):
                         overrides=[*over, "protocol.valid_fraction=0", "train.selection=best"]))
     res = run_experiment(cfg)
     assert res.folds[0].sizes == {"train": 1447, "valid": 0, "test": 752}
+
+
+def test_a_crossfitted_logistic_teacher_never_teaches_a_row_it_was_fitted_on(tmp_path):
+    # KD from a fitted reference model (eeg_hinton_kd_logistic_crossfit): k logistic fits per
+    # fold, each training row's soft target from the fit whose training groups exclude it
+    from emodistill.data.normalize import Standardizer
+    from emodistill.models.reference import Logistic
+
+    cfg = compose(dataset="synthetic", method="eeg_hinton_kd_logistic_crossfit", overrides=[
+        "dataset.n=240", "+protocol.valid_group=video", "method.modality=audio",
+        "method.teacher.method.modality=null", "method.teacher.method.C=[0.01,1.0]",
+        "method.student.width=8", "train.max_epochs=1", "train.progress_bar=false",
+        "train.save_checkpoint=false", f"output_dir={tmp_path}"])
+    res = run_experiment(cfg)
+    teacher = res.folds[0].model.teacher
+    assert isinstance(teacher, CrossFitTeacher) and teacher.n_members == 3
+    assert all(isinstance(m, Logistic) for m in teacher.members)
+    prep = prepare(cfg)
+    (f,) = prep.folds
+    train = prep.dataset.subset(f.train)
+    ids = train.ids.tolist()
+    vids = group_values(prep.dataset, "video")
+    vid_of = dict(zip(prep.dataset.ids.tolist(), vids.tolist(), strict=True))
+    owner = teacher.train_assignment.tolist()
+    assert sorted(set(owner)) == [0, 1, 2]
+    for j, seen in enumerate(teacher.member_train_ids):
+        mine = [ids[i] for i, a in enumerate(owner) if a == j]
+        assert mine and not set(mine) & seen  # no row taught by a fit that saw it...
+        assert not {vid_of[s] for s in mine} & {vid_of[s] for s in seen}  # ...nor its video
+    # the soft targets read on training batches are each row's own member's outputs, and a
+    # member's output differs from the other members' (they are different fits)
+    batch = next(iter(batch_loader(Standardizer.fit(train).transform(train), "polarity",
+                                   batch_size=64, shuffle=True, seed=0)))
+    res.folds[0].model.train()
+    t_out = res.folds[0].model.teacher_outputs(batch)
+    member = teacher.train_assignment[batch.index]
+    torch.testing.assert_close(t_out.aux["crossfit_member"], member)
+    with torch.no_grad():
+        outs = [teacher.members[j](teacher.member_batch(batch, j)).preds for j in range(3)]
+    for j in range(3):
+        sel = member == j
+        torch.testing.assert_close(t_out.preds[sel], outs[j][sel])
+        assert not torch.allclose(outs[j], outs[(j + 1) % 3])

@@ -87,6 +87,9 @@ def test_the_ablations_inherit():
         "dataset/deap_de": "deap", "experiment/dmd_mosei": "dmd_mosi",
         "method/eeg_mlp_ens": "eeg_mlp", "method/eeg_hinton_kd_t1": "eeg_hinton_kd",
         "method/eeg_hinton_kd_crossfit": "eeg_hinton_kd",
+        "method/eeg_hinton_kd_logistic": "eeg_hinton_kd", "method/eeg_mlp_skip": "eeg_mlp",
+        "method/eeg_hinton_kd_logistic_crossfit": "eeg_hinton_kd_logistic",
+        "method/eeg_hinton_kd_logistic_lin": "eeg_hinton_kd_logistic",
     }
     assert found == expected
 

@@ -15,7 +15,16 @@ model the field uses on such tables, with the usual regularisers as options:
 * ``members``: ``K`` independent MLPs (own initialisation and dropout masks, trained on the
   same batches, each with its own loss) whose logits are averaged: a bagging-style average
   that lowers the variance of a small network, inside one model (so it trains, checkpoints
-  and distils like any method).
+  and distils like any method);
+* ``skip_linear``: a wide-and-deep form, ``logits = W x + MLP(x)``: a linear path on the raw
+  inputs (no input dropout or noise; the logistic model) plus the MLP as a non-linear
+  residual branch whose output layer starts at zero, so the model starts linear and the
+  branch grows only where the data pay for it;
+* ``linear_l2``: an L2 penalty ``linear_l2 * ||W||^2`` on the linear path's weights (bias
+  not penalised) added to the training loss, the logistic row's shrinkage inside the model
+  (``linear_l2 = 1 / (2 C N)`` matches scikit-learn's ``C`` on ``N`` training trials,
+  e.g. ``C = 0.001``, ``N = 430`` → 1.16). It applies to the skip path with
+  ``skip_linear``, to the whole model with ``layers: 0``.
 
 For regression targets ``label_smoothing`` must be 0; the task loss is the mean of the
 members' losses.
@@ -81,13 +90,20 @@ class EEGMLP(MERModel):
         Label smoothing of the cross-entropy, in ``[0, 1)`` (classification only).
     members : int
         Number ``K`` of independent MLPs whose logits are averaged.
+    skip_linear : bool
+        Add a linear path on the raw inputs to the MLP's output (wide-and-deep; needs
+        ``layers >= 1``); the MLP's output layer is initialised at zero.
+    linear_l2 : float
+        L2 penalty on the linear path's weights (the skip path, or the model with
+        ``layers: 0``), added to the training loss.
     """
 
     parallel_ok = True
 
     def __init__(self, *, modality: str | None = None, width: int = 32, layers: int = 1,
                  dropout: float = 0.5, input_dropout: float = 0.0, input_noise: float = 0.0,
-                 label_smoothing: float = 0.0, members: int = 1, **base: Any) -> None:
+                 label_smoothing: float = 0.0, members: int = 1, skip_linear: bool = False,
+                 linear_l2: float = 0.0, **base: Any) -> None:
         spec = base["spec"]
         modality = single_modality(spec, modality, "eeg_mlp")
         ms = spec.modality(modality)
@@ -100,6 +116,13 @@ class EEGMLP(MERModel):
                         ("label_smoothing", label_smoothing)):
             if not 0.0 <= p < 1.0:
                 raise ConfigError(f"eeg_mlp: {name}={p}; it must be in [0, 1)")
+        if skip_linear and not layers:
+            raise ConfigError("eeg_mlp: skip_linear=true with layers=0 is two linear maps; use "
+                              "layers >= 1 (the residual branch) or skip_linear=false")
+        if linear_l2 < 0 or (linear_l2 and layers and not skip_linear):
+            raise ConfigError(f"eeg_mlp: linear_l2={linear_l2} with layers={layers}, "
+                              f"skip_linear={skip_linear}; it must be >= 0 and needs a linear "
+                              "path (layers=0 or skip_linear=true)")
         if input_noise < 0:
             raise ConfigError(f"eeg_mlp: input_noise={input_noise}; it must be >= 0")
         if label_smoothing and self.target.kind == "regression":
@@ -119,15 +142,31 @@ class EEGMLP(MERModel):
         self.body = nn.Sequential(*blocks)
         self.out = MemberLinear(members, d, self.n_outputs)
         self.feature_dim = d
+        self.linear_l2 = float(linear_l2)
+        self.skip: MemberLinear | None = None
+        if skip_linear:
+            self.skip = MemberLinear(members, self.in_dim, self.n_outputs)
+            with torch.no_grad():  # the residual branch starts at zero: the model starts linear
+                self.out.weight.zero_()
+                self.out.bias.zero_()
 
     def member_logits(self, batch: Batch) -> tuple[Tensor, Tensor]:
         """Per-member outputs ``[B, K, C]`` (``C = 1``: regression) and features ``[B, K, F]``."""
-        x = batch.inputs[self.modality].reshape(-1, self.in_dim)
+        raw = batch.inputs[self.modality].reshape(-1, self.in_dim)
+        x = raw
         if self.training and self.input_noise > 0:
             x = x + self.input_noise * torch.randn_like(x)
         x = self.in_drop(x)
         h = self.body(x[:, None].expand(-1, self.members, -1))
-        return self.out(h), h
+        logits = self.out(h)
+        if self.skip is not None:
+            logits = logits + self.skip(raw[:, None].expand(-1, self.members, -1))
+        return logits, h
+
+    def weight_penalty(self) -> Tensor:
+        """``linear_l2 * ||W||^2`` of the linear path, averaged over members (0 when off)."""
+        w = (self.skip if self.skip is not None else self.out).weight  # [K, I, C]
+        return self.linear_l2 * w.pow(2).sum((1, 2)).mean()
 
     def forward(self, batch: Batch) -> ModelOutput:  # noqa: D102
         logits, h = self.member_logits(batch)
@@ -148,4 +187,6 @@ class EEGMLP(MERModel):
             target = batch.target.long()[:, None].expand(-1, k).reshape(-1)
             per = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), target,
                                               label_smoothing=self.label_smoothing)
+        if self.linear_l2:
+            per = per + self.weight_penalty()
         return {"loss": per, "task": self.task(out.preds, batch.target)}

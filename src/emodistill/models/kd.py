@@ -227,6 +227,9 @@ class HintonKD(MERModel):
                                    g.shape[0] + (prev[1] if prev else 0))
         terms = self.distill_terms(out, t_out)
         total = self.ce_weight * task + self.distill_loss(terms)
+        penalty = getattr(self.student, "weight_penalty", None)
+        if penalty is not None:  # e.g. eeg_mlp's linear_l2: the student's own shrinkage
+            total = total + penalty()
         return {"loss": total, "task": task, **terms}
 
     def epoch_logs(self) -> dict[str, float]:

@@ -132,7 +132,8 @@ def parallel_unsupported(cfg: DictConfig) -> str | None:
         if not teacher.get("checkpoint"):
             if not teacher.get("method"):
                 return "method.teacher has neither checkpoint nor method"
-            why = parallel_unsupported(_teacher_cfg(cfg))
+            why = (None if _teacher_fitted_in_process(cfg)
+                   else parallel_unsupported(_teacher_cfg(cfg)))
             if why is not None:
                 return f"its teacher cannot train in parallel ({why})"
     for where, sec in (("method", cfg.method), ("method.student", cfg.method.get("student"))):
@@ -163,6 +164,16 @@ def parallel_unsupported(cfg: DictConfig) -> str | None:
     if int(t.max_epochs) < 1:
         return "train.max_epochs=-1 (unbounded) is not supported in parallel"
     return None
+
+
+def _teacher_fitted_in_process(cfg: DictConfig) -> bool:
+    """Tell whether the teacher of ``cfg`` is a reference method fitted in one call.
+
+    Such a teacher (``logistic``, ``trees``, ...) is fitted per member by ``fit_fold`` before
+    the students train in parallel: it has no gradient loop to stack, and its fit is cheap.
+    """
+    name = str(cfg.method.teacher.method.name)
+    return bool(getattr(METHODS.get(name), "fitted_in_process", False))
 
 
 def _teacher_cfg(cfg: DictConfig) -> DictConfig:
@@ -697,6 +708,19 @@ def _fit(members: Sequence[Member], *, max_chunk: int | None,
             m = members[i]
             teachers[i] = (_load_teacher_checkpoint(m.prep.cfg, m.prep.dataset,
                                                      m.prep.target, m.fold), None)
+    fitted = [i for i in trained if _teacher_fitted_in_process(members[i].prep.cfg)]
+    trained = [i for i in trained if i not in fitted]
+    for i in fitted:  # a reference teacher, fitted in one call on its fold as fit_fold does
+        from emodistill.training.run import fit_fold
+
+        m = members[i]
+        tprep = Prepared(_teacher_cfg(m.prep.cfg), m.prep.dataset, m.prep.target,
+                         m.prep.modalities, [m.fold])
+        res = fit_fold(tprep, m.fold, m.out / "teacher")
+        log.info("teacher %s on %s: test %s", tprep.cfg.method_config, res.fold, res.test)
+        assert res.model is not None
+        # the global random state the sequential fit continues from after its teacher
+        teachers[i] = (res.model, torch.get_rng_state())
     if trained:  # each member's teacher, trained on its fold first (in parallel too)
         tm = []
         for i in trained:

@@ -77,3 +77,46 @@ def test_label_smoothing_is_the_smoothed_cross_entropy_and_is_checked():
         build_method("eeg_mlp", spec=spec, target=REG, params={"label_smoothing": 0.1})
     with pytest.raises(ConfigError, match="input_dropout=1.5"):
         build_method("eeg_mlp", spec=spec, target=TARGET, params={"input_dropout": 1.5})
+
+
+def test_skip_linear_starts_linear_on_the_raw_inputs_and_the_branch_learns():
+    torch.manual_seed(0)
+    m = build_method("eeg_mlp", spec=_spec(), target=TARGET,
+                     params={"skip_linear": True, "members": 2, "width": 8,
+                             "input_dropout": 0.9, "dropout": 0.5})
+    x = torch.randn(6, 1, 20)
+    b = _batch(x, torch.tensor([0, 1, 1, 0, 1, 0]))
+    m.train()  # input dropout and dropout on: the linear path sees the raw inputs
+    lin = torch.einsum("bi,kio->bko", x.reshape(6, 20), m.skip.weight) + m.skip.bias
+    torch.testing.assert_close(m(b).aux["member_logits"], lin)  # residual branch starts at 0
+    torch.testing.assert_close(m(b).preds, lin.mean(1))
+    # the residual branch's output layer receives a gradient: it can grow
+    out = m(b)
+    m.loss(b, out)["loss"].backward()
+    assert m.out.weight.grad.abs().sum() > 0 and m.skip.weight.grad.abs().sum() > 0
+    with pytest.raises(ConfigError, match="skip_linear=true with layers=0"):
+        build_method("eeg_mlp", spec=_spec(), target=TARGET,
+                     params={"skip_linear": True, "layers": 0})
+
+
+def test_linear_l2_is_added_to_the_loss_of_the_linear_path_only():
+    torch.manual_seed(0)
+    b = _batch(torch.randn(8, 1, 20), torch.randint(0, 2, (8,)))
+    for params, path in (({"layers": 0, "members": 3}, "out"),
+                         ({"skip_linear": True, "members": 3, "width": 4}, "skip")):
+        plain = build_method("eeg_mlp", spec=_spec(), target=TARGET, params=params)
+        pen = build_method("eeg_mlp", spec=_spec(), target=TARGET,
+                           params={**params, "linear_l2": 0.5})
+        pen.load_state_dict(plain.state_dict())
+        plain.eval()
+        pen.eval()
+        w = getattr(pen, path).weight  # [K, I, C]
+        expect = 0.5 * w.pow(2).sum((1, 2)).mean()
+        diff = pen.loss(b, pen(b))["loss"] - plain.loss(b, plain(b))["loss"]
+        torch.testing.assert_close(diff, expect)
+        assert pen.loss(b, pen(b))["task"] == plain.loss(b, plain(b))["task"]  # task unchanged
+    with pytest.raises(ConfigError, match="linear_l2=0.5 with layers=1"):
+        build_method("eeg_mlp", spec=_spec(), target=TARGET, params={"linear_l2": 0.5})
+    with pytest.raises(ConfigError, match="linear_l2=-1"):
+        build_method("eeg_mlp", spec=_spec(), target=TARGET,
+                     params={"layers": 0, "linear_l2": -1.0})
