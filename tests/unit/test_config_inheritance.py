@@ -87,6 +87,8 @@ def test_the_ablations_inherit():
         "dataset/deap_de": "deap", "experiment/dmd_mosei": "dmd_mosi",
         "method/eeg_mlp_ens": "eeg_mlp", "method/eeg_hinton_kd_t1": "eeg_hinton_kd",
         "method/eeg_hinton_kd_crossfit": "eeg_hinton_kd",
+        "method/hinton_kd_text_views": "hinton_kd_mlp",
+        "method/hinton_kd_text_views_crossfit": "hinton_kd_text_views",
     }
     assert found == expected
 
