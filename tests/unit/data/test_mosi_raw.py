@@ -121,6 +121,11 @@ def test_pooled_view_is_the_pooled_level_beside_the_token_view(tmp_path):
     mean = both.features["text"][i, :n].mean(0)
     np.testing.assert_allclose(both.features["text_pooled"][i, 0].numpy(),
                                (mean / mean.norm()).numpy(), atol=1e-5)
+    ids = load_mosi_raw_features(root, cache_dir=cache, text_level="ids", pooled_view=True)
+    assert [(m.name, m.kind) for m in ids.spec.modalities] == [
+        ("text", "tokens"), ("audio", "features"), ("text_pooled", "features")]
+    np.testing.assert_array_equal(ids.features["text_pooled"].numpy(),
+                                  pooled.features["text"].numpy())
     with pytest.raises(ConfigError, match="text_level=tokens"):
         load_mosi_raw_features(root, cache_dir=cache, pooled_view=True)
 
