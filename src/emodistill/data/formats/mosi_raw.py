@@ -9,6 +9,12 @@ Dataset ``mosi_raw_features``: the second, non-leaky MOSI benchmark.
   themselves, for fine-tuning the encoder inside a model;
 * ``audio``: the 73 openSMILE features of Poria et al. (``audio/audio_*0.csv``),
   hand-designed acoustic descriptors, not learned;
+* ``text_pooled`` (only with ``pooled_view=True`` beside ``text_level`` ``tokens`` or
+  ``ids``): the pooled sentence vector of the same transcripts, exactly the
+  ``text`` modality of ``text_level="pooled"``, so that one batch holds both views:
+  a teacher on the token view and a student on the pooled vector (the deployable
+  input) learn from the same utterances (``docs/methods/mkd.md``, "Teacher and student
+  on two views of the text");
 * targets: continuous ``sentiment`` in [-3, 3] (MMSA labels) and the binary
   ``polarity`` of the Poria files;
 * splits: ``standard`` (MMSA train/valid/test = 1281/229/685) and ``poria``.
@@ -42,12 +48,14 @@ from emodistill.data.registry import DATASETS, data_root
 from emodistill.data.spec import DatasetSpec, ModalitySpec, TargetSpec
 from emodistill.errors import ConfigError, DataFormatError
 
-__all__ = ["load_mosi_raw_features", "cached_text_features"]
+__all__ = ["load_mosi_raw_features", "cached_text_features", "POOLED_VIEW"]
 
 log = logging.getLogger(__name__)
 
 _NAME = "mosi_raw_features"
 _LABELS = "mosi_standard_labels.csv"
+#: name of the pooled-vector modality added by ``pooled_view=True``
+POOLED_VIEW = "text_pooled"
 
 
 def cached_text_features(
@@ -96,6 +104,7 @@ def load_mosi_raw_features(
     text_model: str | Path | None = None,
     cache_dir: str | Path | None = None,
     use_cache: bool = True,
+    pooled_view: bool = False,
 ) -> MultimodalDataset:
     """Load MOSI with MiniLM transcript embeddings + Poria openSMILE audio (see module docstring).
 
@@ -122,17 +131,28 @@ def load_mosi_raw_features(
         :func:`~emodistill.data.cache.text_cache_dir`).
     use_cache : bool
         Read and write the cache.
+    pooled_view : bool
+        With ``text_level`` ``tokens`` or ``ids``: add the modality ``text_pooled``
+        ``[1 x 384]``, the pooled sentence vector of the same transcripts (the same
+        array, from the same cache, as ``text`` under ``text_level="pooled"``: the
+        mean of the token states over all real tokens, untruncated, L2-normalised, as
+        sentence-transformers computes it). A second view of the text in every batch,
+        e.g. for a token-level teacher and a pooled-vector student.
 
     Returns
     -------
     MultimodalDataset
-        2195 utterances; modalities ``text`` and ``audio``; targets
+        2195 utterances; modalities ``text`` and ``audio`` (and ``text_pooled``); targets
         ``sentiment`` (regression, [-3, 3]) and ``polarity``; group ``video``;
         splits ``standard`` and ``poria``.
     """
     if text_level not in ("pooled", "tokens", "ids"):
         raise ConfigError(f"{_NAME}: text_level={text_level!r}; use 'pooled', 'tokens' or "
                           "'ids'")
+    if pooled_view and text_level == "pooled":
+        raise ConfigError(f"{_NAME}: pooled_view=true with text_level=pooled: the text modality "
+                          "already is the pooled vector; set text_level=tokens (or ids) for a "
+                          "second view, or pooled_view=false")
     base = require_dir(root, dataset=_NAME, layout=f"{_LABELS}, transcripts.csv, audio/, "
                                                    "text_{train,test}.csv, video/")
     lab_path = require_file(base / _LABELS, dataset=_NAME,
@@ -167,9 +187,20 @@ def load_mosi_raw_features(
         T = 1 if text_level == "pooled" else feats.shape[1]
         text_spec = ModalitySpec("text", int(feats.shape[-1]), T)
     audio = utt.features["audio"].numpy()
+    features = {"text": feats, "audio": audio}
+    modalities = [text_spec, ModalitySpec("audio", int(audio.shape[-1]), 1)]
+    views: dict[str, Any] = {}
+    if pooled_view:  # the pooled level's own array (same recipe, same cache file)
+        pooled, _, pmanifest = cached_text_features(
+            ids, texts, level="pooled", text_model=text_model, cache_dir=cache_dir,
+            use_cache=use_cache)
+        features[POOLED_VIEW] = pooled
+        modalities.append(ModalitySpec(POOLED_VIEW, int(pooled.shape[-1]), 1))
+        views[POOLED_VIEW] = {"from": f"{_LABELS} column 'text'", "level": "pooled",
+                              **pmanifest}
     spec = DatasetSpec(
         name=_NAME,
-        modalities=(text_spec, ModalitySpec("audio", int(audio.shape[-1]), 1)),
+        modalities=tuple(modalities),
         targets=(TargetSpec("sentiment", "regression", value_range=(-3.0, 3.0)),
                  TargetSpec("polarity", "binary", class_names=("negative", "positive"))),
         group_keys=("video",),
@@ -177,6 +208,7 @@ def load_mosi_raw_features(
     info = {
         "source": str(base),
         "text": {"from": f"{_LABELS} column 'text'", "level": text_level, **manifest},
+        **views,
         "audio": "Poria et al. 2017 openSMILE features (73-d), audio/audio_{train,test}0.csv",
         "nonfinite_repaired": utt.info.get("nonfinite_repaired", {}),
         "dropped_ids": utt.info.get("dropped_ids", []),
@@ -184,7 +216,7 @@ def load_mosi_raw_features(
     }
     return MultimodalDataset(
         spec,
-        {"text": feats, "audio": audio},
+        features,
         targets={k: v.numpy() for k, v in utt.targets.items()},
         ids=ids,
         groups=utt.groups,
