@@ -80,9 +80,11 @@ from emodistill.models import METHODS, MERModel, build_method
 from emodistill.training.checkpointing import remove_checkpoints
 from emodistill.training.parallel_kernels import (
     ALIGN_BYTES,
+    dims_by_stride,
     member_kernels,
     member_op,
     swap_kernels,
+    unpermute,
 )
 from emodistill.training.pooling import pool_folds
 from emodistill.training.run import (
@@ -229,16 +231,12 @@ def _member_drop(x: Tensor, p: float) -> Tensor:
 
 def _memory_order(x: Tensor) -> tuple[int, ...]:
     """Dims of ``x`` from outermost to innermost in memory (the order ``empty_like`` keeps)."""
-    st = torch.empty_like(x).stride()
-    return tuple(sorted(range(x.dim()), key=lambda d: (-st[d], d)))
+    return dims_by_stride(torch.empty_like(x).stride())
 
 
 def _to_logical(mask: Tensor, perm: tuple[int, ...] | None) -> Tensor:
     """``[N, *memory-order shape]`` masks → ``[N, *logical shape]`` (``perm`` from the probe)."""
-    if perm is None:
-        return mask
-    inv = sorted(range(len(perm)), key=lambda i: perm[i])
-    return mask.permute(0, *(1 + j for j in inv))
+    return mask if perm is None else unpermute(mask, perm)
 
 
 class _MemberDropout(nn.Module):
@@ -679,6 +677,12 @@ def fit_members(
     return [r for r, _ in _fit(members, max_chunk=max_chunk, device=device, exact=exact)]
 
 
+def _teacher_prep(m: Member) -> Prepared:
+    """Prepare ``m``'s teacher run: its config, ``m``'s data, ``m``'s fold only."""
+    return Prepared(_teacher_cfg(m.prep.cfg), m.prep.dataset, m.prep.target, m.prep.modalities,
+                    [m.fold])
+
+
 def _exact_kernels(cfg: DictConfig, dev: torch.device, exact: bool | None) -> bool:
     """Whether a chunk runs per-member kernels: ``exact``, else ``train.parallel_kernels``."""
     if exact is not None:
@@ -690,7 +694,7 @@ def _exact_kernels(cfg: DictConfig, dev: torch.device, exact: bool | None) -> bo
 def _fit(members: Sequence[Member], *, max_chunk: int | None,
          device: str | torch.device | None, exact: bool | None = None
          ) -> list[tuple[FoldResult, _Setup]]:
-    from emodistill.training.run import _load_teacher_checkpoint
+    from emodistill.training.run import _load_teacher_checkpoint, fit_fold
 
     checked: set[int] = set()  # members of one Prepared share its config: check it once
     for m in members:
@@ -711,23 +715,16 @@ def _fit(members: Sequence[Member], *, max_chunk: int | None,
     fitted = [i for i in trained if _teacher_fitted_in_process(members[i].prep.cfg)]
     trained = [i for i in trained if i not in fitted]
     for i in fitted:  # a reference teacher, fitted in one call on its fold as fit_fold does
-        from emodistill.training.run import fit_fold
-
         m = members[i]
-        tprep = Prepared(_teacher_cfg(m.prep.cfg), m.prep.dataset, m.prep.target,
-                         m.prep.modalities, [m.fold])
+        tprep = _teacher_prep(m)
         res = fit_fold(tprep, m.fold, m.out / "teacher")
         log.info("teacher %s on %s: test %s", tprep.cfg.method_config, res.fold, res.test)
         assert res.model is not None
         # the global random state the sequential fit continues from after its teacher
         teachers[i] = (res.model, torch.get_rng_state())
     if trained:  # each member's teacher, trained on its fold first (in parallel too)
-        tm = []
-        for i in trained:
-            m = members[i]
-            tprep = Prepared(_teacher_cfg(m.prep.cfg), m.prep.dataset, m.prep.target,
-                             m.prep.modalities, [m.fold])
-            tm.append(Member(tprep, m.fold, m.out / "teacher"))
+        tm = [Member(_teacher_prep(members[i]), members[i].fold, members[i].out / "teacher")
+              for i in trained]
         for i, (res, ts) in zip(trained, _fit(tm, max_chunk=max_chunk, device=device, exact=exact),
                                 strict=True):
             log.info("teacher %s on %s: test %s", ts.cfg.method_config, res.fold, res.test)
@@ -1212,12 +1209,14 @@ def run_parallel(
     random state after training is part of the student's draws).
     ``exact``: as in :func:`fit_members`.
     """
-    from omegaconf import OmegaConf
-
-    from emodistill._fs import unique_dir
     from emodistill.data.registry import build_dataset
     from emodistill.training.checkpointing import check_resumable
-    from emodistill.training.run import _read_fold_result, default_run_name, prepare
+    from emodistill.training.run import (
+        _read_fold_result,
+        default_run_name,
+        new_run_dir,
+        prepare,
+    )
 
     resume = list(resume) if resume is not None else [None] * len(cfgs)
     if len(resume) != len(cfgs):
@@ -1235,12 +1234,8 @@ def run_parallel(
             run_dir = Path(old)
         else:
             parent = Path(output_dir or cfg.output_dir)
-            run_dir = unique_dir(parent / (cfg.run_name or default_run_name(cfg, prep.target)))
-            atomic_write(run_dir / "config.yaml",
-                         lambda f, c=cfg: f.write(OmegaConf.to_yaml(c, resolve=True)))
-            summary = prep.dataset.summary() | {"info": prep.dataset.info}
-            atomic_write(run_dir / "data.json",
-                         lambda f, s=summary: json.dump(s, f, indent=2, default=str))
+            run_dir = new_run_dir(prep, parent / (cfg.run_name
+                                                  or default_run_name(cfg, prep.target)))
         runs.append(RunResult(run_dir))
         for fold in prep.folds:
             res = _read_fold_result(run_dir / fold.name) if old is not None else None

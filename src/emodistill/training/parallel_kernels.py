@@ -38,7 +38,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-__all__ = ["swap_kernels", "member_op", "member_kernels", "ALIGN_BYTES"]
+__all__ = ["swap_kernels", "member_op", "member_kernels", "dims_by_stride", "unpermute",
+           "ALIGN_BYTES"]
 
 #: the boundary a fresh CPU tensor starts on (c10's ``gAlignment``)
 ALIGN_BYTES = 64
@@ -96,16 +97,23 @@ def _member_args(args: Sequence[Tensor | None], j: int) -> list[Tensor | None]:
     return [None if x is None else _at_offset_of(x[j], x[0]) for x in args]
 
 
+def dims_by_stride(strides: Sequence[int]) -> tuple[int, ...]:
+    """Dims from outermost to innermost in memory, for a tensor with these ``strides``."""
+    return tuple(sorted(range(len(strides)), key=lambda d: (-strides[d], d)))
+
+
+def unpermute(stacked: Tensor, perm: Sequence[int]) -> Tensor:
+    """``[N, *shape in the dim order perm]`` → ``[N, *logical shape]`` (a view)."""
+    inv = sorted(range(len(perm)), key=lambda i: perm[i])
+    return stacked.permute(0, *(1 + j for j in inv))
+
+
 def _stack_like(ts: Sequence[Tensor]) -> Tensor:
     """Stack ``ts`` into ``[N, ...]`` giving every slice the memory layout of ``ts[0]``."""
-    t0 = ts[0]
-    st = t0.stride()
-    perm = sorted(range(t0.dim()), key=lambda d: (-st[d], d))
-    if perm == list(range(t0.dim())):
+    perm = dims_by_stride(ts[0].stride())
+    if perm == tuple(range(ts[0].dim())):
         return torch.stack(list(ts))
-    out = torch.stack([t.permute(perm) for t in ts])
-    inv = sorted(range(len(perm)), key=lambda i: perm[i])
-    return out.permute(0, *(1 + j for j in inv))
+    return unpermute(torch.stack([t.permute(perm) for t in ts]), perm)
 
 
 class _Looped(torch.autograd.Function):

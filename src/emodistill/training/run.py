@@ -652,12 +652,18 @@ def run_experiment(
         for fold in prep.folds:
             result.folds.append(fit_fold(prep, fold, result.path / fold.name))
         return result
-    run_dir = unique_dir(parent / name)
+    return _run_folds(prep, new_run_dir(prep, parent / name))
+
+
+def new_run_dir(prep: Prepared, path: Path) -> Path:
+    """Create the run folder ``path`` (made unique) with its ``config.yaml`` and ``data.json``."""
+    run_dir = unique_dir(path)
+    cfg = prep.cfg
     atomic_write(run_dir / "config.yaml", lambda f: f.write(OmegaConf.to_yaml(cfg, resolve=True)))
     summary = prep.dataset.summary() | {"info": prep.dataset.info}
     atomic_write(run_dir / "data.json", lambda f: json.dump(summary, f, indent=2, default=str))
     log.info("run %s: %d fold(s), data %s", run_dir, len(prep.folds), summary["fingerprint"])
-    return _run_folds(prep, run_dir)
+    return run_dir
 
 
 def _run_folds(prep: Prepared, run_dir: Path) -> RunResult:
