@@ -192,6 +192,22 @@ def test_benchmark_parallel_and_sequential_give_the_same_table_and_say_which(tmp
         p.name for p in (seq.path / "runs").iterdir())
 
 
+def test_benchmark_tables_have_one_column_order_on_both_paths(tmp_path):
+    # regression metrics come back in different orders from the two paths (the parallel
+    # path in the metric registry's order, a Lightning fit sorted); the files must match
+    from emodistill.training.benchmark import run_benchmark
+
+    common = dict(dataset="synthetic", methods=["late_fusion"], seeds=[1],
+                  overrides=["dataset.n=120", "dataset.target=sentiment", "train.max_epochs=1",
+                             "train.progress_bar=false", "method.width=8", "method.layers=1"],
+                  output_dir=tmp_path)
+    par = run_benchmark(**common, name="par", parallel="2")
+    seq = run_benchmark(**common, name="seq", parallel="off")
+    cols = list(pd.read_csv(seq.path / "per_seed.csv").columns)
+    assert cols[:4] == ["method", "seed", "n_folds", "acc2_has0"]
+    assert list(pd.read_csv(par.path / "per_seed.csv").columns) == cols
+
+
 def test_eeg_mlp_members_with_input_dropout_match_the_sequential_fits(tmp_path):
     # members averaged, dropout on the inputs and the hidden layer, label smoothing
     over = ["dataset.n=160", "method.modality=audio", "method.width=8", "method.members=3",

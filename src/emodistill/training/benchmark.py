@@ -110,6 +110,16 @@ class BenchmarkResult:
     paired: pd.DataFrame | None = None
 
 
+def _ordered_columns(per_seed: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
+    """Put ``per_seed``'s columns in one order: method, seed, n_folds, ``metrics``, the rest.
+
+    The sequential and parallel paths return a run's metrics in different orders; the
+    tables written from either path must be the same file.
+    """
+    head = ["method", "seed", "n_folds", *[m for m in metrics if m in per_seed.columns]]
+    return per_seed[head + sorted(c for c in per_seed.columns if c not in head)]
+
+
 def run_benchmark(
     *,
     dataset: str,
@@ -190,8 +200,8 @@ def run_benchmark(
                 res = run_experiment(cfg, dataset=ds, output_dir=out / "runs")
             n_folds, mean = len(res.folds), res.mean
         rows.append({"method": label, "seed": seed, "n_folds": n_folds, **mean})
-    per_seed = pd.DataFrame(rows)
     metrics = metric_names(target)
+    per_seed = _ordered_columns(pd.DataFrame(rows), metrics)
     summary = aggregate(per_seed, metrics)
     title = f"{dataset} / {target.name} / protocol {base.protocol.name}"
     md = to_markdown(summary, metrics, title=title)
