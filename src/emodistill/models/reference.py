@@ -210,9 +210,9 @@ class Logistic(FittedMethod):
     """Standardised logistic regression (regression targets: ridge regression).
 
     Features are z-scored with the training part's statistics inside the model (on top of
-    any engine normalisation), then scikit-learn's ``LogisticRegression`` (lbfgs,
-    multinomial for several classes) is fitted; for a regression target ``Ridge`` with
-    ``alpha = 1 / C``.
+    any engine normalisation; ``standardize=false`` keeps them as they are), then
+    scikit-learn's ``LogisticRegression`` (lbfgs, multinomial for several classes) is
+    fitted; for a regression target ``Ridge`` with ``alpha = 1 / C``.
 
     Parameters
     ----------
@@ -222,13 +222,21 @@ class Logistic(FittedMethod):
         ``balanced`` reweights classes inversely to their training frequency.
     max_iter : int
         Solver iterations.
+    standardize : bool
+        z-score each feature with the training part's statistics (default). ``false`` fits
+        on the raw features: the better probe for an embedding whose scale carries meaning,
+        e.g. a normalised sentence vector (benchmarks/kd_leakfree.md, "The ridge row").
     """
 
     _GRID = ("C",)
 
     def __init__(self, *, C: float | list[float] = (0.001, 0.01, 0.1, 1.0),  # noqa: N803
-                 class_weight: str | None = None, max_iter: int = 5000, **base: Any) -> None:
+                 class_weight: str | None = None, max_iter: int = 5000,
+                 standardize: bool = True, **base: Any) -> None:
         super().__init__(**base)
+        if not isinstance(standardize, bool):
+            raise ConfigError(f"method.standardize={standardize!r}; use true or false")
+        self.standardize = standardize
         cs = list(C) if isinstance(C, list | tuple) else [C]
         if not cs or any(isinstance(c, bool) or not isinstance(c, int | float) or c <= 0
                          for c in cs):
@@ -250,8 +258,11 @@ class Logistic(FittedMethod):
         from sklearn.linear_model import LogisticRegression, Ridge
 
         x, y = self.dataset_matrix(train, target)
-        mu, sd = x.mean(0), x.std(0)
-        sd = np.where(sd < 1e-12, 1.0, sd)
+        if self.standardize:
+            mu, sd = x.mean(0), x.std(0)
+            sd = np.where(sd < 1e-12, 1.0, sd)
+        else:  # the identity transform: the buffers keep one code path in forward
+            mu, sd = np.zeros(x.shape[1]), np.ones(x.shape[1])
         z = (x - mu) / sd
         self._set("mean", mu)
         self._set("scale", sd)

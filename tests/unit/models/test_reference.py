@@ -67,6 +67,25 @@ def test_logistic_reproduces_sklearn_and_majority_the_prior(ds):
     assert (p.argmax(1) == int(np.bincount(y).argmax())).all()
 
 
+def test_ridge_fits_the_raw_features_when_not_standardized(ds):
+    from sklearn.linear_model import Ridge
+
+    plain = _model("logistic", ds, "sentiment", C=2.0, standardize=False)
+    plain.fit(ds, target="sentiment", seed=0, C=2.0)
+    zed = _model("logistic", ds, "sentiment", C=2.0)
+    zed.fit(ds, target="sentiment", seed=0, C=2.0)
+    x, y = plain.dataset_matrix(ds, "sentiment")
+    z = (x - x.mean(0)) / x.std(0)
+    with torch.no_grad():
+        p_raw = plain(_all(ds, "sentiment")).preds.double().numpy()
+        p_std = zed(_all(ds, "sentiment")).preds.double().numpy()
+    np.testing.assert_allclose(p_raw, Ridge(alpha=0.5).fit(x, y).predict(x), atol=1e-5)
+    np.testing.assert_allclose(p_std, Ridge(alpha=0.5).fit(z, y).predict(z), atol=1e-5)
+    assert np.abs(p_raw - p_std).max() > 1e-3  # the option changes the fit
+    with pytest.raises(ConfigError, match="method.standardize='no'"):
+        _model("logistic", ds, "sentiment", standardize="no")
+
+
 def test_bad_reference_params_are_refused(ds):
     with pytest.raises(ConfigError, match="method.C="):
         _model("logistic", ds, "polarity", C=[0.1, -1])
