@@ -241,3 +241,26 @@ def test_kd_from_a_fitted_logistic_teacher_matches_the_sequential_fits(tmp_path)
     crossfit = compose(dataset="synthetic", method="eeg_hinton_kd_logistic_crossfit",
                        overrides=over)
     assert "crossfit" in parallel_unsupported(crossfit)
+
+
+def test_kd_from_a_fitted_trees_teacher_falls_back_to_one_fit_per_member(tmp_path, caplog):
+    # the trees' node tables differ in shape from fit to fit: a trees teacher is not stacked,
+    # --parallel auto says so and trains one fit per member (it once crashed inside vmap)
+    import logging
+
+    from emodistill.training.benchmark import run_benchmark
+
+    teacher = ("method.teacher.method={name: trees, max_iter: 10, max_leaf_nodes: 5, "
+               "min_samples_leaf: 5}")
+    over = ["dataset.n=160", "method.modality=audio", teacher, "method.student.width=8",
+            *SMALL]
+    cfg = compose(dataset="synthetic", method="eeg_hinton_kd_logistic", overrides=over)
+    assert "teacher 'trees' cannot be stacked" in parallel_unsupported(cfg)
+    with caplog.at_level(logging.INFO, logger="emodistill"):
+        res = run_benchmark(dataset="synthetic", methods=["eeg_hinton_kd_logistic"], seeds=[3],
+                            overrides=over, output_dir=tmp_path, name="b", parallel="auto")
+    assert "teacher 'trees' cannot be stacked" in caplog.text
+    run = next((res.path / "runs").iterdir())
+    fold = next(p for p in run.iterdir() if (p / "teacher" / "test_metrics.json").is_file())
+    assert json.loads((fold / "teacher" / "test_metrics.json").read_text())["acc"] > 0
+    assert res.per_seed["acc"].notna().all()

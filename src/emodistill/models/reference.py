@@ -96,6 +96,9 @@ class FittedMethod(MERModel):
 
     #: the engine fits this method with :meth:`fit`, not with the Lightning loop
     fitted_in_process: ClassVar[bool] = True
+    #: one fit per member can be stacked as a teacher on the parallel path (same buffer
+    #: shapes whatever the data, a forward without Python control flow on buffer values)
+    stacks_as_teacher: ClassVar[bool] = True
 
     def __init__(self, *, modality: str | list[str] | None = None, pool: str = "auto",
                  flatten_limit: int = 4096, **base: Any) -> None:
@@ -318,6 +321,9 @@ class Trees(FittedMethod):
     _PARAMS = ("learning_rate", "max_iter", "max_leaf_nodes", "max_depth", "min_samples_leaf",
                "l2_regularization")
     _GRID = _PARAMS
+    # the node tables' shapes differ from fit to fit and the traversal loops over the fitted
+    # depth (a Python int): members' trees cannot be stacked under vmap
+    stacks_as_teacher = False
 
     def __init__(self, *, learning_rate: float | list[float] = 0.1,
                  max_iter: int | list[int] = 100, max_leaf_nodes: int | list[int] = 31,

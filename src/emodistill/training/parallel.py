@@ -75,6 +75,7 @@ from emodistill.data.batch import Batch
 from emodistill.data.dataset import MultimodalDataset
 from emodistill.data.normalize import Standardizer
 from emodistill.data.protocols import Fold
+from emodistill.errors import ConfigError
 from emodistill.metrics.mer import stacked_metric_values
 from emodistill.models import METHODS, MERModel, build_method
 from emodistill.training.checkpointing import remove_checkpoints
@@ -131,6 +132,10 @@ def parallel_unsupported(cfg: DictConfig) -> str | None:
             return "method.teacher.crossfit (cross-fitted teachers) is not supported in parallel"
         if str(cfg.method.get("teacher_mode", "eval")) != "eval":
             return "method.teacher_mode=train draws teacher dropout; only eval is supported"
+        tname = (teacher.get("method") or {}).get("name")
+        if tname and not getattr(METHODS.get(str(tname)), "stacks_as_teacher", True):
+            return (f"its teacher {tname!r} cannot be stacked (fitted tables whose shapes "
+                    "differ from member to member)")
         if not teacher.get("checkpoint"):
             if not teacher.get("method"):
                 return "method.teacher has neither checkpoint nor method"
@@ -710,8 +715,13 @@ def _fit(members: Sequence[Member], *, max_chunk: int | None,
     for i in need:
         if i not in trained:
             m = members[i]
-            teachers[i] = (_load_teacher_checkpoint(m.prep.cfg, m.prep.dataset,
-                                                     m.prep.target, m.fold), None)
+            model = _load_teacher_checkpoint(m.prep.cfg, m.prep.dataset, m.prep.target, m.fold)
+            if not getattr(model, "stacks_as_teacher", True):
+                raise ConfigError(
+                    f"member {m.out}: the teacher checkpoint holds a {type(model).__name__} "
+                    "model, which cannot be stacked on the parallel path; run with --parallel "
+                    "off (or name it in method.teacher.method so --parallel auto falls back)")
+            teachers[i] = (model, None)
     fitted = [i for i in trained if _teacher_fitted_in_process(members[i].prep.cfg)]
     trained = [i for i in trained if i not in fitted]
     for i in fitted:  # a reference teacher, fitted in one call on its fold as fit_fold does
