@@ -22,9 +22,10 @@ model the field uses on such tables, with the usual regularisers as options:
   branch grows only where the data pay for it;
 * ``linear_l2``: an L2 penalty ``linear_l2 * ||W||^2`` on the linear path's weights (bias
   not penalised) added to the training loss, the logistic row's shrinkage inside the model
-  (``linear_l2 = 1 / (2 C N)`` matches scikit-learn's ``C`` on ``N`` training trials,
-  e.g. ``C = 0.001``, ``N = 430`` → 1.16; for two classes that is scikit-learn's ``2 C``:
-  see ``linear_c``). It applies to the skip path with ``skip_linear``, to the whole model
+  (``linear_l2 = 1 / (2 C N)`` matches scikit-learn's ``C`` on ``N`` training trials for
+  three or more classes; for two classes it is ``1 / (C N)``, see :func:`c_to_l2`: the
+  1.16 of ``eeg_mlp_skip``, chosen as ``C = 0.001`` on ``N = 430``, is ``C ≈ 0.002``).
+  It applies to the skip path with ``skip_linear``, to the whole model
   with ``layers: 0``;
 * ``linear_c``: the same penalty given as scikit-learn's ``C`` and scaled to each fold's
   training part (``N`` = its number of samples, passed by :meth:`EEGMLP.prepare_fold`):
@@ -80,7 +81,7 @@ def _c_values(linear_c: float | Sequence[float] | None) -> list[float]:
 
 
 def c_to_l2(c: float, n_train: int, n_classes: int) -> float:
-    """The ``linear_l2`` strength that makes the linear path scikit-learn's logistic fit at ``C``.
+    """Return the ``linear_l2`` strength that makes the linear path scikit-learn's fit at ``C``.
 
     scikit-learn minimises ``||w||^2 / (2 C) + sum_i loss_i``; the model minimises the mean
     loss plus ``lambda ||W||^2``. For three or more classes (one weight column per class,
@@ -276,7 +277,7 @@ class EEGMLP(MERModel):
 
     @classmethod
     def chooses_on_valid(cls, params: dict[str, Any]) -> list[tuple[str, str]]:
-        """A ``linear_c`` grid is chosen on the validation part (refused where it is leaked)."""
+        """List the ``linear_c`` grid as chosen on validation (refused where that is leaked)."""
         if len(_c_values(params.get("linear_c"))) > 1:
             return [("eeg_mlp's linear_c chosen from a grid",
                      "give one value (e.g. method.linear_c=0.002)")]

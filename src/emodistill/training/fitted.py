@@ -88,7 +88,7 @@ class Selection:
 
 def select_candidate(model: MERModel, train: MultimodalDataset, valid: MultimodalDataset, *,
                      target: str, seed: int, monitor: str, mode: str) -> Selection:
-    """Fit every candidate of a fitted-in-process ``model`` on ``train``, keep the best on ``valid``.
+    """Fit each candidate of a fitted-in-process ``model`` on ``train``; keep the best on ``valid``.
 
     The selection of :func:`fit_in_process` (and of anything that chooses the way a
     reference row chooses, e.g. ``eeg_mlp``'s ``linear_c`` grid): ``monitor`` on the
