@@ -109,7 +109,7 @@ def choose_linear_c(ctx: FoldContext, modality: str, cs: list[float]) -> dict[st
 
     Fits the registered ``logistic`` method on ``ctx.parts["train"]`` (the network's own
     train part and modality) once per ``C`` and keeps the best ``train.monitor`` on
-    ``ctx.parts["valid"]`` (:func:`emodistill.training.fitted.select_candidate`). The test
+    ``ctx.parts["valid"]`` (``ctx.select_fitted``, the engine's selection). The test
     part is never read. Torch's global random state is left as it was (the network's
     initialisation does not depend on the probe).
 
@@ -119,15 +119,17 @@ def choose_linear_c(ctx: FoldContext, modality: str, cs: list[float]) -> dict[st
         ``{"C", "how", "monitor", "scores": {C: validation monitor}, "part": "valid"}``.
     """
     from emodistill.models.base import build_method
-    from emodistill.training.fitted import select_candidate
 
+    if ctx.select_fitted is None:
+        raise ConfigError("eeg_mlp: a linear_c grid needs the engine's select_fitted in the "
+                          "fold context; give one C (e.g. method.linear_c=0.002)")
     train, valid = ctx.parts["train"], ctx.parts["valid"]
     monitor, mode = str(ctx.cfg.train.monitor), str(ctx.cfg.train.mode)
     with torch.random.fork_rng(devices=[]):
         probe = build_method("logistic", spec=train.spec, target=ctx.target,
                              params={"modality": modality, "C": cs})
-        sel = select_candidate(probe, train, valid, target=ctx.target.name,
-                               seed=int(ctx.cfg.seed), monitor=monitor, mode=mode)
+        sel = ctx.select_fitted(probe, train, valid, target=ctx.target.name,
+                                seed=int(ctx.cfg.seed), monitor=monitor, mode=mode)
     return {"C": cs[sel.index], "how": "logistic probe on the validation part",
             "monitor": monitor, "scores": {str(c): r.get(monitor) for c, r in
                                            zip(cs, sel.rows, strict=True)}, "part": "valid"}
