@@ -225,6 +225,44 @@ def test_eeg_mlp_skip_linear_with_linear_l2_matches_the_sequential_fits(tmp_path
     _assert_same_run(seq[0], par[0], tol=1e-5)
 
 
+def test_eeg_mlp_linear_c_grid_chosen_per_fold_matches_the_sequential_fits(tmp_path):
+    # linear_c: the penalty 1/(C N) per fold, C chosen on each fold's valid part by the
+    # logistic row's selection; 4 folds of equal sizes train stacked in one group with
+    # different chosen C (the strength is a per-member buffer)
+    grid = "[0.001,0.01,0.1,1.0]"
+    proto = ["dataset.n=160", "protocol.name=group_kfold", "+protocol.group=video",
+             "+protocol.k=4", *SMALL]
+    over = [*proto, "method.modality=audio", "method.width=8", "method.members=2",
+            "method.input_dropout=0.5", "method.skip_linear=true", f"method.linear_c={grid}"]
+    seq, par = _both(tmp_path, "synthetic", "eeg_mlp", over, seeds=(3,))
+    _assert_same_run(seq[0], par[0], tol=1e-5)
+    chosen = [json.loads((f.path / "linear_c.json").read_text()) for f in par[0].folds]
+    assert len({f.sizes["train"] for f in par[0].folds}) == 1  # one stacked group ...
+    assert len({c["C"] for c in chosen}) > 1  # ... with different per-fold strengths
+    for c, f in zip(chosen, par[0].folds, strict=True):
+        assert c["train_size"] == f.sizes["train"] and c["part"] == "valid"
+        assert c["linear_l2"] == pytest.approx(1.0 / (c["C"] * f.sizes["train"]))
+    # each fold's C is the one the logistic row selects on the same fold
+    lcfg = compose(dataset="synthetic", method="logistic",
+                   overrides=[*proto, "method.modality=audio", f"method.C={grid}", "seed=3"])
+    logi = run_experiment(lcfg, dataset=build_dataset(to_container(lcfg.dataset)),
+                          output_dir=tmp_path / "logistic")
+    for c, f in zip(chosen, logi.folds, strict=True):
+        rows = pd.read_csv(f.path / "metrics.csv")
+        assert float(rows.loc[rows.epoch == f.best_epoch, "choice/C"].iloc[0]) == c["C"]
+
+
+def test_eeg_mlp_linear_c_grid_is_refused_without_a_validation_part(tmp_path):
+    cfg = compose(dataset="synthetic", method="eeg_mlp", overrides=[
+        "dataset.n=120", "method.modality=audio", "method.layers=0",
+        "method.linear_c=[0.01,0.1]", "protocol.name=group_kfold", "+protocol.group=video",
+        "+protocol.k=2", "+protocol.valid_fraction=0", "train.selection=last",
+        "train.scheduler=none", *SMALL])
+    with pytest.raises(ConfigError, match="linear_c chosen from a grid"):
+        run_experiment(cfg, dataset=build_dataset(to_container(cfg.dataset)),
+                       output_dir=tmp_path)
+
+
 def test_kd_from_a_fitted_logistic_teacher_matches_the_sequential_fits(tmp_path):
     # the teacher is fitted per member in one call (no gradient loop), then the students
     # train stacked; the result is the sequential fit's

@@ -88,6 +88,7 @@ def test_the_ablations_inherit():
         "method/eeg_mlp_ens": "eeg_mlp", "method/eeg_hinton_kd_t1": "eeg_hinton_kd",
         "method/eeg_hinton_kd_crossfit": "eeg_hinton_kd",
         "method/eeg_hinton_kd_logistic": "eeg_hinton_kd", "method/eeg_mlp_skip": "eeg_mlp",
+        "method/eeg_mlp_skip_c": "eeg_mlp_skip",
         "method/eeg_hinton_kd_logistic_crossfit": "eeg_hinton_kd_logistic",
         "method/eeg_hinton_kd_logistic_lin": "eeg_hinton_kd_logistic",
         "method/hinton_kd_text_views": "hinton_kd_mlp",

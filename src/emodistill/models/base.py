@@ -150,6 +150,10 @@ class FoldContext:
         Train ``k`` cross-fitted members of ``method_cfg`` on this fold's train
         part (``emodistill.training.crossfit.fit_crossfit_teacher``); the engine
         provides it.
+    select_fitted : callable ``(model, train, valid, *, target, seed, monitor, mode)``
+        Fit each candidate of a fitted-in-process method (e.g. ``logistic`` with a C
+        grid) on a part and keep the best on another, as the reference rows select
+        (``emodistill.training.fitted.select_candidate``); the engine provides it.
     """
 
     cfg: DictConfig
@@ -162,6 +166,7 @@ class FoldContext:
     fit: Callable[[DictConfig, Sequence[str], Path], FittedFold]
     make_optimizer: Callable[..., torch.optim.Optimizer] = make_optimizer
     fit_crossfit: Callable[..., nn.Module] | None = None
+    select_fitted: Callable[..., Any] | None = None
 
 
 def single_modality(spec: DatasetSpec, modality: str | None, method: str) -> str:

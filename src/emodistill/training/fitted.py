@@ -15,6 +15,7 @@ import copy
 import json
 import logging
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -35,7 +36,7 @@ from emodistill.training.loaders import batch_loader
 if TYPE_CHECKING:  # run.py imports this module lazily; no import cycle at run time
     from emodistill.training.run import FoldResult, Prepared
 
-__all__ = ["fits_in_process", "fit_in_process", "score_part"]
+__all__ = ["Selection", "fits_in_process", "fit_in_process", "score_part", "select_candidate"]
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,69 @@ def score_part(model: MERModel, part: MultimodalDataset, target: str, prefix: st
     return res
 
 
+@dataclass
+class Selection:
+    """The candidate :func:`select_candidate` kept.
+
+    Attributes
+    ----------
+    index : int
+        Position of the kept candidate in ``model.candidates()``.
+    score : float
+        Its validation ``monitor`` (``nan`` without a validation part).
+    rows : list of dict
+        One row per candidate: ``epoch`` (= index), ``choice/<key>``, ``train/*`` and
+        ``val/*`` metrics.
+    state : dict
+        The kept fit's ``state_dict`` (a copy).
+    """
+
+    index: int
+    score: float
+    rows: list[dict[str, Any]]
+    state: dict[str, Any]
+
+
+def select_candidate(model: MERModel, train: MultimodalDataset, valid: MultimodalDataset, *,
+                     target: str, seed: int, monitor: str, mode: str) -> Selection:
+    """Fit each candidate of a fitted-in-process ``model`` on ``train``; keep the best on ``valid``.
+
+    The selection of :func:`fit_in_process` (and of anything that chooses the way a
+    reference row chooses, e.g. ``eeg_mlp``'s ``linear_c`` grid): ``monitor`` on the
+    validation part, ``mode`` ``min`` or ``max``, ties keep the earlier (simpler-first)
+    candidate. The test part is not an argument. ``model`` is left holding the kept fit.
+
+    Raises
+    ------
+    ConfigError
+        When ``monitor`` is not among the validation metrics of ``model``.
+    """
+    best: tuple[float, int, dict[str, Any]] | None = None
+    rows: list[dict[str, Any]] = []
+    has_valid = len(valid) > 0
+    for i, choice in enumerate(model.candidates()):  # type: ignore[operator]
+        model.fit(train, target=target, seed=seed, **choice)  # type: ignore[operator]
+        row: dict[str, Any] = {"epoch": i}
+        row |= {f"choice/{k}": v for k, v in choice.items()}
+        row |= score_part(model, train, target, "train/")
+        if has_valid:
+            row |= score_part(model, valid, target, "val/")
+        if has_valid and monitor not in row:
+            raise ConfigError(
+                f"train.monitor={monitor!r} is not computed for {type(model).__name__}; "
+                f"available: {sorted(k for k in row if k.startswith('val/'))}")
+        rows.append(row)
+        score = float(row.get(monitor, math.nan))
+        if math.isnan(score):
+            score = math.inf if mode == "min" else -math.inf
+        better = best is None or (score < best[0] if mode == "min" else score > best[0])
+        if better:  # strict improvement: ties keep the earlier (simpler-first) candidate
+            best = (score, i, copy.deepcopy(model.state_dict()))
+    assert best is not None
+    model.load_state_dict(best[2])
+    return Selection(best[1], best[0] if has_valid else math.nan, rows, best[2])
+
+
 def fit_in_process(
     prep: Prepared,
     fold: Fold,
@@ -85,34 +149,18 @@ def fit_in_process(
     cfg, target = prep.cfg, prep.target
     monitor, mode = str(cfg.train.monitor), str(cfg.train.mode)
     seed = int(cfg.seed)
-    history = EpochHistory()
-    best: tuple[float, int, dict[str, Any]] | None = None
     candidates = model.candidates()  # type: ignore[operator]
-    has_valid = len(parts["valid"]) > 0  # none: protocol.valid_fraction=0 (one candidate, checked)
     if cfg.train.get("selection", "best") == "last" and len(candidates) > 1:
         raise ConfigError(
             f"train.selection=last reads nothing from validation, but {type(model).__name__} "
             f"has {len(candidates)} candidate settings to choose from on it; give one value "
             "per hyper-parameter (e.g. method.C=0.01)")
-    for i, choice in enumerate(candidates):
-        model.fit(parts["train"], target=target.name, seed=seed, **choice)  # type: ignore[operator]
-        row: dict[str, Any] = {"epoch": i}
-        row |= {f"choice/{k}": v for k, v in choice.items()}
-        row |= score_part(model, parts["train"], target.name, "train/")
-        if has_valid:
-            row |= score_part(model, parts["valid"], target.name, "val/")
-        if has_valid and monitor not in row:
-            raise ConfigError(
-                f"train.monitor={monitor!r} is not computed for {type(model).__name__}; "
-                f"available: {sorted(k for k in row if k.startswith('val/'))}")
-        history.rows.append(row)
-        score = float(row.get(monitor, math.nan))
-        if math.isnan(score):
-            score = math.inf if mode == "min" else -math.inf
-        better = best is None or (score < best[0] if mode == "min" else score > best[0])
-        if better:  # strict improvement: ties keep the earlier (simpler-first) candidate
-            best = (score, i, copy.deepcopy(model.state_dict()))
-    assert best is not None
+    sel = select_candidate(model, parts["train"], parts["valid"], target=target.name,
+                           seed=seed, monitor=monitor, mode=mode)
+    history = EpochHistory()
+    history.rows = sel.rows
+    has_valid = len(parts["valid"]) > 0  # none: protocol.valid_fraction=0 (one candidate, checked)
+    best = (sel.score, sel.index, sel.state)
     model.load_state_dict(best[2])
     model.eval()
     lit = LitMER(model, to_container(cfg.train))

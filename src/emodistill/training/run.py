@@ -477,9 +477,12 @@ def fold_context(
     def fit_crossfit(method_cfg: dict[str, Any], k: int, where: Path, **kw: Any) -> Any:
         return fit_crossfit_teacher(prep, fold, where, method_cfg, k, **kw)
 
+    from emodistill.training.fitted import select_candidate
+
     return FoldContext(cfg=prep.cfg, dataset=prep.dataset, target=prep.target,
                        modalities=list(prep.modalities), fold=fold, out=out, parts=parts,
-                       fit=fit, make_optimizer=make_optimizer, fit_crossfit=fit_crossfit)
+                       fit=fit, make_optimizer=make_optimizer, fit_crossfit=fit_crossfit,
+                       select_fitted=select_candidate)
 
 
 def fold_fingerprint(ds: MultimodalDataset, fold: Fold) -> str:

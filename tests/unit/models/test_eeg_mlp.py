@@ -120,3 +120,90 @@ def test_linear_l2_is_added_to_the_loss_of_the_linear_path_only():
     with pytest.raises(ConfigError, match="linear_l2=-1"):
         build_method("eeg_mlp", spec=_spec(), target=TARGET,
                      params={"layers": 0, "linear_l2": -1.0})
+
+
+TARGET3 = TargetSpec("emotion", "multiclass", class_names=("a", "b", "c"))
+
+
+def _spec3(d: int = 20) -> DatasetSpec:
+    return DatasetSpec("t", (ModalitySpec("frontal4", d, 1),), (TARGET3,), ("subject",))
+
+
+@pytest.mark.parametrize("target,spec,factor", [(TARGET, _spec, 1.0), (TARGET3, _spec3, 2.0)])
+def test_linear_c_penalty_is_one_over_c_n_scaled_to_the_train_size(target, spec, factor):
+    # two classes: 1/(C N) ||W||^2 (scikit-learn's one vector = W1 - W0); more: 1/(2 C N)
+    torch.manual_seed(0)
+    b = _batch(torch.randn(8, 1, 20), torch.randint(0, target.n_outputs, (8,)))
+    for params, path in (({"layers": 0, "members": 2}, "out"),
+                         ({"skip_linear": True, "members": 2, "width": 4}, "skip")):
+        plain = build_method("eeg_mlp", spec=spec(), target=target, params=params)
+        pen = build_method("eeg_mlp", spec=spec(), target=target,
+                           params={**params, "linear_c": 0.01, "train_size": 250})
+        pen.load_state_dict(plain.state_dict())
+        assert pen.linear_l2 == pytest.approx(1.0 / (factor * 0.01 * 250))
+        w = getattr(pen, path).weight  # [K, I, C]
+        expect = w.pow(2).sum((1, 2)).mean() / (factor * 0.01 * 250)
+        diff = pen.loss(b, pen(b))["loss"] - plain.loss(b, plain(b))["loss"]
+        torch.testing.assert_close(diff, expect)
+        # the strength follows the training size: twice the trials, half the penalty
+        big = build_method("eeg_mlp", spec=spec(), target=target,
+                           params={**params, "linear_c": 0.01, "train_size": 500})
+        assert big.linear_l2 == pytest.approx(pen.linear_l2 / 2)
+
+
+def test_linear_c_optimum_is_scikit_learns_logistic_regression_at_that_c():
+    from sklearn.linear_model import LogisticRegression
+
+    g = torch.Generator().manual_seed(0)
+    n, c = 300, 0.01
+    x = torch.randn(n, 1, 20, generator=g, dtype=torch.float64)
+    y = (x[:, 0, 0] + 0.5 * x[:, 0, 1] + torch.randn(n, generator=g, dtype=torch.float64) > 0)
+    m = build_method("eeg_mlp", spec=_spec(), target=TARGET,
+                     params={"layers": 0, "linear_c": c, "train_size": n}).double()
+    b = _batch(x, y.long())
+    opt = torch.optim.LBFGS(m.parameters(), max_iter=500, tolerance_grad=1e-12,
+                            tolerance_change=1e-15, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        loss = m.loss(b, m(b))["loss"]
+        loss.backward()
+        return loss
+
+    m.train()
+    for _ in range(5):
+        opt.step(closure)
+    sk = LogisticRegression(C=c, max_iter=5000, tol=1e-10).fit(x[:, 0].numpy(), y.numpy())
+    w = m.out.weight.detach()[0]  # [I, 2]
+    # the loss is computed in float32 (the model's cross-entropy): agreement to ~1e-4; the
+    # other convention (1/(2 C N) on two classes) is ~0.2 off here
+    torch.testing.assert_close(w[:, 1] - w[:, 0], torch.tensor(sk.coef_[0]), atol=1e-3, rtol=0)
+
+
+def test_bad_linear_c_values_are_refused_naming_them():
+    lin = {"layers": 0}
+    with pytest.raises(ConfigError, match=r"linear_l2=0.5 and linear_c=0.01 are both set"):
+        build_method("eeg_mlp", spec=_spec(), target=TARGET,
+                     params={**lin, "linear_l2": 0.5, "linear_c": 0.01})
+    for bad in (0, -1.0, [], [0.1, 0.0], True, "0.1", float("inf")):
+        with pytest.raises(ConfigError, match="eeg_mlp: linear_c="):
+            build_method("eeg_mlp", spec=_spec(), target=TARGET, params={**lin, "linear_c": bad})
+    with pytest.raises(ConfigError, match="linear_c=0.1 with layers=1"):
+        build_method("eeg_mlp", spec=_spec(), target=TARGET, params={"linear_c": 0.1})
+    with pytest.raises(ConfigError, match="for a regression target use linear_l2"):
+        build_method("eeg_mlp", spec=_spec(), target=REG, params={**lin, "linear_c": 0.1})
+    with pytest.raises(ConfigError, match="train_size=0"):
+        build_method("eeg_mlp", spec=_spec(), target=TARGET,
+                     params={**lin, "linear_c": 0.1, "train_size": 0})
+    with pytest.raises(ConfigError, match="is a grid, chosen per fold"):
+        build_method("eeg_mlp", spec=_spec(), target=TARGET,
+                     params={**lin, "linear_c": [0.1, 1.0], "train_size": 10})
+    # a grid (or one C) without the fold's size builds (a config check, a loaded checkpoint)
+    # and predicts, but does not train
+    m = build_method("eeg_mlp", spec=_spec(), target=TARGET, params={**lin, "linear_c": [0.1, 1]})
+    b = _batch(torch.randn(4, 1, 20), torch.randint(0, 2, (4,)))
+    m.eval()
+    m.loss(b, m(b))
+    m.train()
+    with pytest.raises(ConfigError, match="needs the fold's training size"):
+        m.loss(b, m(b))
