@@ -3,7 +3,8 @@
 Methods are named by their config file (``configs/method/<name>.yaml``) and may
 carry overrides after a colon: ``unimodal:modality=audio`` or
 ``late_fusion:aux_weight=0.5,dropout=0.1`` (commas inside brackets or quotes do
-not split: ``late_fusion:hidden_sizes=[8,16]``; on the command line
+not split: ``late_fusion:hidden_sizes=[8,16]``; a key starting with ``train.`` overrides
+that entry's train section instead, e.g. ``eeg_hinton_kd_fm:train.max_epochs=120``; on the command line
 :func:`emodistill.config.split_method_entries` splits ``-m``). A ``unimodal`` entry without a
 modality expands to one entry per modality of the dataset. For k-fold
 protocols each seed's number is the mean over its folds; the table reports
@@ -90,7 +91,9 @@ def expand_methods(entries: list[str], modalities: list[str],
     out = []
     for e in entries:
         name, _, rest = e.partition(":")
-        ov = [f"method.{kv}" for kv in split_top_level(rest) if kv]
+        # method keys by default; train.* keys set that entry's train section
+        ov = [kv if kv.startswith("train.") else f"method.{kv}"
+              for kv in split_top_level(rest) if kv]
         if name == "unimodal" and not any(o.startswith("method.modality=") for o in ov):
             out += [MethodEntry(f"unimodal({m})", name, [*ov, f"method.modality={m}"])
                     for m in modalities]
