@@ -39,6 +39,13 @@ def arrays(part, mod: str, target: str) -> tuple[np.ndarray, np.ndarray]:
     return x, part.targets[target].numpy().astype(int)
 
 
+def best_logistic(xt: np.ndarray, yt: np.ndarray, xv: np.ndarray,
+                  yv: np.ndarray) -> LogisticRegression:
+    """The logistic fit of the C grid with the lowest validation log-loss (as ``logistic``)."""
+    fits = [LogisticRegression(C=c, max_iter=2000).fit(xt, yt) for c in C_GRID]
+    return min(fits, key=lambda f: log_loss(yv, f.predict_proba(xv), labels=[0, 1]))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--root", required=True)
@@ -61,12 +68,8 @@ def main() -> None:
                                         for k in ("train", "valid", "test"))
         ht, hv, hs = (arrays(parts[k], a.montage, a.target)[0] for k in ("train", "valid", "test"))
 
-        def best_logistic(xt, xv):
-            fits = [LogisticRegression(C=c, max_iter=2000).fit(xt, yt) for c in C_GRID]
-            return min(fits, key=lambda f: log_loss(yv, f.predict_proba(xv), labels=[0, 1]))
-
-        teacher = best_logistic(ct, cv)
-        headset = best_logistic(ht, hv)
+        teacher = best_logistic(ct, yt, cv, yv)
+        headset = best_logistic(ht, yt, hv, yv)
         dt, dv, ds_ = (teacher.decision_function(x) for x in (ct, cv, cs))
         imit = max((Ridge(alpha=al).fit(ht, dt) for al in ALPHAS),
                    key=lambda r: r2_score(dv, r.predict(hv)))

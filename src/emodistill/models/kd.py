@@ -265,13 +265,13 @@ class HintonKD(MERModel):
         return self.kd_weight * terms["kd"]
 
     def mix_generator(self) -> torch.Generator:
-        """The ``torch.Generator`` of the mixing draws (seeded with ``kd_mixup_seed``)."""
+        """Return the ``torch.Generator`` of the mixing draws (seeded with ``kd_mixup_seed``)."""
         if self._mix_gen is None:
             self._mix_gen = torch.Generator().manual_seed(self.kd_mixup_seed)
         return self._mix_gen
 
     def train_state(self) -> dict[str, Any]:
-        """The mixing generator's state (a resumed fit continues its draws); else empty."""
+        """Return the mixing generator's state (a resumed fit continues its draws), or ``{}``."""
         return {} if self._mix_gen is None else {"kd_mixup_rng": self._mix_gen.get_state()}
 
     def load_train_state(self, state: dict[str, Any]) -> None:
@@ -280,7 +280,7 @@ class HintonKD(MERModel):
             self.mix_generator().set_state(state["kd_mixup_rng"])
 
     def mixup_loss(self, batch: Batch, task: Tensor) -> dict[str, Tensor]:
-        """The training loss with function matching (``kd_mixup > 0``).
+        """Compute the training loss with function matching (``kd_mixup > 0``).
 
         ``ce_weight * sup + distillation(student(mix), teacher(mix))`` where ``mix`` is the
         batch mixed by one draw of :func:`~emodistill.distill.mixup.draw_mix` and ``sup`` the

@@ -102,7 +102,7 @@ def expand_methods(entries: list[str], modalities: list[str],
 
 
 def _entry_override(kv: str) -> str:
-    """An entry's ``key=value`` as a config override: a method key unless it is ``train.*``.
+    """Turn an entry's ``key=value`` into an override: a method key unless it is ``train.*``.
 
     A leading ``+`` (add a key the config lacks) stays in front: ``+teacher.train.x=1`` →
     ``+method.teacher.train.x=1``.
