@@ -155,6 +155,7 @@ def test_parallel_runs_are_deterministic_and_chunking_changes_nothing(tmp_path):
     ("late_fusion", ["train.gradient_clip_val=1.0"], "train.gradient_clip_val"),
     ("hinton_kd_mlp", ["method.teacher.crossfit=3"], "crossfit"),
     ("eeg_mlp", ["method.input_noise=0.1"], "input_noise"),
+    ("eeg_hinton_kd_logistic_fm", [], "kd_mixup"),
     ("late_fusion", ["+dataset.text_level=ids"], "token-id text inputs"),
 ])
 def test_unsupported_configs_name_the_reason(method, override, reason):

@@ -49,6 +49,17 @@ def test_expand_methods_keeps_list_values_whole():
     assert e.label == "late_fusion(width=[8,16],dropout=0.1)"
 
 
+def test_expand_methods_passes_train_keys_to_the_train_section():
+    from emodistill.training.benchmark import expand_methods
+
+    [e] = expand_methods(["hinton_kd:kd_mixup=1.0,train.max_epochs=80,train.patience=20"],
+                         ["eeg"])
+    assert e.overrides == ["method.kd_mixup=1.0", "train.max_epochs=80", "train.patience=20"]
+    assert e.label == "hinton_kd(kd_mixup=1.0,train.max_epochs=80,train.patience=20)"
+    [e] = expand_methods(["hinton_kd:+teacher.train.selection=best,+train.x=1"], ["eeg"])
+    assert e.overrides == ["+method.teacher.train.selection=best", "+train.x=1"]
+
+
 def test_benchmark_command_hands_whole_entries_to_the_benchmark(monkeypatch, capsys):
     import emodistill.training.benchmark as bm
 

@@ -93,6 +93,9 @@ def test_the_ablations_inherit():
         "method/eeg_hinton_kd_logistic_lin": "eeg_hinton_kd_logistic",
         "method/hinton_kd_text_views": "hinton_kd_mlp",
         "method/hinton_kd_text_views_crossfit": "hinton_kd_text_views",
+        "method/eeg_hinton_kd_fm": "eeg_hinton_kd",
+        "method/eeg_hinton_kd_logistic_fm": "eeg_hinton_kd_logistic",
+        "method/eeg_mixup_placebo": "eeg_hinton_kd_logistic_fm",
     }
     assert found == expected
 

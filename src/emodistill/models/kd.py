@@ -23,6 +23,16 @@ Losses (the teacher side is detached; the teacher is run in eval mode):
   projection to the teacher's width (MKD "Variation 2"; EmotionKD regresses the
   student's fused feature on the teacher's with MSE). Widths are checked.
 
+Function matching (our addition, not in the seed papers; Beyer et al. 2022, "Knowledge
+distillation: A good teacher is patient and consistent"): with ``kd_mixup: a > 0`` every
+training batch is also mixed (:mod:`emodistill.distill.mixup`: all modalities with one
+per-sample ``lam ~ Beta(a, a)`` and one partner permutation), teacher and student both run
+on the mixed batch and the distillation terms are taken there, so the student sees the
+teacher's function between training points, not only at the points the teacher fitted.
+The supervised term stays on the clean batch (``kd_mixup_ce: false``) or uses the mixed
+labels (``true``). ``kd_mixup_target: labels`` is the placebo: the same draws and loss form
+with the mixed one-hot labels in place of the teacher (label mixup, no teacher knowledge).
+
 The teacher is kept out of the registered submodules, so it is neither
 optimised by the default engine nor saved in the student's state dict; a saved
 student is loaded with ``teacher=None`` and runs alone.
@@ -38,6 +48,7 @@ from torch import Tensor, nn
 from emodistill.data.batch import Batch
 from emodistill.data.spec import DatasetSpec
 from emodistill.distill.losses import feature_distance, soft_label_kd
+from emodistill.distill.mixup import check_mixup_alpha, draw_mix, mix_batch, mixed_task_loss
 from emodistill.errors import ConfigError
 from emodistill.models.base import METHODS, MERModel, ModelOutput, build_method
 
@@ -103,6 +114,24 @@ class HintonKD(MERModel):
     teacher_mode : {"eval", "train"}
         Mode the teacher runs in when it produces targets (``eval``: no dropout,
         running batch-norm statistics).
+    kd_mixup : float
+        Function matching (Beyer et al. 2022; our addition): ``a > 0`` mixes each training
+        batch (every modality, one ``lam ~ Beta(a, a)`` per sample, one partner permutation)
+        and takes the distillation terms on the mixed batch, teacher and student on the same
+        mixed input. ``0`` (default): off, the plain loss.
+    kd_mixup_ce : bool
+        With ``kd_mixup > 0``: the supervised term on the mixed batch with the mixed labels
+        (``True``) or on the clean batch (``False``, default: the student-alone loss plus a
+        distillation term on the mixed points).
+    kd_mixup_target : {"teacher", "labels"}
+        With ``kd_mixup > 0``: distil the teacher on the mixed points (default), or the
+        placebo ``labels``: the same draws and weights with the mixed one-hot labels in place
+        of the teacher's soft labels (``kd`` is then the mixed-label cross-entropy; the
+        teacher is not used).
+    kd_mixup_seed : int, optional
+        Seed of the mixing draws' own ``torch.Generator``; ``None`` (default): the run seed
+        (``torch.initial_seed()`` when the method is built, which the engine has set with
+        ``seed_everything(seed)``). The global random stream is not touched by the draws.
     """
 
     requires_teacher = True
@@ -111,7 +140,9 @@ class HintonKD(MERModel):
     def __init__(self, *, student: dict[str, Any] | None = None, modality: str | None = None,
                  teacher: MERModel | None = None, ce_weight: float = 1.0, kd_weight: float = 1.0,
                  temperature: float = 4.0, teacher_mode: Literal["eval", "train"] = "eval",
-                 **base: Any) -> None:
+                 kd_mixup: float = 0.0, kd_mixup_ce: bool = False,
+                 kd_mixup_target: Literal["teacher", "labels"] = "teacher",
+                 kd_mixup_seed: int | None = None, **base: Any) -> None:
         spec: DatasetSpec = base["spec"]
         if modality is None:
             if len(spec.modalities) != 1:
@@ -139,6 +170,22 @@ class HintonKD(MERModel):
         self.ce_weight, self.kd_weight = ce_weight, kd_weight
         self.temperature = temperature
         self.teacher_mode = teacher_mode
+        self.kd_mixup = check_mixup_alpha(kd_mixup)
+        if kd_mixup_target not in ("teacher", "labels"):
+            raise ConfigError(f"kd_mixup_target={kd_mixup_target!r}; use teacher (function "
+                              "matching) or labels (the label-mixup placebo)")
+        self.kd_mixup_ce, self.kd_mixup_target = bool(kd_mixup_ce), kd_mixup_target
+        if self.kd_mixup > 0:
+            tokens = [m.name for m in spec.modalities if m.is_tokens]
+            if tokens:
+                raise ConfigError(
+                    f"method.kd_mixup={kd_mixup}: modalities {tokens} hold token ids, which "
+                    "cannot be mixed; use pre-extracted features (e.g. dataset.text_level="
+                    "pooled) or set method.kd_mixup=0")
+        # the mixing draws' own generator, made on first use (seed fixed now: the run seed)
+        self.kd_mixup_seed = (int(kd_mixup_seed) if kd_mixup_seed is not None
+                              else int(torch.initial_seed()))
+        self._mix_gen: torch.Generator | None = None
         # a plain list keeps the teacher out of submodules: not optimised, not saved
         self._teacher: list[MERModel] = []
         self._teacher_gates: tuple[Tensor, int] | None = None
@@ -156,6 +203,11 @@ class HintonKD(MERModel):
                 f"({self.target.kind}, {self.n_outputs} outputs); train the teacher on the same "
                 "dataset.target"
             )
+        if self.kd_mixup > 0 and hasattr(teacher, "set_routing"):
+            raise ConfigError(
+                "method.kd_mixup > 0 with a cross-fitted teacher (method.teacher.crossfit): a "
+                "mixed sample has two source trials and no single member that saw neither; "
+                "set method.teacher.crossfit=0 or method.kd_mixup=0")
         self._teacher = [teacher]
 
     @property
@@ -212,9 +264,62 @@ class HintonKD(MERModel):
         """Weighted sum of the distillation terms (without the supervised term)."""
         return self.kd_weight * terms["kd"]
 
+    def mix_generator(self) -> torch.Generator:
+        """Return the ``torch.Generator`` of the mixing draws (seeded with ``kd_mixup_seed``)."""
+        if self._mix_gen is None:
+            self._mix_gen = torch.Generator().manual_seed(self.kd_mixup_seed)
+        return self._mix_gen
+
+    def train_state(self) -> dict[str, Any]:
+        """Return the mixing generator's state (a resumed fit continues its draws), or ``{}``."""
+        return {} if self._mix_gen is None else {"kd_mixup_rng": self._mix_gen.get_state()}
+
+    def load_train_state(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`train_state` returned."""
+        if state.get("kd_mixup_rng") is not None:
+            self.mix_generator().set_state(state["kd_mixup_rng"])
+
+    def mixup_loss(self, batch: Batch, task: Tensor) -> dict[str, Tensor]:
+        """Compute the training loss with function matching (``kd_mixup > 0``).
+
+        ``ce_weight * sup + distillation(student(mix), teacher(mix))`` where ``mix`` is the
+        batch mixed by one draw of :func:`~emodistill.distill.mixup.draw_mix` and ``sup`` the
+        clean ``task`` (``kd_mixup_ce: false``) or the mixed-label loss on ``mix``.
+        """
+        draw = draw_mix(batch.size, self.kd_mixup, self.mix_generator())
+        mixed = mix_batch(batch, draw)
+        s_mix = self(mixed)
+        terms: dict[str, Tensor]
+        if self.kd_mixup_target == "labels":  # placebo: the mixed labels teach
+            terms = {"kd": mixed_task_loss(s_mix.preds, batch.target, draw, self.target,
+                                           self.regression_loss)}
+            dist = self.kd_weight * terms["kd"]
+        else:
+            terms = self.distill_terms(s_mix, self.teacher_outputs(mixed))
+            dist = self.distill_loss(terms)
+        if self.kd_mixup_ce:
+            sup = mixed_task_loss(s_mix.preds, batch.target, draw, self.target,
+                                  self.regression_loss)
+            terms["task_mixed"] = sup
+        else:
+            sup = task
+        total = self.ce_weight * sup + dist
+        penalty = getattr(self.student, "weight_penalty", None)
+        if penalty is not None:
+            total = total + penalty()
+        return {"loss": total, "task": task, **terms}
+
     def loss(self, batch: Batch, out: ModelOutput) -> dict[str, Tensor]:
-        """``ce_weight * task + distillation``; only the task loss without a teacher (eval)."""
+        """``ce_weight * task + distillation``; only the task loss without a teacher (eval).
+
+        With ``kd_mixup > 0`` in training: :meth:`mixup_loss` (``out`` gives the clean task
+        term).
+        """
         task = self.task(out.preds, batch.target)
+        if self.training and self.kd_mixup > 0:
+            if self.kd_mixup_target == "teacher":
+                self._need_teacher()
+            return self.mixup_loss(batch, task)
         if self.teacher is None:
             if self.training:
                 self._need_teacher()

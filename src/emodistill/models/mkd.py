@@ -201,6 +201,7 @@ class MKD(FeatureKD):
                                  "prev": prev}
         if self.teacher is not None:  # updated by the feedback steps, outside state_dict()
             state["teacher"] = self.teacher.state_dict()
+        state.update(super().train_state())  # the kd_mixup draws' generator, if any
         return state
 
     def load_train_state(self, state: dict[str, Any]) -> None:
@@ -210,6 +211,7 @@ class MKD(FeatureKD):
         self._prev = Batch(**state["prev"]) if state.get("prev") is not None else None
         if state.get("teacher") is not None:
             self._need_teacher().load_state_dict(state["teacher"])
+        super().load_train_state(state)
 
     def heldout_rows(self, index: Tensor) -> Tensor:
         """``[B]`` bool: which training rows (by row index) are held out for feedback.

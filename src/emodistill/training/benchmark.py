@@ -3,7 +3,9 @@
 Methods are named by their config file (``configs/method/<name>.yaml``) and may
 carry overrides after a colon: ``unimodal:modality=audio`` or
 ``late_fusion:aux_weight=0.5,dropout=0.1`` (commas inside brackets or quotes do
-not split: ``late_fusion:hidden_sizes=[8,16]``; on the command line
+not split: ``late_fusion:hidden_sizes=[8,16]``; a key starting with ``train.`` overrides
+that entry's train section instead, e.g. ``eeg_hinton_kd_fm:train.max_epochs=120``, and a
+leading ``+`` adds a key: ``+teacher.train.selection=best``; on the command line
 :func:`emodistill.config.split_method_entries` splits ``-m``). A ``unimodal`` entry without a
 modality expands to one entry per modality of the dataset. For k-fold
 protocols each seed's number is the mean over its folds; the table reports
@@ -90,13 +92,23 @@ def expand_methods(entries: list[str], modalities: list[str],
     out = []
     for e in entries:
         name, _, rest = e.partition(":")
-        ov = [f"method.{kv}" for kv in split_top_level(rest) if kv]
+        ov = [_entry_override(kv) for kv in split_top_level(rest) if kv]
         if name == "unimodal" and not any(o.startswith("method.modality=") for o in ov):
             out += [MethodEntry(f"unimodal({m})", name, [*ov, f"method.modality={m}"])
                     for m in modalities]
         else:
             out.append(MethodEntry(e if not rest else f"{name}({rest})", name, ov))
     return out
+
+
+def _entry_override(kv: str) -> str:
+    """Turn an entry's ``key=value`` into an override: a method key unless it is ``train.*``.
+
+    A leading ``+`` (add a key the config lacks) stays in front: ``+teacher.train.x=1`` →
+    ``+method.teacher.train.x=1``.
+    """
+    plus, body = ("+", kv[1:]) if kv.startswith("+") else ("", kv)
+    return plus + (body if body.startswith("train.") else f"method.{body}")
 
 
 @dataclass

@@ -143,6 +143,11 @@ def parallel_unsupported(cfg: DictConfig) -> str | None:
                    else parallel_unsupported(_teacher_cfg(cfg)))
             if why is not None:
                 return f"its teacher cannot train in parallel ({why})"
+    if float(cfg.method.get("kd_mixup") or 0.0) > 0:
+        # the mixing draws come from the method's own generator inside loss(); under vmap
+        # every member would share one draw (and the mixed batch a second forward)
+        return (f"method.kd_mixup={cfg.method.kd_mixup} (function-matching mixup draws from "
+                "the method's own generator per fit; the sequential path trains it)")
     for where, sec in (("method", cfg.method), ("method.student", cfg.method.get("student"))):
         if sec is not None and float(sec.get("input_noise") or 0.0) > 0:
             # torch.randn_like inside vmap: other values than the sequential fit's draws
