@@ -80,6 +80,8 @@ from emodistill.models import METHODS, MERModel, build_method
 from emodistill.training.checkpointing import remove_checkpoints
 from emodistill.training.parallel_kernels import (
     ALIGN_BYTES,
+    LINEAR,
+    MATMUL,
     dims_by_stride,
     member_kernels,
     member_op,
@@ -290,7 +292,8 @@ class _MemberAttention(nn.MultiheadAttention):
                                  other_type=None, other_name="attn_mask",
                                  target_type=x.dtype)
         # F._in_projection_packed for self-attention, its linear a member kernel
-        proj = member_op(F.linear, x, self.in_proj_weight, self.in_proj_bias)
+        proj = member_op(F.linear, x, self.in_proj_weight, self.in_proj_bias,
+                         batched=LINEAR)
         proj = proj.unflatten(-1, (3, embed_dim)).unsqueeze(0).transpose(0, -2).squeeze(
             -2).contiguous()
         q, k, v = proj[0], proj[1], proj[2]
@@ -308,14 +311,15 @@ class _MemberAttention(nn.MultiheadAttention):
         v = v.view(bsz, heads, src_len, head_dim)
         # aten's _scaled_dot_product_attention_math
         s = math.sqrt(1.0 / math.sqrt(head_dim))
-        attn = member_op(torch.matmul, q * s, k.transpose(-2, -1) * s)
+        attn = member_op(torch.matmul, q * s, k.transpose(-2, -1) * s, batched=MATMUL)
         if mask is not None:
             attn = attn + mask
         attn = torch._safe_softmax(attn, -1)
         attn = _member_drop(attn, float(self.dropout))
-        out = member_op(torch.matmul, attn, v)
+        out = member_op(torch.matmul, attn, v, batched=MATMUL)
         out = out.permute(2, 0, 1, 3).contiguous().view(bsz * tgt_len, embed_dim)
-        out = member_op(F.linear, out, self.out_proj.weight, self.out_proj.bias)
+        out = member_op(F.linear, out, self.out_proj.weight, self.out_proj.bias,
+                        batched=LINEAR)
         return out.view(tgt_len, bsz, out.size(1)).transpose(1, 0), None
 
 
