@@ -29,9 +29,10 @@ own batch. Each member keeps everything a sequential fit has:
   that still draws from the global stream is refused (``--parallel off`` trains it);
 * its arithmetic: linear, layer-norm and convolution layers run, per member, the kernels
   the sequential fit runs, at the memory alignment it has (:mod:`.parallel_kernels`;
-  batched rules round otherwise), so on CPU a member equals its sequential fit bit for
-  bit for the same thread count (``exact=False``, the default on a GPU, keeps the faster
-  batched kernels);
+  vmap's batched rules round otherwise), or a batched formulation where a run-time check
+  found it bit-equal to that loop for the layout at hand, so on CPU a member equals its
+  sequential fit bit for bit for the same thread count (``exact=False``, the default on
+  a GPU, keeps vmap's batched rules);
 * its optimiser (Adam / AdamW, elementwise, so stacking changes nothing), its own
   ``ReduceLROnPlateau`` learning rate, early stopping and best-checkpoint selection on
   its own validation part (Lightning's rules: strict improvement, first best epoch), or
@@ -663,11 +664,12 @@ def fit_members(
         ``train.accelerator`` is not ``cpu``, else ``cpu``).
     exact : bool, optional
         Run linear, layer-norm and convolution layers with the sequential fit's kernels,
-        once per member (:mod:`emodistill.training.parallel_kernels`), so a member
-        equals its sequential fit bit for bit on CPU. ``False`` runs them as batched
-        kernels: faster (measured 1.7x less CPU per member-epoch on DEAP band power,
-        16 members), but rounding about one ulp differently per step, which training
-        can grow into other selected epochs (``benchmarks/parallel.md``). Default:
+        once per member, or batched where checked bit-equal to that
+        (:mod:`emodistill.training.parallel_kernels`), so a member equals its sequential
+        fit bit for bit on CPU. ``False`` runs them with vmap's batched rules, which
+        round about one ulp differently per step where they differ (layer norm,
+        convolution, some linear shapes), which training can grow into other selected
+        epochs (``benchmarks/parallel.md``; there, too, what each costs). Default:
         ``True`` on CPU, ``False`` on a GPU (where dropout is drawn on the host, so a
         member equals its sequential fit in distribution only, and a loop over members
         would serialise the kernels). ``None`` reads each config's

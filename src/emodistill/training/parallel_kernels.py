@@ -198,9 +198,19 @@ def _span(t: Tensor) -> int:
     return 1 + sum((n - 1) * st for n, st in zip(t.shape, t.stride(), strict=True))
 
 
-def _member_args(args: Sequence[Tensor | None], j: int) -> list[Tensor | None]:
-    """Member ``j``'s slices of stacked ``args``, each at the offset member 0's slice has."""
-    return [None if x is None else _at_offset_of(x[j], x[0]) for x in args]
+def _slices(x: Tensor) -> Sequence[Tensor]:
+    """Every member's slice of stacked ``x``, each at the offset member 0's slice has."""
+    views = x.unbind(0)
+    if (x.stride(0) * x.element_size()) % ALIGN_BYTES == 0:  # all at member 0's offset
+        return views
+    return [_at_offset_of(v, views[0]) for v in views]
+
+
+def _per_member(args: Sequence[Tensor | None]) -> list[list[Tensor | None]]:
+    """``[member][argument]``: :func:`_slices` of every stacked argument (``None`` kept)."""
+    n = next(a for a in args if a is not None).shape[0]
+    cols = [[None] * n if x is None else _slices(x) for x in args]
+    return [list(row) for row in zip(*cols, strict=True)]
 
 
 def dims_by_stride(strides: Sequence[int]) -> tuple[int, ...]:
@@ -228,13 +238,12 @@ def _stack_like(ts: Sequence[Tensor]) -> Tensor:
 def _loop_forward(fn: Callable[..., Tensor], args: Sequence[Tensor | None],
                   need: Sequence[bool]) -> tuple[list[list[Tensor | None]], list[Tensor]]:
     """Each member's ``fn`` on its slices (at member 0's offset), each with its own graph."""
-    n = next(a for a in args if a is not None).shape[0]
     ins: list[list[Tensor | None]] = []
     outs: list[Tensor] = []
     with torch.enable_grad():
-        for j in range(n):
+        for member in _per_member([None if x is None else x.detach() for x in args]):
             a = [None if x is None else x.detach().requires_grad_(r)
-                 for x, r in zip(_member_args(args, j), need, strict=True)]
+                 for x, r in zip(member, need, strict=True)]
             ins.append(a)
             outs.append(fn(*a))
     return ins, outs
@@ -244,9 +253,7 @@ def _loop_backward(ins: list[list[Tensor | None]], outs: list[Tensor], need: Seq
                    grad: Tensor) -> list[Tensor | None]:
     """Stacked gradients of the member graphs of :func:`_loop_forward` (``None`` if not needed)."""
     leaves = [x for a in ins for x, r in zip(a, need, strict=True) if r]
-    got = iter(torch.autograd.grad(outs, leaves, [_at_offset_of(grad[j], grad[0])
-                                                  for j in range(len(outs))],
-                                   allow_unused=True))
+    got = iter(torch.autograd.grad(outs, leaves, list(_slices(grad)), allow_unused=True))
     per = [[next(got) if r else None for r in need] for _ in ins]
     res: list[Tensor | None] = []
     for i, r in enumerate(need):
@@ -263,9 +270,8 @@ def _loop_backward(ins: list[list[Tensor | None]], outs: list[Tensor], need: Seq
 
 
 def _loop_no_grad(fn: Callable[..., Tensor], args: Sequence[Tensor | None]) -> Tensor:
-    n = next(a for a in args if a is not None).shape[0]
     with torch.no_grad():
-        return _stack_like([fn(*_member_args(args, j)) for j in range(n)])
+        return _stack_like([fn(*member) for member in _per_member(args)])
 
 
 def _needs(args: Sequence[Tensor | None]) -> list[bool]:
@@ -569,9 +575,8 @@ class _BatchedLayerNorm(torch.autograd.Function):
     def backward(ctx: Any, g: Tensor) -> tuple[Tensor | None, ...]:
         x, w, b, mean, rstd = ctx.saved_tensors
         mask = list(ctx.needs_input_grad[:3])
-        per = [torch.ops.aten.native_layer_norm_backward(*_member_args(
-            [g, x], j), ctx.shape, *_member_args([mean, rstd, w, b], j), mask)
-            for j in range(x.shape[0])]
+        per = [torch.ops.aten.native_layer_norm_backward(gj, xj, ctx.shape, mj, rj, wj, bj, mask)
+               for gj, xj, mj, rj, wj, bj in _per_member([g, x, mean, rstd, w, b])]
         return (*(_stack_like([p[i] for p in per]) if mask[i] else None for i in range(3)),
                 None, None)
 
