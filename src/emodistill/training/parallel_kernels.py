@@ -77,7 +77,7 @@ from torch.nn import functional as F
 
 __all__ = ["swap_kernels", "member_op", "member_kernels", "checked_batching", "Batched",
            "LINEAR", "MATMUL", "layer_norm_batched", "batched_verdicts", "dims_by_stride",
-           "unpermute", "ALIGN_BYTES", "CHECK_ELEMENTS", "CHECK_MAX_DRAWS"]
+           "unpermute", "ALIGN_BYTES", "CHECK_ELEMENTS", "CHECK_MAX_DRAWS", "POOL_SIZE"]
 
 #: the boundary a fresh CPU tensor starts on (c10's ``gAlignment``)
 ALIGN_BYTES = 64
@@ -87,6 +87,8 @@ ALIGN_BYTES = 64
 CHECK_ELEMENTS = 256
 #: ... over at most this many random draws
 CHECK_MAX_DRAWS = 32
+#: random values kept for the checks (per dtype and device; 16 MiB of float32)
+POOL_SIZE = 1 << 22
 
 _LOOP = [True]  # member_kernels(False) makes member_op the plain (batched) op under vmap
 _CHECKED = [True]  # checked_batching(False): always the member loop
@@ -310,14 +312,13 @@ def _signature(b: Batched, args: Sequence[Tensor | None]) -> tuple:
             tuple(_layout(a) for a in args))
 
 
-def _pool(n: int, dtype: torch.dtype, device: torch.device) -> Tensor:
-    """Return a cached tensor of at least ``n`` uniform values in [-2, 2) (own generator)."""
+def _pool(dtype: torch.dtype, device: torch.device) -> Tensor:
+    """Return the cached :data:`POOL_SIZE` uniform values in [-2, 2) (own generator)."""
     key = (dtype, str(device))
     p = _POOLS.get(key)
-    if p is None or p.numel() < n:
-        size = max(n * 2, p.numel() * 2 if p is not None else 0, 1 << 20)
-        g = torch.Generator().manual_seed(len(_POOLS) + size)
-        p = torch.empty(size, dtype=dtype).uniform_(-2.0, 2.0, generator=g).to(device)
+    if p is None:
+        g = torch.Generator().manual_seed(len(_POOLS))
+        p = torch.empty(POOL_SIZE, dtype=dtype).uniform_(-2.0, 2.0, generator=g).to(device)
         _POOLS[key] = p
     return p
 
@@ -325,15 +326,19 @@ def _pool(n: int, dtype: torch.dtype, device: torch.device) -> Tensor:
 def _random_like(t: Tensor | None) -> Tensor | None:
     """Random values in ``t``'s exact layout: shape, strides, offset from 64 bytes.
 
-    A read-only view into a pool of uniform values in [-2, 2) at a random start (each
-    call another window), so a check draws no random numbers per call.
+    A read-only window of a pool of uniform values in [-2, 2) at a random start (each call
+    another window), so a check draws no random numbers; a tensor larger than the pool gets
+    a temporary buffer of the pool repeated (the values recur every :data:`POOL_SIZE`).
     """
     if t is None:
         return None
     span = _span(t) if t.numel() else 0
     es = t.element_size()
     pad = ALIGN_BYTES // es
-    pool = _pool(span + 2 * pad, t.dtype, t.device)
+    pool = _pool(t.dtype, t.device)
+    if span + 2 * pad > pool.numel() // 2:
+        reps = -(-(span + 2 * pad) // pool.numel()) + 1
+        pool = pool.roll(_OFFSETS.randrange(pool.numel())).repeat(reps)
     start = _OFFSETS.randrange(pool.numel() - span - pad)
     start += ((t.data_ptr() - pool.data_ptr() - start * es) % ALIGN_BYTES) // es
     return pool.as_strided(t.shape, t.stride(), start)

@@ -168,10 +168,14 @@ def test_checks_leave_the_global_random_stream_alone():
     assert torch.equal(torch.get_rng_state(), before)
 
 
-def test_random_arguments_keep_the_layout():
+@pytest.mark.parametrize("pool", [None, 64])  # 64: tensors larger than the pool
+def test_random_arguments_keep_the_layout(monkeypatch, pool):
+    if pool is not None:
+        monkeypatch.setattr(K, "_POOLS", {})
+        monkeypatch.setattr(K, "POOL_SIZE", pool)
     t = torch.randn(5, 7)[1:, ::2].t()  # strided, off the boundary
     e = torch.randn(1, 7).expand(4, 7)  # stride 0
-    for like in (t, e, torch.randn(3, 2, 5)):
+    for like in (t, e, torch.randn(3, 2, 5), torch.randn(10, 30)):
         r = K._random_like(like)
         assert r.shape == like.shape and r.stride() == like.stride()
         assert r.data_ptr() % 64 == like.data_ptr() % 64
