@@ -29,9 +29,10 @@ own batch. Each member keeps everything a sequential fit has:
   that still draws from the global stream is refused (``--parallel off`` trains it);
 * its arithmetic: linear, layer-norm and convolution layers run, per member, the kernels
   the sequential fit runs, at the memory alignment it has (:mod:`.parallel_kernels`;
-  batched rules round otherwise), so on CPU a member equals its sequential fit bit for
-  bit for the same thread count (``exact=False``, the default on a GPU, keeps the faster
-  batched kernels);
+  vmap's batched rules round otherwise), or a batched formulation where a run-time check
+  found it bit-equal to that loop for the layout at hand, so on CPU a member equals its
+  sequential fit bit for bit for the same thread count (``exact=False``, the default on
+  a GPU, keeps vmap's batched rules);
 * its optimiser (Adam / AdamW, elementwise, so stacking changes nothing), its own
   ``ReduceLROnPlateau`` learning rate, early stopping and best-checkpoint selection on
   its own validation part (Lightning's rules: strict improvement, first best epoch), or
@@ -81,6 +82,8 @@ from emodistill.models import METHODS, MERModel, build_method
 from emodistill.training.checkpointing import remove_checkpoints
 from emodistill.training.parallel_kernels import (
     ALIGN_BYTES,
+    LINEAR,
+    MATMUL,
     dims_by_stride,
     member_kernels,
     member_op,
@@ -300,7 +303,8 @@ class _MemberAttention(nn.MultiheadAttention):
                                  other_type=None, other_name="attn_mask",
                                  target_type=x.dtype)
         # F._in_projection_packed for self-attention, its linear a member kernel
-        proj = member_op(F.linear, x, self.in_proj_weight, self.in_proj_bias)
+        proj = member_op(F.linear, x, self.in_proj_weight, self.in_proj_bias,
+                         batched=LINEAR)
         proj = proj.unflatten(-1, (3, embed_dim)).unsqueeze(0).transpose(0, -2).squeeze(
             -2).contiguous()
         q, k, v = proj[0], proj[1], proj[2]
@@ -318,14 +322,15 @@ class _MemberAttention(nn.MultiheadAttention):
         v = v.view(bsz, heads, src_len, head_dim)
         # aten's _scaled_dot_product_attention_math
         s = math.sqrt(1.0 / math.sqrt(head_dim))
-        attn = member_op(torch.matmul, q * s, k.transpose(-2, -1) * s)
+        attn = member_op(torch.matmul, q * s, k.transpose(-2, -1) * s, batched=MATMUL)
         if mask is not None:
             attn = attn + mask
         attn = torch._safe_softmax(attn, -1)
         attn = _member_drop(attn, float(self.dropout))
-        out = member_op(torch.matmul, attn, v)
+        out = member_op(torch.matmul, attn, v, batched=MATMUL)
         out = out.permute(2, 0, 1, 3).contiguous().view(bsz * tgt_len, embed_dim)
-        out = member_op(F.linear, out, self.out_proj.weight, self.out_proj.bias)
+        out = member_op(F.linear, out, self.out_proj.weight, self.out_proj.bias,
+                        batched=LINEAR)
         return out.view(tgt_len, bsz, out.size(1)).transpose(1, 0), None
 
 
@@ -669,11 +674,12 @@ def fit_members(
         ``train.accelerator`` is not ``cpu``, else ``cpu``).
     exact : bool, optional
         Run linear, layer-norm and convolution layers with the sequential fit's kernels,
-        once per member (:mod:`emodistill.training.parallel_kernels`), so a member
-        equals its sequential fit bit for bit on CPU. ``False`` runs them as batched
-        kernels: faster (measured 1.7x less CPU per member-epoch on DEAP band power,
-        16 members), but rounding about one ulp differently per step, which training
-        can grow into other selected epochs (``benchmarks/parallel.md``). Default:
+        once per member, or batched where checked bit-equal to that
+        (:mod:`emodistill.training.parallel_kernels`), so a member equals its sequential
+        fit bit for bit on CPU. ``False`` runs them with vmap's batched rules, which
+        round about one ulp differently per step where they differ (layer norm,
+        convolution, some linear shapes), which training can grow into other selected
+        epochs (``benchmarks/parallel.md``; there, too, what each costs). Default:
         ``True`` on CPU, ``False`` on a GPU (where dropout is drawn on the host, so a
         member equals its sequential fit in distribution only, and a loop over members
         would serialise the kernels). ``None`` reads each config's
