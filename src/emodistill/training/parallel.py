@@ -96,6 +96,7 @@ from emodistill.training.parallel_attention import (
     swap_transformer_layers,
     vmapped_attention,
 )
+from emodistill.training.parallel_pointwise import member_pointwise
 from emodistill.training.pooling import pool_folds
 from emodistill.training.run import (
     FoldResult,
@@ -971,7 +972,8 @@ def _train_chunk(setups: list[_Setup], dev: torch.device) -> None:
         # batched attention through the math kernel (batching rules for every op, no
         # per-member fallback loop), without the fused encoder-layer fast path; a member
         # encoder layer runs each member under the sequential fit's settings instead
-        with vmapped_attention():
+        # and the pointwise ops whose CPU loops round by position, per member too
+        with vmapped_attention(), member_pointwise():
             return _vmap0(f, (p, b, batch, masks, t))
 
     def single(batch_rows: int) -> Batch:

@@ -31,6 +31,7 @@ from emodistill.training.parallel_attention import (
 )
 from emodistill.training.parallel_batchnorm import swap_batch_norms
 from emodistill.training.parallel_kernels import member_kernels, swap_kernels
+from emodistill.training.parallel_pointwise import member_pointwise
 
 N = 3
 
@@ -94,7 +95,7 @@ def _sequential(model, batch, state, train: bool):
     grads = {k: p.grad.clone() for k, p in m.named_parameters()}
     opt.step()
     return out.preds.detach(), loss.detach(), grads, {k: p.detach().clone()
-                                                       for k, p in m.named_parameters()}
+                                                       for k, p in m.state_dict().items()}
 
 
 def _member_masks(base, params, buffers, batch, states):
@@ -139,7 +140,7 @@ def _stacked(models, batch, states, train: bool):
             out = base(bt)
             return out.preds, base.loss(bt, out)["loss"]
 
-    with vmapped_attention():
+    with vmapped_attention(), member_pointwise():
         if not train:
             with torch.no_grad():
                 return (*P._vmap0(f, (params, buffers, batch, masks)), None, None)
@@ -148,7 +149,7 @@ def _stacked(models, batch, states, train: bool):
     grads = {k: v.grad.clone() for k, v in params.items()}
     opt = P._StackedAdam({"flat": flat.data}, {"optimizer": "adamw", "weight_decay": 1e-4})
     opt.step({"flat": flat.data}, [1e-3] * N, {"flat": flat.grad})
-    return preds.detach(), loss.detach(), grads, {k: v.detach() for k, v in params.items()}
+    return preds.detach(), loss.detach(), grads, {k: v.detach() for k, v in {**params, **buffers}.items()}
 
 
 @pytest.mark.parametrize(("kind", "dropout", "b", "train"), [
