@@ -60,8 +60,9 @@ class _MemberBatchNorm(nn.modules.batchnorm._BatchNorm):
             pos[0] += 1
             for r, s in zip(raw, (mean, var), strict=True):  # the member's updated statistics
                 if r is not None and s is not None and r[j].data_ptr() != s.data_ptr():
-                    with torch.no_grad():
-                        r[j].copy_(s)
+                    # .data: no version bump (the kernel's own update makes none either),
+                    # so a graph that saved these statistics stays valid
+                    r.data[j].copy_(s)
             return out
 
         return member_op(one, x, self.weight, self.bias, *stats)

@@ -207,3 +207,78 @@ def test_a_member_layer_runs_each_member_under_the_sequential_attention_settings
     with member_kernels(False), Log() as log, vmapped_attention():  # batched: math kernel
         torch.func.vmap(f)(params, x)
     assert not any("flash" in o or "encoder_layer_fwd" in o for o in log.ops)
+
+
+@pytest.mark.parametrize("fn", [torch.sigmoid, lambda x: x.sigmoid(), nn.functional.silu,
+                                nn.functional.elu, nn.functional.softplus, nn.functional.mish,
+                                lambda x: nn.functional.gelu(x, approximate="tanh"),
+                                lambda x: x.abs() ** 1.5])
+def test_position_sensitive_pointwise_ops_run_per_member_forward_and_backward(fn):
+    # [72] per member: not a whole number of vector blocks, so the batched loop puts other
+    # elements of a member into its scalar tail than the member's own call does
+    g = torch.Generator().manual_seed(0)
+    for _ in range(10):
+        x = (torch.randn(N, 72, generator=g) * 3).requires_grad_(True)
+        with member_pointwise():
+            out = torch.func.vmap(fn)(x)
+        go = torch.randn(out.shape, generator=g)
+        (got,) = torch.autograd.grad(out, x, go)
+        for j in range(N):
+            one = x[j].detach().clone().requires_grad_(True)
+            want = fn(one)
+            assert torch.equal(out[j], want)
+            assert torch.equal(got[j], torch.autograd.grad(want, one, go[j])[0])
+
+
+def test_member_pointwise_leaves_other_calls_alone():
+    x = torch.randn(N, 5)
+    with member_pointwise():
+        y = torch.func.vmap(lambda a: torch.sigmoid(a) + a ** 2.0)(x)  # pow 2: not routed
+        assert torch.equal(torch.sigmoid(x), x.sigmoid())  # outside vmap: the plain op
+    assert torch.equal(y, torch.sigmoid(x) + x ** 2.0)
+
+
+@pytest.mark.parametrize("channels", [16, 5])
+def test_batch_norm_in_training_is_each_members_own_kernel_and_statistics(channels):
+    # 5 channels: member 1's running statistics start 20 bytes off the 64-byte boundary,
+    # so member_op hands the kernel a realigned copy and the update is written back
+    torch.manual_seed(0)
+    norms = [nn.BatchNorm2d(channels) for _ in range(N)]
+    for j, m in enumerate(norms):
+        with torch.no_grad():
+            m.weight.uniform_(0.5, 1.5)
+            m.bias.normal_()
+            m.running_mean.fill_(0.1 * j)
+    params, buffers = stack_module_state(norms)
+    base = copy.deepcopy(norms[0])
+    assert swap_batch_norms(base) == 1
+    x = torch.randn(N, 24, channels, 32, 29, requires_grad=True)
+
+    def f(p, b, a):
+        return torch.func.functional_call(base, {**p, **b}, (a,))
+
+    out = torch.func.vmap(f)(params, buffers, x)
+    go = torch.randn_like(out)
+    got = torch.autograd.grad(out, [x, params["weight"], params["bias"]], go)
+    for j, m in enumerate(norms):
+        a = x[j].detach().clone().requires_grad_(True)
+        want = m(a)
+        assert torch.equal(out[j], want)
+        for g, w in zip(got, torch.autograd.grad(want, [a, m.weight, m.bias], go[j]),
+                        strict=True):
+            assert torch.equal(g[j], w)
+        for k in ("running_mean", "running_var", "num_batches_tracked"):
+            assert torch.equal(buffers[k][j], getattr(m, k)), k
+
+
+def test_cross_entropy_under_vmap_is_each_members_own_mean():
+    from emodistill.distill.losses.task import task_loss
+
+    spec = TargetSpec("valence", "binary", class_names=("low", "high"))
+    g = torch.Generator().manual_seed(0)
+    for b in (5, 8, 24, 32):
+        logits = torch.randn(N, b, 2, generator=g)
+        target = torch.randint(0, 2, (N, b), generator=g)
+        got = torch.func.vmap(lambda p, t: task_loss(p, t, spec))(logits, target)
+        for j in range(N):
+            assert torch.equal(got[j], nn.functional.cross_entropy(logits[j], target[j]))
