@@ -29,9 +29,13 @@ own batch. Each member keeps everything a sequential fit has:
   that still draws from the global stream is refused (``--parallel off`` trains it);
 * its arithmetic: linear, layer-norm and convolution layers run, per member, the kernels
   the sequential fit runs, at the memory alignment it has (:mod:`.parallel_kernels`;
-  batched rules round otherwise), so on CPU a member equals its sequential fit bit for
-  bit for the same thread count (``exact=False``, the default on a GPU, keeps the faster
-  batched kernels);
+  batched rules round otherwise); so do batch norm (:mod:`.parallel_batchnorm`), the
+  cross-entropy of the task loss, the pointwise ops whose CPU loops round by an element's
+  position (``sigmoid``, ``silu``, ... :mod:`.parallel_pointwise`) and transformer encoder
+  layers (the fit's attention kernel per member in training, its fused layer in
+  evaluation: :mod:`.parallel_attention`), so on CPU a member equals its sequential fit
+  bit for bit for the same thread count (``exact=False``, the default on a GPU, keeps the
+  faster batched kernels);
 * its optimiser (Adam / AdamW, elementwise, so stacking changes nothing), its own
   ``ReduceLROnPlateau`` learning rate, early stopping and best-checkpoint selection on
   its own validation part (Lightning's rules: strict improvement, first best epoch), or
@@ -79,6 +83,14 @@ from emodistill.errors import ConfigError
 from emodistill.metrics.mer import stacked_metric_values
 from emodistill.models import METHODS, MERModel, build_method
 from emodistill.training.checkpointing import remove_checkpoints
+from emodistill.training.parallel_attention import (
+    grad_needed,
+    member_layers_here,
+    member_module,
+    member_sdpa,
+    swap_transformer_layers,
+    vmapped_attention,
+)
 from emodistill.training.parallel_batchnorm import swap_batch_norms
 from emodistill.training.parallel_kernels import (
     ALIGN_BYTES,
@@ -87,14 +99,6 @@ from emodistill.training.parallel_kernels import (
     member_op,
     swap_kernels,
     unpermute,
-)
-from emodistill.training.parallel_attention import (
-    grad_needed,
-    member_layers_here,
-    member_module,
-    member_sdpa,
-    swap_transformer_layers,
-    vmapped_attention,
 )
 from emodistill.training.parallel_pointwise import member_pointwise
 from emodistill.training.pooling import pool_folds

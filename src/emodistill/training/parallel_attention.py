@@ -213,7 +213,7 @@ class MemberEncoderLayer(nn.TransformerEncoderLayer):
 
 
 def swap_transformer_layers(module: nn.Module) -> int:
-    """Make every plain ``nn.TransformerEncoderLayer`` of ``module`` (itself included) a member layer.
+    """Make each plain ``nn.TransformerEncoderLayer`` of ``module`` (itself too) a member layer.
 
     In place; only the exact type is swapped. Returns the number of layers swapped.
     """

@@ -25,7 +25,7 @@ __all__ = ["swap_batch_norms"]
 
 
 def _stacked(t: Tensor) -> Tensor:
-    """The ``[N, ...]`` tensor under a (one-level) ``vmap`` wrapper, members first."""
+    """Return the ``[N, ...]`` tensor under a (one-level) ``vmap`` wrapper, members first."""
     bdim = torch._C._functorch.maybe_get_bdim(t)
     return torch._C._functorch.get_unwrapped(t).movedim(bdim, 0)
 

@@ -149,7 +149,8 @@ def _stacked(models, batch, states, train: bool):
     grads = {k: v.grad.clone() for k, v in params.items()}
     opt = P._StackedAdam({"flat": flat.data}, {"optimizer": "adamw", "weight_decay": 1e-4})
     opt.step({"flat": flat.data}, [1e-3] * N, {"flat": flat.grad})
-    return preds.detach(), loss.detach(), grads, {k: v.detach() for k, v in {**params, **buffers}.items()}
+    state = {**params, **buffers}  # weights after the step, batch-norm statistics
+    return preds.detach(), loss.detach(), grads, {k: v.detach() for k, v in state.items()}
 
 
 @pytest.mark.parametrize(("kind", "dropout", "b", "train"), [
