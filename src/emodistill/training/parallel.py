@@ -30,8 +30,8 @@ own batch. Each member keeps everything a sequential fit has:
 * its arithmetic: linear, layer-norm and convolution layers run, per member, the kernels
   the sequential fit runs, at the memory alignment it has (:mod:`.parallel_kernels`;
   batched rules round otherwise); so do batch norm (:mod:`.parallel_batchnorm`), the
-  cross-entropy of the task loss, the pointwise ops whose CPU loops round by an element's
-  position (``sigmoid``, ``silu``, ... :mod:`.parallel_pointwise`) and transformer encoder
+  pointwise ops whose CPU loops round by an element's position (``sigmoid``, ``silu``,
+  ...) and cross-entropy (:mod:`.parallel_pointwise`) and transformer encoder
   layers (the fit's attention kernel per member in training, its fused layer in
   evaluation: :mod:`.parallel_attention`), so on CPU a member equals its sequential fit
   bit for bit for the same thread count (``exact=False``, the default on a GPU, keeps the
@@ -976,7 +976,8 @@ def _train_chunk(setups: list[_Setup], dev: torch.device) -> None:
         # batched attention through the math kernel (batching rules for every op, no
         # per-member fallback loop), without the fused encoder-layer fast path; a member
         # encoder layer runs each member under the sequential fit's settings instead
-        # and the pointwise ops whose CPU loops round by position, per member too
+        # and the pointwise ops whose CPU loops round by position (and cross-entropy),
+        # per member too
         with vmapped_attention(), member_pointwise():
             return _vmap0(f, (p, b, batch, masks, t))
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from emodistill.data.spec import TargetSpec
-from emodistill.training.parallel_kernels import member_op
 
 __all__ = ["task_loss", "present_task_loss"]
 
@@ -34,9 +33,7 @@ def task_loss(preds: Tensor, target: Tensor, spec: TargetSpec, kind: str = "l1")
         if kind == "mse":
             return nn.functional.mse_loss(preds, t)
         return nn.functional.l1_loss(preds, t)
-    # member_op: on the parallel path (under vmap) each member's own cross-entropy kernel;
-    # the batched rule sums the batch mean in another order (about one ulp)
-    return member_op(nn.functional.cross_entropy, preds.float(), target.long())
+    return nn.functional.cross_entropy(preds.float(), target.long())
 
 
 def present_task_loss(preds: Tensor, target: Tensor, present: Tensor, spec: TargetSpec,
