@@ -30,9 +30,13 @@ own batch. Each member keeps everything a sequential fit has:
 * its arithmetic: linear, layer-norm and convolution layers run, per member, the kernels
   the sequential fit runs, at the memory alignment it has (:mod:`.parallel_kernels`;
   vmap's batched rules round otherwise), or a batched formulation where a run-time check
-  found it bit-equal to that loop for the layout at hand, so on CPU a member equals its
-  sequential fit bit for bit for the same thread count (``exact=False``, the default on
-  a GPU, keeps vmap's batched rules);
+  found it bit-equal to that loop for the layout at hand; so do batch norm
+  (:mod:`.parallel_batchnorm`), the pointwise ops whose CPU loops round by an element's
+  position (``sigmoid``, ``silu``, ...) and cross-entropy (:mod:`.parallel_pointwise`)
+  and transformer encoder layers (the fit's attention kernel per member in training, its
+  fused layer in evaluation: :mod:`.parallel_attention`), so on CPU a member equals its
+  sequential fit bit for bit for the same thread count (``exact=False``, the default on a
+  GPU, keeps vmap's batched rules);
 * its optimiser (Adam / AdamW, elementwise, so stacking changes nothing), its own
   ``ReduceLROnPlateau`` learning rate, early stopping and best-checkpoint selection on
   its own validation part (Lightning's rules: strict improvement, first best epoch), or
@@ -80,6 +84,15 @@ from emodistill.errors import ConfigError
 from emodistill.metrics.mer import stacked_metric_values
 from emodistill.models import METHODS, MERModel, build_method
 from emodistill.training.checkpointing import remove_checkpoints
+from emodistill.training.parallel_attention import (
+    grad_needed,
+    member_layers_here,
+    member_module,
+    member_sdpa,
+    swap_transformer_layers,
+    vmapped_attention,
+)
+from emodistill.training.parallel_batchnorm import swap_batch_norms
 from emodistill.training.parallel_kernels import (
     ALIGN_BYTES,
     LINEAR,
@@ -90,6 +103,7 @@ from emodistill.training.parallel_kernels import (
     swap_kernels,
     unpermute,
 )
+from emodistill.training.parallel_pointwise import member_pointwise
 from emodistill.training.pooling import pool_folds
 from emodistill.training.run import (
     FoldResult,
@@ -264,17 +278,27 @@ class _MemberDropout(nn.Module):
 
 
 class _MemberAttention(nn.MultiheadAttention):
-    """``nn.MultiheadAttention`` whose attention-weight dropout is a member draw.
+    """``nn.MultiheadAttention`` with member draws and, under ``vmap``, member kernels.
 
     Swapped in (``__class__``, so the parameter names stay) for self-attention with
     packed projections, no ``bias_k``/``add_zero_attn`` and ``batch_first``, the way
-    ``nn.TransformerEncoderLayer`` calls it. In training with ``dropout > 0`` the forward
-    is torch's own path for that call (``F.multi_head_attention_forward`` with
-    ``need_weights=False``, then the math kernel of ``scaled_dot_product_attention``, the
-    one a CPU fit with dropout runs) written out, with the dropout of the attention
-    weights ``[B, H, L, S]`` drawn as a member mask (``at::dropout``: ``x * mask`` with
-    ``mask = bernoulli(1 - p) / (1 - p)``, one call, in the same place of the draw order).
-    Anything else (eval, no dropout, other calls) runs the parent's forward.
+    ``nn.TransformerEncoderLayer`` calls it (``need_weights=False``, no ``attn_mask``).
+    For that call the forward is torch's own path written out
+    (``F.multi_head_attention_forward``), its in- and out-projections member kernels:
+
+    * in training with ``dropout > 0``: the math kernel of ``scaled_dot_product_attention``
+      (the one a CPU fit with dropout runs), the dropout of the attention weights
+      ``[B, H, L, S]`` drawn as a member mask (``at::dropout``: ``x * mask`` with
+      ``mask = bernoulli(1 - p) / (1 - p)``, one call, in the same place of the draw order);
+    * otherwise, under ``vmap`` with member kernels, while a gradient is needed: the fit's
+      own ``scaled_dot_product_attention`` once per member (on CPU the flash kernel,
+      forward and backward; :func:`~.parallel_attention.member_sdpa`).
+
+    Under ``vmap`` with member kernels and no gradient needed (evaluation), the whole
+    module runs once per member (its fused fast path where the fit takes it;
+    :func:`~.parallel_attention.member_module`). The residual uses of the input stay in
+    the caller's graph, so its gradient sums in the sequential fit's order. Other calls
+    (``need_weights``, ``attn_mask``, cross-attention) run the parent's forward, batched.
     """
 
     @staticmethod
@@ -288,8 +312,18 @@ class _MemberAttention(nn.MultiheadAttention):
                 attn_mask: Tensor | None = None, average_attn_weights: bool = True,
                 is_causal: bool = False) -> tuple[Tensor, Tensor | None]:
         """As ``nn.MultiheadAttention.forward``; see the class doc for the member draws."""
-        if (not self.training or self.dropout == 0.0 or need_weights or attn_mask is not None
-                or is_causal or not (query is key is value) or query.dim() != 3):
+        drop = self.training and self.dropout > 0.0
+        looped = member_layers_here(query, self.in_proj_weight)
+        plain = (need_weights or attn_mask is not None or is_causal
+                 or not (query is key is value) or query.dim() != 3)
+        if looped and not plain and not grad_needed(query, self.in_proj_weight):
+            def call(q: Tensor, pad: Tensor | None) -> Tensor:
+                return nn.MultiheadAttention.forward(self, q, q, q, key_padding_mask=pad,
+                                                     need_weights=False)[0]
+
+            n_draws = int(drop and self.dropout < 1.0)
+            return member_module(self, call, (query, key_padding_mask), n_draws), None
+        if plain or not (drop or looped):
             return super().forward(query, key, value, key_padding_mask=key_padding_mask,
                                    need_weights=need_weights, attn_mask=attn_mask,
                                    average_attn_weights=average_attn_weights,
@@ -320,6 +354,12 @@ class _MemberAttention(nn.MultiheadAttention):
         q = q.view(bsz, heads, tgt_len, head_dim)
         k = k.view(bsz, heads, src_len, head_dim)
         v = v.view(bsz, heads, src_len, head_dim)
+        if not drop:  # the fit's own kernel (flash on CPU), once per member
+            out = member_sdpa(q, k, v, mask)
+            out = out.permute(2, 0, 1, 3).contiguous().view(bsz * tgt_len, embed_dim)
+            out = member_op(F.linear, out, self.out_proj.weight, self.out_proj.bias,
+                            batched=LINEAR)
+            return out.view(tgt_len, bsz, out.size(1)).transpose(1, 0), None
         # aten's _scaled_dot_product_attention_math
         s = math.sqrt(1.0 / math.sqrt(head_dim))
         attn = member_op(torch.matmul, q * s, k.transpose(-2, -1) * s, batched=MATMUL)
@@ -341,6 +381,10 @@ _DRAWN_ELSEWHERE = (nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout,
 def _swap_dropout(module: nn.Module) -> None:
     """Make every dropout of ``module`` draw member masks (in place).
 
+    Every ``nn.TransformerEncoderLayer`` (``module`` included) becomes a
+    :class:`~emodistill.training.parallel_attention.MemberEncoderLayer`, which hands
+    each member's call of the layer that member's masks.
+
     Raises
     ------
     ValueError
@@ -351,17 +395,19 @@ def _swap_dropout(module: nn.Module) -> None:
         if type(child) is nn.Dropout:
             setattr(module, name, _MemberDropout(float(child.p)))
             continue
-        if isinstance(child, nn.MultiheadAttention) and child.dropout > 0:
-            if not _MemberAttention.swappable(child):
-                raise ValueError(f"{name}: this nn.MultiheadAttention layout (needs "
-                                 "batch_first self-attention, packed projections, no "
-                                 "bias_k/add_zero_attn) has no member draws of its attention "
-                                 "dropout")
-            child.__class__ = _MemberAttention
+        if isinstance(child, nn.MultiheadAttention) and _MemberAttention.swappable(child):
+            child.__class__ = _MemberAttention  # member kernels (and draws) for any dropout
+        elif (isinstance(child, nn.MultiheadAttention) and child.dropout > 0
+              and not isinstance(child, _MemberAttention)):
+            raise ValueError(f"{name}: this nn.MultiheadAttention layout (needs "
+                             "batch_first self-attention, packed projections, no "
+                             "bias_k/add_zero_attn) has no member draws of its attention "
+                             "dropout")
         elif isinstance(child, _DRAWN_ELSEWHERE) and float(child.p) > 0:
             raise ValueError(f"{name}: {type(child).__name__} has no member draws (only "
                              "nn.Dropout and the attention dropout of nn.MultiheadAttention)")
         _swap_dropout(child)
+    swap_transformer_layers(module)
 
 
 @dataclass
@@ -859,7 +905,6 @@ def _vmap0(f: Any, args: tuple) -> Any:
 
 def _train_chunk(setups: list[_Setup], dev: torch.device) -> None:
     from torch.func import stack_module_state
-    from torch.nn.attention import SDPBackend, sdpa_kernel
     from torch.nn.utils.stateless import _reparametrize_module
 
     s0 = setups[0]
@@ -876,10 +921,13 @@ def _train_chunk(setups: list[_Setup], dev: torch.device) -> None:
     base = copy.deepcopy(s0.model)
     _swap_dropout(base)
     swap_kernels(base)  # linear, layer norm, conv: the sequential fit's kernels per member
+    swap_batch_norms(base)  # batch norm too (its running statistics per member)
     # a teacher → student method: every member's own teacher, stacked the same way
     teacher_base = base._teacher[0] if getattr(base, "_teacher", None) else None
     if teacher_base is not None:
         swap_kernels(teacher_base)
+        swap_batch_norms(teacher_base)
+        swap_transformer_layers(teacher_base)  # its eval forward: the fused layer per member
     tstate: dict[str, Tensor] = {}
     if teacher_base is not None:
         tp, tb = stack_module_state([s.model._teacher[0].to(dev) for s in setups])
@@ -937,15 +985,13 @@ def _train_chunk(setups: list[_Setup], dev: torch.device) -> None:
                     setattr(base, k, state[k])
             return res
 
-        # attention through the math kernel (batching rules for every op, no per-member
-        # fallback loop) and without the fused encoder-layer fast path
-        with sdpa_kernel([SDPBackend.MATH]):
-            fast = torch.backends.mha.get_fastpath_enabled()
-            torch.backends.mha.set_fastpath_enabled(False)
-            try:
-                return _vmap0(f, (p, b, batch, masks, t))
-            finally:
-                torch.backends.mha.set_fastpath_enabled(fast)
+        # batched attention through the math kernel (batching rules for every op, no
+        # per-member fallback loop), without the fused encoder-layer fast path; a member
+        # encoder layer runs each member under the sequential fit's settings instead
+        # and the pointwise ops whose CPU loops round by position (and cross-entropy),
+        # per member too
+        with vmapped_attention(), member_pointwise():
+            return _vmap0(f, (p, b, batch, masks, t))
 
     def single(batch_rows: int) -> Batch:
         """Return the first ``batch_rows`` training rows of the first member as a plain batch."""

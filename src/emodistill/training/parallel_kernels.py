@@ -15,8 +15,12 @@ the stacked ``[N, ...]`` tensors to :class:`_Looped`, which calls the layer's ow
 functional op once per member on that member's slices (each under its own autograd
 graph), and whose backward runs those graphs (one ``autograd.grad`` call for all
 members), so the gradients are the unbatched backward kernels' too. Outputs and
-gradients keep each member's memory layout. Elementwise ops and reductions over
-non-member dims stay batched: they round per element as the unbatched op does.
+gradients keep each member's memory layout. Most elementwise ops and reductions over
+non-member dims stay batched: they round per element as the unbatched op does. The
+exceptions, pointwise ops whose vector and scalar CPU loops round differently (so a
+member's result depends on where its elements fall in the stacked loop: ``sigmoid``,
+``silu``, tanh-GELU, ...) and cross-entropy's batch mean, run per member through
+:mod:`.parallel_pointwise`; batch norm through :mod:`.parallel_batchnorm`.
 Outside ``vmap`` (shape probes) the layers are the plain modules.
 
 Alignment matters too: MKL's ``gemm``/``gemv`` round differently for operands that start
