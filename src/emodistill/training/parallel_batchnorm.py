@@ -19,7 +19,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from emodistill.training import parallel_kernels as _pk
-from emodistill.training.parallel_kernels import member_op
+from emodistill.training.parallel_kernels import member_op, swap_classes
 
 __all__ = ["swap_batch_norms"]
 
@@ -85,10 +85,4 @@ def swap_batch_norms(module: nn.Module) -> int:
 
     Returns the number of layers swapped.
     """
-    n = 0
-    for m in module.modules():
-        new = _SWAPS.get(type(m))
-        if new is not None:
-            m.__class__ = new
-            n += 1
-    return n
+    return swap_classes(module, _SWAPS)

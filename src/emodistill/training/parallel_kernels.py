@@ -637,9 +637,18 @@ def swap_kernels(module: nn.Module) -> int:
     In place; only exact types are swapped (a subclass may have its own forward).
     Returns the number of layers swapped.
     """
+    return swap_classes(module, _SWAPS)
+
+
+def swap_classes(module: nn.Module, swaps: dict[type, type]) -> int:
+    """Give every submodule of ``module`` whose exact type is a key of ``swaps`` its value.
+
+    By ``__class__`` (in place), so parameter and buffer names stay. Returns the number of
+    modules swapped.
+    """
     n = 0
     for m in module.modules():
-        new = _SWAPS.get(type(m))
+        new = swaps.get(type(m))
         if new is not None:
             m.__class__ = new
             n += 1
