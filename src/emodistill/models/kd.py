@@ -297,15 +297,21 @@ class HintonKD(MERModel):
         else:
             terms = self.distill_terms(s_mix, self.teacher_outputs(mixed))
             dist = self.distill_loss(terms)
-        if self.kd_mixup_ce:
-            sup = mixed_task_loss(s_mix.preds, batch.target, draw, self.target,
-                                  self.regression_loss)
+        if self.kd_mixup_ce:  # the placebo's kd term is this very loss: not computed again
+            sup = (terms["kd"] if self.kd_mixup_target == "labels"
+                   else mixed_task_loss(s_mix.preds, batch.target, draw, self.target,
+                                        self.regression_loss))
             terms["task_mixed"] = sup
         else:
             sup = task
+        return self._loss_terms(sup, dist, task, terms)
+
+    def _loss_terms(self, sup: Tensor, dist: Tensor, task: Tensor,
+                    terms: dict[str, Tensor]) -> dict[str, Tensor]:
+        """``{"loss": ce_weight * sup + dist (+ the student's weight penalty), "task", terms}``."""
         total = self.ce_weight * sup + dist
         penalty = getattr(self.student, "weight_penalty", None)
-        if penalty is not None:
+        if penalty is not None:  # e.g. eeg_mlp's linear_l2: the student's own shrinkage
             total = total + penalty()
         return {"loss": total, "task": task, **terms}
 
@@ -331,11 +337,7 @@ class HintonKD(MERModel):
             self._teacher_gates = (g.sum(0) + (prev[0].to(g.device) if prev else 0),
                                    g.shape[0] + (prev[1] if prev else 0))
         terms = self.distill_terms(out, t_out)
-        total = self.ce_weight * task + self.distill_loss(terms)
-        penalty = getattr(self.student, "weight_penalty", None)
-        if penalty is not None:  # e.g. eeg_mlp's linear_l2: the student's own shrinkage
-            total = total + penalty()
-        return {"loss": total, "task": task, **terms}
+        return self._loss_terms(task, self.distill_loss(terms), task, terms)
 
     def epoch_logs(self) -> dict[str, float]:
         """Report the teacher's mean modality gates on validation samples since the last call."""

@@ -86,7 +86,6 @@ from emodistill.models import METHODS, MERModel, build_method
 from emodistill.training.checkpointing import remove_checkpoints
 from emodistill.training.parallel_attention import (
     grad_needed,
-    member_layers_here,
     member_module,
     member_sdpa,
     swap_transformer_layers,
@@ -99,6 +98,7 @@ from emodistill.training.parallel_kernels import (
     MATMUL,
     dims_by_stride,
     member_kernels,
+    member_layers_here,
     member_op,
     swap_kernels,
     unpermute,
@@ -391,6 +391,12 @@ def _swap_dropout(module: nn.Module) -> None:
         For a dropout this path cannot draw as the sequential fit does (its members
         would differ from their sequential fits in distribution only).
     """
+    _swap_dropout_modules(module)
+    swap_transformer_layers(module)  # one walk over the whole tree
+
+
+def _swap_dropout_modules(module: nn.Module) -> None:
+    """:func:`_swap_dropout` without the encoder-layer swap, recursively."""
     for name, child in module.named_children():
         if type(child) is nn.Dropout:
             setattr(module, name, _MemberDropout(float(child.p)))
@@ -406,8 +412,7 @@ def _swap_dropout(module: nn.Module) -> None:
         elif isinstance(child, _DRAWN_ELSEWHERE) and float(child.p) > 0:
             raise ValueError(f"{name}: {type(child).__name__} has no member draws (only "
                              "nn.Dropout and the attention dropout of nn.MultiheadAttention)")
-        _swap_dropout(child)
-    swap_transformer_layers(module)
+        _swap_dropout_modules(child)
 
 
 @dataclass

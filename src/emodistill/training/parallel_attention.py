@@ -42,10 +42,10 @@ from torch.nn.attention import SDPBackend, _cur_sdpa_kernel_backends, sdpa_kerne
 from torch.nn.utils.stateless import _reparametrize_module
 
 from emodistill.training import parallel_kernels as _pk
-from emodistill.training.parallel_kernels import member_op
+from emodistill.training.parallel_kernels import member_layers_here, member_op, swap_classes
 
 __all__ = ["MemberEncoderLayer", "member_module", "member_sdpa", "grad_needed",
-           "member_layers_here", "swap_transformer_layers", "vmapped_attention"]
+           "swap_transformer_layers", "vmapped_attention"]
 
 #: the sequential fit's attention settings (fast-path flag, SDPA backends) while the
 #: engine's vmapped step runs under its own (set by :func:`vmapped_attention`)
@@ -155,11 +155,6 @@ def grad_needed(*tensors: Tensor | None) -> bool:
     return torch.is_grad_enabled() and any(t is not None and _requires_grad(t) for t in tensors)
 
 
-def member_layers_here(*tensors: Tensor | None) -> bool:
-    """Whether a member layer loops here: member kernels on and one of ``tensors`` batched."""
-    return _pk._LOOP[0] and any(_pk._is_batched(t) for t in tensors)
-
-
 def _sdpa(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None) -> Tensor:
     with _sequential_attention():
         return F.scaled_dot_product_attention(q, k, v, mask)
@@ -217,9 +212,4 @@ def swap_transformer_layers(module: nn.Module) -> int:
 
     In place; only the exact type is swapped. Returns the number of layers swapped.
     """
-    n = 0
-    for m in module.modules():
-        if type(m) is nn.TransformerEncoderLayer:
-            m.__class__ = MemberEncoderLayer
-            n += 1
-    return n
+    return swap_classes(module, {nn.TransformerEncoderLayer: MemberEncoderLayer})

@@ -19,7 +19,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from emodistill.training import parallel_kernels as _pk
-from emodistill.training.parallel_kernels import member_op, swap_classes
+from emodistill.training.parallel_kernels import member_layers_here, member_op, swap_classes
 
 __all__ = ["swap_batch_norms"]
 
@@ -32,8 +32,7 @@ def _stacked(t: Tensor) -> Tensor:
 
 class _MemberBatchNorm(nn.modules.batchnorm._BatchNorm):
     def forward(self, x: Tensor) -> Tensor:  # noqa: D102
-        if not (_pk._LOOP[0] and any(_pk._is_batched(t) for t in (x, self.weight,
-                                                                   self.running_mean))):
+        if not member_layers_here(x, self.weight, self.running_mean):
             return super().forward(x)
         self._check_input_dim(x)
         factor = 0.0 if self.momentum is None else self.momentum

@@ -81,7 +81,8 @@ from torch.nn import functional as F
 
 __all__ = ["swap_kernels", "member_op", "member_kernels", "checked_batching", "Batched",
            "LINEAR", "MATMUL", "layer_norm_batched", "batched_verdicts", "dims_by_stride",
-           "unpermute", "ALIGN_BYTES", "CHECK_ELEMENTS", "CHECK_MAX_DRAWS", "POOL_SIZE"]
+           "unpermute", "member_layers_here", "swap_classes", "ALIGN_BYTES", "CHECK_ELEMENTS",
+           "CHECK_MAX_DRAWS", "POOL_SIZE"]
 
 #: the boundary a fresh CPU tensor starts on (c10's ``gAlignment``)
 ALIGN_BYTES = 64
@@ -166,6 +167,11 @@ def _is_batched(t: Any) -> bool:
     return isinstance(t, Tensor) and torch._C._functorch.is_batchedtensor(t)
 
 
+def member_layers_here(*tensors: Tensor | None) -> bool:
+    """Whether a member layer loops here: member kernels on and one of ``tensors`` batched."""
+    return _LOOP[0] and any(_is_batched(t) for t in tensors)
+
+
 def member_op(fn: Callable[..., Tensor], *args: Tensor | None,
               batched: Batched | None = None) -> Tensor:
     """``fn(*args)``; under ``vmap``, once per member with the unbatched kernel.
@@ -180,7 +186,7 @@ def member_op(fn: Callable[..., Tensor], *args: Tensor | None,
         A batched formulation of ``fn``, used instead of the loop for the arguments'
         signature where the run-time check found it bit-equal (module doc).
     """
-    if _LOOP[0] and any(_is_batched(a) for a in args):
+    if member_layers_here(*args):
         return _MemberCall.apply(fn, batched, *args)
     return fn(*args)
 
