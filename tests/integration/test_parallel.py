@@ -191,6 +191,15 @@ def test_benchmark_parallel_and_sequential_give_the_same_table_and_say_which(tmp
     assert (par.per_seed[cols] - seq.per_seed[cols]).abs().max().max() < 1e-5
     assert sorted(p.name for p in (par.path / "runs").iterdir()) == sorted(
         p.name for p in (seq.path / "runs").iterdir())
+    # which path each seed took is in the table, the summary and each run's results.json
+    assert list(par.per_seed["training_path"]) == ["parallel"] * 2
+    assert list(seq.per_seed["training_path"]) == ["sequential"] * 2
+    assert "* late_fusion: parallel (2 seeds)" in par.markdown
+    assert "* late_fusion: sequential (2 seeds); parallel path not used: --parallel off" in (
+        seq.markdown)
+    for res, want in ((par, "parallel"), (seq, "sequential")):
+        for run in (res.path / "runs").iterdir():
+            assert json.loads((run / "results.json").read_text())["training_path"] == want
 
 
 def test_benchmark_tables_have_one_column_order_on_both_paths(tmp_path):

@@ -193,13 +193,14 @@ def run_benchmark(
     rows = []
     finished = {key: _finished_run(out / "runs" / cfg.run_name, cfg) if resume else None
                 for key, cfg in cfgs.items()}
-    in_parallel = _run_parallel_entries(cfgs, finished, ds, out / "runs", parallel)
+    in_parallel, why_not = _run_parallel_entries(cfgs, finished, ds, out / "runs", parallel)
     for (label, seed), cfg in cfgs.items():
         done = finished[(label, seed)]
         run_dir = out / "runs" / cfg.run_name
+        path = "parallel" if (label, seed) in in_parallel else "sequential"
         if done is not None:
             log.info("benchmark: %s seed %d read back from %s", label, seed, done[0])
-            n_folds, mean = done[1], done[2]
+            n_folds, mean, path = done[1], done[2], done[3]
         elif (label, seed) in in_parallel:
             res = in_parallel[(label, seed)]
             n_folds, mean = len(res.folds), res.mean
@@ -211,7 +212,8 @@ def run_benchmark(
                 log.info("benchmark: %s seed %d", label, seed)
                 res = run_experiment(cfg, dataset=ds, output_dir=out / "runs")
             n_folds, mean = len(res.folds), res.mean
-        rows.append({"method": label, "seed": seed, "n_folds": n_folds, **mean})
+        rows.append({"method": label, "seed": seed, "n_folds": n_folds, **mean,
+                     "training_path": path})
     metrics = metric_names(target)
     per_seed = _ordered_columns(pd.DataFrame(rows), metrics)
     summary = aggregate(per_seed, metrics)
@@ -223,23 +225,42 @@ def run_benchmark(
         md += "\n" + paired_to_markdown(paired, metrics, reference=ref_label,
                                         title=f"paired difference to {ref_label}")
         atomic_write(out / "paired.csv", lambda f: paired.to_csv(f))
+    md += "\n" + _paths_to_markdown(per_seed, why_not)
     atomic_write(out / "per_seed.csv", lambda f: per_seed.to_csv(f, index=False))
     atomic_write(out / "summary.csv", lambda f: summary.to_csv(f))
     atomic_write(out / "summary.md", lambda f: f.write(md))
     return BenchmarkResult(per_seed, summary, md, out, paired)
 
 
+def _paths_to_markdown(per_seed: pd.DataFrame, why_not: dict[str, str]) -> str:
+    """One line per method: how its seeds were trained (``training_path`` of ``per_seed``).
+
+    Paired rows compare like with like only when both methods took the same path at the
+    same thread count (the two paths are equal to rounding, not always bit for bit).
+    """
+    lines = ["Training path (per seed: `training_path` of `per_seed.csv`):", ""]
+    for label, g in per_seed.groupby("method", sort=False):
+        counts = g["training_path"].value_counts()
+        said = ", ".join(f"{p} ({n} seed{'s' if n > 1 else ''})" for p, n in counts.items())
+        why = f"; parallel path not used: {why_not[label]}" if label in why_not else ""
+        lines.append(f"* {label}: {said}{why}")
+    return "\n".join(lines) + "\n"
+
+
 def _run_parallel_entries(
     cfgs: dict[tuple[str, int], Any], finished: dict[tuple[str, int], Any], ds: Any,
     runs_dir: Path, parallel: str | int,
-) -> dict[tuple[str, int], Any]:
-    """Train every method that supports it on the parallel path; return its results by key."""
+) -> tuple[dict[tuple[str, int], Any], dict[str, str]]:
+    """Train every method that supports it on the parallel path.
+
+    Returns its results by key, and for each method left to one fit per member why.
+    """
     from emodistill.training.parallel import parallel_unsupported, run_parallel
 
     mode = str(parallel).strip().lower()
     if mode in ("off", "0", "false", "no"):
         log.info("benchmark: --parallel off: one fit per seed and fold")
-        return {}
+        return {}, {key[0]: "--parallel off" for key in cfgs}
     if mode != "auto" and not (mode.isdigit() and int(mode) > 0):
         raise ConfigError(f"--parallel {parallel!r}; use auto, off or a positive chunk size N")
     max_chunk = None if mode == "auto" else int(mode)
@@ -247,12 +268,14 @@ def _run_parallel_entries(
     for key in cfgs:
         if finished[key] is None:  # new, or interrupted (continued in place)
             todo.setdefault(key[0], []).append(key)
-    out = {}
+    out: dict[tuple[str, int], Any] = {}
+    why_not: dict[str, str] = {}
     for label, keys in todo.items():
         why = parallel_unsupported(cfgs[keys[0]])
         if why is not None:
             log.info("benchmark: %s: one fit per seed and fold (parallel path not used: %s)",
                      label, why)
+            why_not[label] = why
             continue
         old = [runs_dir / cfgs[k].run_name if (runs_dir / cfgs[k].run_name).is_dir() else None
                for k in keys]
@@ -264,7 +287,7 @@ def _run_parallel_entries(
         results = run_parallel([cfgs[k] for k in keys], dataset=ds, output_dir=runs_dir,
                                max_chunk=max_chunk, resume=old)
         out.update(zip(keys, results, strict=True))
-    return out
+    return out, why_not
 
 
 def _reference_label(reference: str, entries: list[MethodEntry]) -> str:
@@ -306,8 +329,11 @@ def _unfinished_folder(folder: Path) -> Path:
                       "--name NAME")
 
 
-def _finished_run(run_dir: Path, cfg: Any) -> tuple[Path, int, dict[str, float]] | None:
+def _finished_run(run_dir: Path, cfg: Any) -> tuple[Path, int, dict[str, float], str] | None:
     """Read a finished run of ``cfg`` back; None if absent or unfinished.
+
+    Returns its folder, fold count, mean metrics and training path (``"unknown"`` for a
+    run written before ``results.json`` recorded it).
 
     An unfinished run folder stays (the caller continues it from its checkpoints)
     unless it holds no config yet (killed at its start), which is removed.
@@ -333,4 +359,5 @@ def _finished_run(run_dir: Path, cfg: Any) -> tuple[Path, int, dict[str, float]]
         log.warning("benchmark: %s is unfinished (no results.json); continuing it", run_dir)
         return None
     payload = json.loads(results.read_text())
-    return run_dir, len(payload["folds"]), {k: float(v) for k, v in payload["mean"].items()}
+    return (run_dir, len(payload["folds"]), {k: float(v) for k, v in payload["mean"].items()},
+            str(payload.get("training_path", "unknown")))

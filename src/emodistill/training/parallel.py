@@ -1324,6 +1324,6 @@ def run_parallel(
     for i, prep in enumerate(preps):
         runs[i].folds.extend(done[(i, fold.name)] for fold in prep.folds)
     for prep, result in zip(preps, runs, strict=True):
-        write_results(prep, pool_folds(prep, result))
+        write_results(prep, pool_folds(prep, result), path="parallel")
     return runs
 

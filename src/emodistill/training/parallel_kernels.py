@@ -322,14 +322,19 @@ def _signature(b: Batched, args: Sequence[Tensor | None]) -> tuple:
             tuple(_layout(a) for a in args))
 
 
-def _pool(dtype: torch.dtype, device: torch.device) -> Tensor:
-    """Return the cached :data:`POOL_SIZE` uniform values in [-2, 2) (own generator)."""
+def _pool(dtype: torch.dtype, device: torch.device, at_least: int = 0) -> Tensor:
+    """Return the cached uniform values in [-2, 2) (own generator), ``at_least`` of them.
+
+    :data:`POOL_SIZE` values, repeated to a longer pool (kept) when a check needs one.
+    """
     key = (dtype, str(device))
     p = _POOLS.get(key)
     if p is None:
         g = torch.Generator().manual_seed(len(_POOLS))
         p = torch.empty(POOL_SIZE, dtype=dtype).uniform_(-2.0, 2.0, generator=g).to(device)
         _POOLS[key] = p
+    if p.numel() < at_least:
+        p = _POOLS[key] = p[:POOL_SIZE].repeat(-(-at_least // POOL_SIZE))
     return p
 
 
@@ -337,18 +342,15 @@ def _random_like(t: Tensor | None) -> Tensor | None:
     """Random values in ``t``'s exact layout: shape, strides, offset from 64 bytes.
 
     A read-only window of a pool of uniform values in [-2, 2) at a random start (each call
-    another window), so a check draws no random numbers; a tensor larger than the pool gets
-    a temporary buffer of the pool repeated (the values recur every :data:`POOL_SIZE`).
+    another window), so a check draws no random numbers; the pool is at least twice the
+    tensor's span (values recur every :data:`POOL_SIZE` elements).
     """
     if t is None:
         return None
     span = _span(t) if t.numel() else 0
     es = t.element_size()
     pad = ALIGN_BYTES // es
-    pool = _pool(t.dtype, t.device)
-    if span + 2 * pad > pool.numel() // 2:
-        reps = -(-(span + 2 * pad) // pool.numel()) + 1
-        pool = pool.roll(_OFFSETS.randrange(pool.numel())).repeat(reps)
+    pool = _pool(t.dtype, t.device, 2 * (span + 2 * pad))
     start = _OFFSETS.randrange(pool.numel() - span - pad)
     start += ((t.data_ptr() - pool.data_ptr() - start * es) % ALIGN_BYTES) // es
     return pool.as_strided(t.shape, t.stride(), start)

@@ -683,10 +683,15 @@ def _fold_records(folds: Sequence[FoldResult]) -> dict[str, dict[str, Any]]:
                      "best_val": f.best_val, "sizes": f.sizes} for f in folds}
 
 
-def write_results(prep: Prepared, result: RunResult) -> None:
-    """Write a finished run's ``results.json`` (folds, selection, mean, teacher record)."""
+def write_results(prep: Prepared, result: RunResult, *, path: str = "sequential") -> None:
+    """Write a finished run's ``results.json`` (folds, selection, mean, teacher record).
+
+    ``path``: how its folds were trained, ``"sequential"`` (one fit each) or
+    ``"parallel"`` (stacked members, :mod:`emodistill.training.parallel`).
+    """
     cfg = prep.cfg
     payload = {
+        "training_path": path,
         "folds": _fold_records(result.folds),
         "monitor": cfg.train.monitor,
         "selection": selection_record(to_container(cfg.train), prep.valid_leaked,

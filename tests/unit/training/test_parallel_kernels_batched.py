@@ -180,6 +180,11 @@ def test_random_arguments_keep_the_layout(monkeypatch, pool):
         assert r.shape == like.shape and r.stride() == like.stride()
         assert r.data_ptr() % 64 == like.data_ptr() % 64
         assert r.abs().max() <= 2 and r.unique().numel() > 1
+    if pool is not None:  # the longer pool is kept for the next check, not rebuilt
+        grown = K._POOLS[(torch.float32, "cpu")]
+        assert grown.numel() >= 2 * 300 and torch.equal(grown[:64], grown[64:128])
+        assert K._random_like(torch.randn(10, 30)) is not None
+        assert K._POOLS[(torch.float32, "cpu")] is grown
 
 
 def test_checked_batching_false_is_the_plain_member_loop():

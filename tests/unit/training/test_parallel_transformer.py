@@ -239,6 +239,34 @@ def test_member_pointwise_leaves_other_calls_alone():
     assert torch.equal(y, torch.sigmoid(x) + x ** 2.0)
 
 
+def test_erf_gelu_stays_batched_and_equals_each_members_own_call():
+    # erf-GELU rounds alike in the vector loop and the scalar tail, so it is not routed
+    # per member (the default nn.GELU of the MLP encoders); tanh-GELU is
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Count(TorchDispatchMode):
+        n = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
+            self.n += func is torch.ops.aten.gelu.default
+            return func(*args, **(kwargs or {}))
+
+    g = torch.Generator().manual_seed(1)
+    x = (torch.randn(N, 72, generator=g) * 3).requires_grad_(True)
+    with member_pointwise(), Count() as erf:
+        out = torch.func.vmap(nn.functional.gelu)(x)
+    with member_pointwise(), Count() as tanh:
+        torch.func.vmap(lambda a: nn.functional.gelu(a, approximate="tanh"))(x)
+    assert (erf.n, tanh.n) == (1, N)
+    go = torch.randn(out.shape, generator=g)
+    (got,) = torch.autograd.grad(out, x, go)
+    for j in range(N):
+        one = x[j].detach().clone().requires_grad_(True)
+        want = nn.functional.gelu(one)
+        assert torch.equal(out[j], want)
+        assert torch.equal(got[j], torch.autograd.grad(want, one, go[j])[0])
+
+
 @pytest.mark.parametrize("channels", [16, 5])
 def test_batch_norm_in_training_is_each_members_own_kernel_and_statistics(channels):
     # 5 channels: member 1's running statistics start 20 bytes off the 64-byte boundary,
