@@ -2,7 +2,9 @@
 
 Trains the same members with ``fit_members`` once per entry of ``--order`` (``loop``: the
 exact path with the checked batched formulations switched off, i.e. the plain member loop;
-``exact``: the exact path as it runs by default on CPU; ``batched``: vmap's batched rules),
+``exact``: the exact path as it runs by default on CPU; ``batched``: vmap's batched rules;
+``exact_gelu_loop``: the exact path with the default erf-GELU run once per member, as it was
+before 2026-12-03),
 in that order, and prints CPU ms per member-epoch, the number of check verdicts and the CPU
 time the checks took, and whether every run's per-member results (selected epoch, test
 metrics) equal the first run's.
@@ -13,6 +15,11 @@ Example (from the repository root; the figures of ``benchmarks/parallel.md``, se
     OMP_NUM_THREADS=1 python benchmarks/parallel_kernels_interleaved.py -e deap_eeg \\
         -d deap_bandpower -m unimodal --seeds 1111-1115 \\
         --order exact,batched,loop,loop,batched,exact dataset.root=../shared/data/eeg_bandpower/DEAP
+    # section "Cuts of 2026-12-03": erf-GELU batched (exact) against per member
+    OMP_NUM_THREADS=1 python benchmarks/parallel_kernels_interleaved.py -e deap_eeg \\
+        -d deap_bandpower -m unimodal --seeds 1111-1115 \\
+        --order exact_gelu_loop,exact,exact,exact_gelu_loop \\
+        dataset.root=../shared/data/eeg_bandpower/DEAP
 """
 
 from __future__ import annotations
@@ -24,17 +31,32 @@ import tempfile
 import time
 import warnings
 from collections.abc import Callable
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
+
+from torch.nn import functional as F
 
 from emodistill.config import compose, to_container
 from emodistill.data.registry import build_dataset
 from emodistill.training import parallel_kernels as K
+from emodistill.training import parallel_pointwise as PW
 from emodistill.training.benchmark import parse_seeds
 from emodistill.training.parallel import Member, fit_members
 from emodistill.training.run import prepare
 
-KINDS = ("loop", "exact", "batched")
+KINDS = ("loop", "exact", "batched", "exact_gelu_loop")
+
+
+class _GeluPerMember:
+    """Within: erf-GELU is routed once per member too (the exact path before 2026-12-03)."""
+
+    def __enter__(self) -> None:
+        self.old = PW.SENSITIVE
+        PW.SENSITIVE = self.old | {F.gelu}
+
+    def __exit__(self, *exc: object) -> None:
+        PW.SENSITIVE = self.old
 
 
 def _cpu() -> float:
@@ -92,7 +114,8 @@ def main(argv: list[str] | None = None) -> int:
             load = os.getloadavg()[0]
             c, t = _cpu(), time.perf_counter()
             try:
-                with K.checked_batching(kind != "loop"):
+                gelu = _GeluPerMember() if kind == "exact_gelu_loop" else nullcontext()
+                with K.checked_batching(kind != "loop"), gelu:
                     res = fit_members(members, exact=kind != "batched")
             finally:
                 K._forward_equal, K._backward_equal = fwd, bwd

@@ -147,6 +147,22 @@ def test_parallel_runs_are_deterministic_and_chunking_changes_nothing(tmp_path):
         assert c.mean == a.mean  # another chunking: the same kernels per member (exact)
 
 
+def test_deterministic_runs_stay_deterministic_and_equal_the_sequential_fit(tmp_path):
+    import torch
+
+    over = ["dataset.n=120", "method.width=8", "method.layers=1", "train.deterministic=true",
+            *SMALL]
+    cfgs = [compose(dataset="synthetic", method="late_fusion", overrides=[*over, f"seed={s}"])
+            for s in (1, 2)]
+    ds = build_dataset(to_container(cfgs[0].dataset))
+    was = torch.are_deterministic_algorithms_enabled()
+    a, b = (run_parallel(cfgs, dataset=ds, output_dir=tmp_path / n) for n in "ab")
+    assert torch.are_deterministic_algorithms_enabled() == was  # restored after the run
+    assert [r.mean for r in a] == [r.mean for r in b]
+    seq = run_experiment(cfgs[1], dataset=ds, output_dir=tmp_path / "seq")
+    assert seq.mean == pytest.approx(a[1].mean, abs=1e-5)
+
+
 @pytest.mark.parametrize(("method", "override", "reason"), [
     ("hinton_kd", ["method.teacher_mode=train"], "teacher_mode"),
     ("mkd", [], "own optimisation steps"),

@@ -5,7 +5,7 @@
     emodistill train [-e EXP] [-d DATASET] [-m METHOD] [--config FILE] [key=value ...]
     emodistill train --resume RUN_DIR
     emodistill benchmark -d DATASET -m M1,M2 [--seeds 1111-1115] [--reference M1]
-                         [key=value ...]
+                         [--parallel auto|off|N] [--workers N] [key=value ...]
     emodistill sweep -d DATASET -m METHOD --space SPACE.yaml [--trials N] [--storage URL]
                      [--backend ray [--workers N] [--address auto]]
 
@@ -62,7 +62,7 @@ def _cmd_benchmark(a: argparse.Namespace) -> int:
         dataset=a.dataset, methods=split_method_entries(a.methods),
         seeds=parse_seeds(a.seeds), experiment=a.experiment, overrides=a.overrides,
         output_dir=a.output, name=a.name, resume=a.resume, reference=a.reference,
-        parallel=a.parallel,
+        parallel=a.parallel, workers=a.workers,
     )
     print(res.markdown)
     extra = ", paired.csv" if res.paired is not None else ""
@@ -136,6 +136,11 @@ def add_commands(sub: Any) -> None:
     b.add_argument("--parallel", default="auto", metavar="auto|off|N",
                    help="train the seeds x folds of a method that supports it as one stacked "
                         "model (N: at most N members at once; off: one fit after another)")
+    b.add_argument("--workers", type=int, default=1, metavar="N",
+                   help="run the fits left to one fit each (methods without a parallel path, "
+                        "or --parallel off) N at a time in Ray workers, one CPU each and a "
+                        "1/N share of a GPU where there is one (extra 'ray'; default 1: in "
+                        "this process, one after another)")
     b.add_argument("overrides", nargs="*")
     b.set_defaults(fn=_cmd_benchmark)
 

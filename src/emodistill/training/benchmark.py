@@ -38,6 +38,7 @@ from emodistill.report.tables import (
     to_markdown,
 )
 from emodistill.training.run import prepare, run_experiment
+from emodistill.training.workers import WorkerFit, fit_in_workers
 
 __all__ = ["run_benchmark", "parse_seeds", "BenchmarkResult", "expand_methods"]
 
@@ -144,6 +145,7 @@ def run_benchmark(
     resume: bool = False,
     reference: str | None = None,
     parallel: str | int = "off",
+    workers: int = 1,
 ) -> BenchmarkResult:
     """Run ``methods`` × ``seeds`` on ``dataset`` and write the tables.
 
@@ -160,9 +162,13 @@ def run_benchmark(
     With ``parallel`` (``"auto"`` or a chunk size N), the seeds × folds of a method
     that supports it train as one stacked model (``emodistill.training.parallel``,
     at most N members at once); other methods, and ``"off"``, fit one run after
-    another. Which path each method took is logged. On the parallel path a resumed
-    run's finished folds are read back and its unfinished ones trained again (in
+    another. Which path each seed took is logged and written (``training_path`` in
+    ``per_seed.csv``, a line per method in ``summary.md``). On the parallel path a
+    resumed run's finished folds are read back and its unfinished ones trained again (in
     parallel; that path keeps no training checkpoints).
+    With ``workers`` > 1, the fits left to one fit each run ``workers`` at a time in Ray
+    workers (:mod:`emodistill.training.workers`; extra ``ray``), the same fits as in this
+    process.
     """
     seeds = [check_seed(s, what="seeds") for s in seeds]  # before any folder exists
     base = compose(dataset=dataset, method=methods[0].partition(":")[0],
@@ -190,30 +196,40 @@ def run_benchmark(
     else:
         out = unique_dir(folder)
     log.info("benchmark folder: %s%s", out, " (resumed)" if resume else "")
-    rows = []
     finished = {key: _finished_run(out / "runs" / cfg.run_name, cfg) if resume else None
                 for key, cfg in cfgs.items()}
     in_parallel, why_not = _run_parallel_entries(cfgs, finished, ds, out / "runs", parallel)
+    results: dict[tuple[str, int], tuple[int, dict[str, float], str]] = {}
+    todo: list[WorkerFit] = []  # one fit each, in this process or in workers
     for (label, seed), cfg in cfgs.items():
         done = finished[(label, seed)]
         run_dir = out / "runs" / cfg.run_name
-        path = "parallel" if (label, seed) in in_parallel else "sequential"
         if done is not None:
             log.info("benchmark: %s seed %d read back from %s", label, seed, done[0])
-            n_folds, mean, path = done[1], done[2], done[3]
+            results[(label, seed)] = done[1:]
         elif (label, seed) in in_parallel:
             res = in_parallel[(label, seed)]
-            n_folds, mean = len(res.folds), res.mean
+            results[(label, seed)] = (len(res.folds), res.mean, "parallel")
+        elif resume and run_dir.is_dir():  # interrupted: continue from its checkpoints
+            todo.append(WorkerFit((label, seed), cfg, resume=run_dir))
         else:
-            if resume and run_dir.is_dir():  # interrupted: continue from its checkpoints
-                log.info("benchmark: %s seed %d continues %s", label, seed, run_dir)
-                res = run_experiment(cfg, dataset=ds, resume=run_dir)
-            else:
-                log.info("benchmark: %s seed %d", label, seed)
-                res = run_experiment(cfg, dataset=ds, output_dir=out / "runs")
-            n_folds, mean = len(res.folds), res.mean
-        rows.append({"method": label, "seed": seed, "n_folds": n_folds, **mean,
-                     "training_path": path})
+            todo.append(WorkerFit((label, seed), cfg, output_dir=out / "runs"))
+    if int(workers) > 1 and todo:
+        log.info("benchmark: %d fit(s) on the sequential path, %d at once in Ray workers",
+                 len(todo), workers)
+        fitted = fit_in_workers(todo, workers=int(workers))
+        results.update({k: (*v, "sequential") for k, v in fitted.items()})
+    else:
+        for f in todo:
+            label, seed = f.key
+            log.info("benchmark: %s seed %d%s", label, seed,
+                     f" continues {f.resume}" if f.resume else "")
+            res = (run_experiment(f.cfg, dataset=ds, resume=f.resume) if f.resume
+                   else run_experiment(f.cfg, dataset=ds, output_dir=f.output_dir))
+            results[f.key] = (len(res.folds), res.mean, "sequential")
+    rows = [{"method": label, "seed": seed, "n_folds": results[(label, seed)][0],
+             **results[(label, seed)][1], "training_path": results[(label, seed)][2]}
+            for label, seed in cfgs]
     metrics = metric_names(target)
     per_seed = _ordered_columns(pd.DataFrame(rows), metrics)
     summary = aggregate(per_seed, metrics)
