@@ -163,6 +163,25 @@ def test_deterministic_runs_stay_deterministic_and_equal_the_sequential_fit(tmp_
     assert seq.mean == pytest.approx(a[1].mean, abs=1e-5)
 
 
+def test_the_flat_gradient_buffer_raises_no_layout_warning(tmp_path):
+    import warnings
+
+    import torch
+
+    cfgs = [compose(dataset="synthetic", method="late_fusion", overrides=[
+        "dataset.n=60", "method.width=8", "method.layers=1", "train.max_epochs=1",
+        "train.progress_bar=false", f"seed={s}"]) for s in (1, 2)]
+    ds = build_dataset(to_container(cfgs[0].dataset))
+    torch._C._set_warnAlways(True)  # torch warns once per process otherwise
+    try:
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            run_parallel(cfgs, dataset=ds, output_dir=tmp_path)
+    finally:
+        torch._C._set_warnAlways(False)
+    assert not [w for w in seen if "gradient layout contract" in str(w.message)]
+
+
 @pytest.mark.parametrize(("method", "override", "reason"), [
     ("hinton_kd", ["method.teacher_mode=train"], "teacher_mode"),
     ("mkd", [], "own optimisation steps"),

@@ -62,6 +62,7 @@ import inspect
 import json
 import logging
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -617,6 +618,10 @@ class _StackedAdam:
                 p.add_(neg * m / denom)
 
 
+#: torch's note when a gradient keeps a non-dense parameter's strides (see _FlatParams)
+_LAYOUT_WARNING = "grad and param do not obey the gradient layout contract"
+
+
 class _FlatParams:
     """Stacked parameters ``[N, ...]`` kept as views of one ``[N, P]`` buffer.
 
@@ -631,6 +636,9 @@ class _FlatParams:
     length are padded with zeros, which the optimiser leaves at zero), as a parameter
     of a sequential fit does: MKL's ``gemm``/``gemv`` round differently for operands
     at other alignments (measured), so this is part of the member kernels' exactness.
+    The views are therefore not dense, and torch's "gradient layout contract" note for such
+    a parameter (that its gradient should be contiguous) is filtered around the backward:
+    here the strided gradient is the point.
     """
 
     def __init__(self, params: dict[str, Tensor]) -> None:
@@ -1093,7 +1101,12 @@ def _train_chunk(setups: list[_Setup], dev: torch.device) -> None:
             total = losses["loss"].sum()
             if flat is not None:
                 flat.grad.zero_()
-                total.backward()
+                with warnings.catch_warnings():
+                    # the gradients are, by design, views of the padded [N, P] buffer with
+                    # their parameters' strides (what AccumulateGrad warns about for a
+                    # parameter that is not dense); the optimiser then steps the buffer whole
+                    warnings.filterwarnings("ignore", message=_LAYOUT_WARNING)
+                    total.backward()
                 opt.step({"flat": flat.data}, lrs, {"flat": flat.grad})
             else:
                 for v in params.values():
