@@ -34,3 +34,7 @@ def test_workers_below_one_are_refused(tmp_path):
 
     with pytest.raises(ConfigError, match="workers=0"):
         fit_in_workers([], workers=0)
+    with pytest.raises(ConfigError, match="--workers 0"):  # before any folder is made
+        run_benchmark(dataset="synthetic", methods=["late_fusion"], seeds=[1],
+                      output_dir=tmp_path, workers=0)
+    assert not list(tmp_path.iterdir())

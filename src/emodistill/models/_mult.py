@@ -156,11 +156,14 @@ class _Attention(nn.Module):
                 att = att + _additive(allowed, att.dtype)
             att = att.softmax(-1)
             # attention dropout: drop where rand < p, as masked_fill(rand < p, 0) would, but
-            # as a multiplication by the 0/1 keep mask (CPU masked_fill is ~10x a multiply)
+            # as a multiplication (CPU masked_fill is ~10x a multiply) by a mask that holds
+            # the scale 1/(1-p) where kept: one product (and one in the backward) instead of
+            # a 0/1 mask, a bool->float copy and a second product; the same values and
+            # gradients bit for bit (a*1*s = a*s, a*0*s = 0 = a*0, for finite a)
             if gp is not None:  # grouped: each encoder's own rate
                 att = att * (torch.rand_like(att) >= gp).to(att.dtype) / (1.0 - gp)
             elif p > 0:
-                att = att * (torch.rand_like(att) >= p).to(att.dtype) * (1.0 / (1.0 - p))
+                att = att * torch.where(torch.rand_like(att) >= p, 1.0 / (1.0 - p), 0.0)
             out = att @ vv
         else:
             out = nn.functional.scaled_dot_product_attention(qq, kk, vv, attn_mask=allowed,

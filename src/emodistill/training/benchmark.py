@@ -171,6 +171,9 @@ def run_benchmark(
     process.
     """
     seeds = [check_seed(s, what="seeds") for s in seeds]  # before any folder exists
+    if int(workers) < 1:
+        raise ConfigError(f"--workers {workers}: give a positive number of fits at once "
+                          "(1: one after another in this process)")
     base = compose(dataset=dataset, method=methods[0].partition(":")[0],
                    experiment=experiment, overrides=list(overrides))
     ds = build_dataset(to_container(base.dataset))
