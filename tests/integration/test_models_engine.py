@@ -53,7 +53,8 @@ def _table(root, n_subj=4, per=12, seed=0):
                delimiter="\t")
 
 
-@pytest.mark.parametrize("method", ["eeg_hinton_kd", "eeg_kd_feature"])
+@pytest.mark.parametrize("method", ["eeg_hinton_kd", "eeg_kd_feature", "eeg_mkd",
+                                    "eeg_mkd_lookahead"])
 def test_wearable_student_from_the_full_cap_predicts_from_its_electrodes_only(tmp_path, method):
     _table(tmp_path / "data")
     cfg = compose(dataset="mahnob_bandpower", method=method, overrides=[
@@ -65,8 +66,13 @@ def test_wearable_student_from_the_full_cap_predicts_from_its_electrodes_only(tm
     fold = res.folds[0].path
     teacher = load_checkpoint(fold / "teacher" / "model.pt")
     assert teacher.model.modalities == ["eeg"]  # the teacher saw the full cap only
+    if method.startswith("eeg_mkd"):  # feedback steps ran (first order / look-ahead)
+        hist = pd.read_csv(fold / "metrics.csv")
+        assert hist["model/feedback_steps"].iloc[-1] > 0
+        want = "lookahead" if method.endswith("lookahead") else "first_order"
+        assert res.folds[0].model.strategy.name == want
     ck = load_checkpoint(fold / "model.pt")
-    assert ck.model.modalities == ["frontal4"]
+    assert ck.model.modalities == ["frontal4"] and ck.model.teacher is None  # deploys alone
     assert ck.model.spec.modality("frontal4").dim == 20
     pred = Predictor.from_checkpoint(ck).predict(frontal4=np.random.rand(3, 20))
     assert len(pred) == 3  # four electrodes x five bands are all the student needs
