@@ -334,9 +334,12 @@ def _apply_one(cfg: DictConfig, item: str, source: str) -> None:
                 OmegaConf.update(cfg, key, parsed, merge=True, force_add=True)
         else:
             OmegaConf.select(cfg, key, throw_on_missing=True)
-            if OmegaConf.select(cfg, key, default="__absent__") == "__absent__":
+            current = OmegaConf.select(cfg, key, default="__absent__")
+            if current == "__absent__":
                 raise ConfigKeyError(key)
-            OmegaConf.update(cfg, key, parsed, merge=True)
+            # a mapping merges into a mapping; anything else (a mapping in place of a list,
+            # e.g. dataset.montages={mine: [Fz, Cz]} over []) replaces the value
+            OmegaConf.update(cfg, key, parsed, merge=isinstance(current, DictConfig))
     except (ConfigAttributeError, ConfigKeyError, OmegaConfBaseException):
         # list the keys of the deepest section of the path that exists
         parent = key.rsplit(".", 1)[0] if "." in key else ""

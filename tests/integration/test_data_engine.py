@@ -74,3 +74,37 @@ def test_checkpoint_evaluated_on_data_of_another_dim(tmp_path):
     write(f, raw)
     with pytest.raises(DataFormatError, match=r"'audio' has 6 features per step .*D = 5"):
         evaluate_checkpoint(res.path / "standard" / "model.pt")
+
+
+@pytest.mark.parametrize("mode", ["transductive", "none"])
+def test_benchmark_summary_and_report_state_the_subject_norm(tmp_path, mode):
+    from emodistill.report.html import build_report
+    from emodistill.training.benchmark import run_benchmark
+
+    root = tmp_path / "data"
+    rng = np.random.default_rng(3)
+    subj = np.repeat([1, 2, 3, 4], 8)
+    _write_table(root, rng.gamma(2.0, size=(32, 160)) + subj[:, None], subj,
+                 rng.integers(1, 3, size=(32, 2)))
+    res = run_benchmark(dataset="mahnob_bandpower", methods=["majority"], seeds=[1],
+                        overrides=[f"dataset.root={root}", f"protocol.subject_norm={mode}",
+                                   "protocol.name=loso", "protocol.fold=subject1"],
+                        output_dir=tmp_path / "b", name="b", parallel="off")
+    first = res.markdown.splitlines()[0]
+    # data with subjects: the title says how (or that nothing) was normalised per subject
+    assert first == f"### mahnob_bandpower / valence / protocol loso, subject norm {mode}"
+    assert (res.path / "summary.md").read_text().splitlines()[0] == first
+    page = build_report(res.path, embedding="none").read_text()
+    assert f"<b>subject norm {mode}</b>" in page
+
+
+def test_benchmark_title_on_data_without_subjects_has_no_subject_norm(tmp_path):
+    from emodistill.report.html import build_report
+    from emodistill.training.benchmark import run_benchmark
+
+    res = run_benchmark(dataset="synthetic", methods=["majority"], seeds=[1],
+                        overrides=["dataset.n=60"], output_dir=tmp_path, name="b",
+                        parallel="off")
+    assert "subject norm" not in res.markdown
+    assert res.markdown.splitlines()[0].startswith("### synthetic / ")
+    assert "subject norm" not in build_report(res.path, embedding="none").read_text()

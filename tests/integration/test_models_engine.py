@@ -53,7 +53,8 @@ def _table(root, n_subj=4, per=12, seed=0):
                delimiter="\t")
 
 
-@pytest.mark.parametrize("method", ["eeg_hinton_kd", "eeg_kd_feature"])
+@pytest.mark.parametrize("method", ["eeg_hinton_kd", "eeg_kd_feature", "eeg_mkd",
+                                    "eeg_mkd_lookahead"])
 def test_wearable_student_from_the_full_cap_predicts_from_its_electrodes_only(tmp_path, method):
     _table(tmp_path / "data")
     cfg = compose(dataset="mahnob_bandpower", method=method, overrides=[
@@ -65,8 +66,13 @@ def test_wearable_student_from_the_full_cap_predicts_from_its_electrodes_only(tm
     fold = res.folds[0].path
     teacher = load_checkpoint(fold / "teacher" / "model.pt")
     assert teacher.model.modalities == ["eeg"]  # the teacher saw the full cap only
+    if method.startswith("eeg_mkd"):  # feedback steps ran (first order / look-ahead)
+        hist = pd.read_csv(fold / "metrics.csv")
+        assert hist["model/feedback_steps"].iloc[-1] > 0
+        want = "lookahead" if method.endswith("lookahead") else "first_order"
+        assert res.folds[0].model.strategy.name == want
     ck = load_checkpoint(fold / "model.pt")
-    assert ck.model.modalities == ["frontal4"]
+    assert ck.model.modalities == ["frontal4"] and ck.model.teacher is None  # deploys alone
     assert ck.model.spec.modality("frontal4").dim == 20
     pred = Predictor.from_checkpoint(ck).predict(frontal4=np.random.rand(3, 20))
     assert len(pred) == 3  # four electrodes x five bands are all the student needs
@@ -184,3 +190,67 @@ def test_engine_checkpoint_and_predict_on_raw_text(tmp_path):
     got = ts(x, mk, one, torch.from_numpy(audio)[:, None], torch.ones(2, 1, dtype=torch.bool),
              one)
     assert np.allclose(got.detach().numpy(), p.values, atol=1e-4)
+
+
+def _hand_checkpoint(tmp_path, target):
+    """An untrained `unimodal` frontal4 checkpoint of the MAHNOB table predicting `target`."""
+    from dataclasses import replace
+
+    from emodistill.checkpoint import save_checkpoint
+    from emodistill.config import to_container
+    from emodistill.models import build_method
+
+    _table(tmp_path / "a", seed=1)
+    ds = load_eeg_bandpower(tmp_path / "a", montages=["frontal4"])
+    spec = replace(ds.spec, targets=(target,))
+    cfg = to_container(compose(dataset="mahnob_bandpower", method="unimodal", overrides=[
+        f"dataset.root={tmp_path / 'a'}", "dataset.montages=[frontal4]",
+        "method.modality=frontal4", "method.width=8", f"dataset.target={target.name}"]))
+    model = build_method("unimodal", spec=spec, target=target,
+                         params={k: v for k, v in cfg["method"].items() if k != "name"})
+    path = tmp_path / "ck" / "model.pt"
+    path.parent.mkdir(parents=True)
+    save_checkpoint(path, model.eval(), config=cfg, standardizer=None, meta={"fold": "subject1"})
+    return path
+
+
+@pytest.mark.parametrize(("target", "match"), [
+    # the same name, another meaning: classes named otherwise, or a rating instead of classes
+    (("valence", "binary", None, ("negative", "positive")),
+     r"target 'valence' means something else: binary \('negative', 'positive'\) at training, "
+     r"binary \('low', 'high'\)"),
+    (("valence", "regression", (1.0, 9.0), None), "target 'valence' means something else"),
+    # a target the other table does not have
+    (("dominance", "binary", None, ("low", "high")),
+     r"deap_bandpower has no target 'dominance' \(it has \['valence', 'arousal'\]\)"),
+])
+def test_transfer_refuses_a_target_that_means_something_else_or_is_missing(tmp_path, target,
+                                                                           match):
+    from emodistill.data.spec import TargetSpec
+    from emodistill.training.transfer import evaluate_on_dataset
+
+    name, kind, rng, classes = target
+    ckpt = _hand_checkpoint(tmp_path, TargetSpec(name, kind, value_range=rng,
+                                                 class_names=classes))
+    _table(tmp_path / "b", n_subj=3, seed=2)
+    with pytest.raises(ConfigError, match=match):
+        evaluate_on_dataset(ckpt, "deap_bandpower", [f"dataset.root={tmp_path / 'b'}"])
+
+
+def test_transfer_refuses_the_same_shape_over_other_electrodes(tmp_path):
+    from emodistill.data.spec import TargetSpec
+    from emodistill.training.transfer import evaluate_on_dataset
+
+    ckpt = _hand_checkpoint(tmp_path, TargetSpec("valence", "binary",
+                                                 class_names=("low", "high")))
+    _table(tmp_path / "b", n_subj=3, seed=2)
+    root = f"dataset.root={tmp_path / 'b'}"
+    # a "frontal4" of four other electrodes: [1 x 20] as at training, other quantities
+    with pytest.raises(ConfigError, match=r"modality 'frontal4' has another feature layout in "
+                                          r"deap_bandpower \(.*electrodes O1, O2, P7, P8\) than "
+                                          r"at training on mahnob_bandpower \(.*AF3"):
+        evaluate_on_dataset(ckpt, "deap_bandpower", [root,
+                                                     "dataset.montages={frontal4: [O1,O2,P7,P8]}"])
+    # the same electrodes in the same order carry over (the control)
+    res = evaluate_on_dataset(ckpt, "deap_bandpower", [root])
+    assert res["n"] == 36 and res["trained_on"] == "mahnob_bandpower"

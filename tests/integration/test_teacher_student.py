@@ -59,6 +59,8 @@ def test_feedback_uses_training_rows_only_and_changes_the_teacher(tmp_path, monk
     monkeypatch.setattr(cls, "__call__", spy_feedback)
     cfg = compose(dataset="synthetic", method="mkd", config_file=tiny_config(tmp_path, "mkd"),
                   overrides=["dataset.n=160", "method.modality=audio",
+                             # MER data: the teacher on every modality (mkd's default is EEG + EOG)
+                             "method.teacher.method.modalities=null",
                              f"method.feedback={strategy}", *common(tmp_path)])
     res = run_experiment(cfg)
     assert seen["feedback"] and seen["val"] and seen["test"]
@@ -108,6 +110,42 @@ def test_physio_windows_teacher_to_single_group_student(tmp_path):
     assert fold.model.modalities == ["gsr"]
     assert fold.model.teacher.modalities == ["eeg", "eog", "gsr"]
     assert set(fold.test) >= {"acc", "f1_macro"}
+
+
+PHYSIO_TINY = ["dataset.n_subjects=3", "dataset.n_trials=5", "dataset.trial_seconds=4.0",
+               "dataset.eeg_channels=4", "protocol.fold=fold0", "method.modality=gsr",
+               "method.feedback_every=0"]
+
+
+@pytest.mark.parametrize(("override", "want"), [
+    ([], ["eeg", "eog"]),  # docs/methods/mkd.md: MKD's teacher is EEG + EOG
+    (["method.teacher.method.modalities=null"], ["eeg", "eog", "gsr"]),  # the old teacher
+])
+def test_mkd_teacher_reads_the_documented_modalities_by_default(tmp_path, override, want):
+    # synthetic_physio's channel_groups are eeg, eog, gsr (for the other methods and students)
+    cfg = compose(dataset="synthetic_physio", method="mkd",
+                  config_file=tiny_config(tmp_path, "mkd"),
+                  overrides=[*PHYSIO_TINY, *override, "train.max_epochs=1",
+                             "train.progress_bar=false", f"output_dir={tmp_path}"])
+    assert list(cfg.dataset.channel_groups) == ["eeg", "eog", "gsr"]
+    res = run_experiment(cfg)
+    fold = res.folds[0]
+    assert fold.model.teacher.modalities == want
+    assert fold.model.modalities == ["gsr"]
+    ck = load_checkpoint(fold.path / "teacher" / "model.pt")
+    assert ck.model.modalities == ck.payload["modalities"] == want
+    # the run's resolved config records the teacher's set (null = every modality)
+    r_cfg = yaml.safe_load((res.path / "config.yaml").read_text())
+    assert r_cfg["method"]["teacher"]["method"]["modalities"] == (None if override else want)
+
+
+def test_mkd_teacher_on_data_without_eeg_or_eog_is_refused_naming_the_fix(tmp_path):
+    from emodistill.errors import ConfigError
+    from emodistill.training.run import prepare
+
+    cfg = compose(dataset="synthetic", method="mkd", overrides=["method.modality=audio"])
+    with pytest.raises(ConfigError, match=r"has no \['eeg', 'eog'\].*modalities=null"):
+        prepare(cfg)
 
 
 @pytest.mark.shared_data

@@ -132,3 +132,13 @@ def test_shipped_configs_hold_no_absolute_paths():
         for line in text.splitlines():
             value = line.split("#", 1)[0]
             assert ": /" not in value and ":/" not in value.replace("://", ""), (f.name, line)
+
+
+def test_a_mapping_override_replaces_a_list_and_merges_into_a_mapping():
+    # dataset.montages is [] by default; a user montage is a mapping (docs/data/eeg.md)
+    cfg = compose(dataset="deap_bandpower",
+                  overrides=["dataset.montages={mine: [O1, O2, P7, P8]}"])
+    assert to_container(cfg.dataset.montages) == {"mine": ["O1", "O2", "P7", "P8"]}
+    cfg = compose(dataset="deap_bandpower", method="eeg_hinton_kd",
+                  overrides=["method.teacher.method={width: 3}"])
+    assert cfg.method.teacher.method.width == 3 and cfg.method.teacher.method.modality == "eeg"

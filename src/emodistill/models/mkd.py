@@ -71,7 +71,8 @@ class MKD(FeatureKD):
         a held-out slice of the training part (``heldout``: a fixed
         ``heldout_fraction`` of the training rows, chosen by row index, is never
         used for the student's teaching steps; the feedback is measured on the
-        most recent ``heldout_batch`` of those rows). Validation and test rows
+        most recent ``heldout_batch`` of those rows; the configs' default, chosen
+        on validation in benchmarks/eeg.md section 10). Validation and test rows
         are never used.
     heldout_fraction : float
         Share of the training rows held out for ``feedback_data: heldout``.

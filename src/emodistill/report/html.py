@@ -48,9 +48,10 @@ from emodistill.report.reader import (
     TargetInfo,
     find_runs,
     read_report,
+    run_groups,
     run_modalities,
 )
-from emodistill.report.tables import PERCENT_METRICS
+from emodistill.report.tables import PERCENT_METRICS, subject_norm_note
 from emodistill.training.selection import NO_VALID
 
 __all__ = ["build_report", "render_report", "find_runs", "RunEntry", "edge_tables",
@@ -392,6 +393,7 @@ def render_report(report: ReportData, embeddings: Mapping[str, Embedding | str] 
     dataset = first.get("dataset", {}).get("name", "?")
     target = first.get("dataset", {}).get("target") or "?"
     protocol = first.get("protocol", {})
+    norm = subject_norm_note(protocol.get("subject_norm"), run_groups(runs[0]))
     if report.kind == "benchmark" and report.summary is not None:
         table, _ = _benchmark_table(report.summary)
         seeds = sorted({r.seed for r in runs if r.seed is not None})
@@ -416,7 +418,8 @@ def render_report(report: ReportData, embeddings: Mapping[str, Embedding | str] 
 <p class="meta">{html.escape(report.kind)} folder <code>{html.escape(str(folder))}</code> ·
 dataset <b>{html.escape(str(dataset))}</b> · target <b>{html.escape(str(target))}</b> ·
 protocol <b>{html.escape(str(protocol.get("name", "?")))}</b>
-{html.escape(str(protocol.get("split", "")))} · written {now} by emodistill {__version__}</p>
+{html.escape(str(protocol.get("split", "")))}{f" · <b>{html.escape(norm)}</b>" if norm else ""}
+· written {now} by emodistill {__version__}</p>
 <h2>Results</h2>
 <p class="meta">Test metrics, {html.escape(scope)}. Accuracies and F1 in %, MAE and Corr raw;
 best value per column in bold.</p>

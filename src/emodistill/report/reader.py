@@ -28,7 +28,7 @@ import pandas as pd
 from emodistill.errors import DataNotFoundError
 
 __all__ = ["RunEntry", "FoldRecord", "TargetInfo", "ReportData", "find_runs", "read_report",
-           "read_target", "run_modalities"]
+           "read_target", "run_modalities", "run_groups"]
 
 log = logging.getLogger(__name__)
 
@@ -280,6 +280,14 @@ def run_modalities(run: RunEntry) -> list[str]:
     if djson.is_file():
         return list(json.loads(djson.read_text()).get("modalities", {}))
     return []
+
+
+def run_groups(run: RunEntry) -> list[str] | None:
+    """Return a run's grouping keys from its ``data.json`` (None when it has none)."""
+    djson = run.path / "data.json"
+    if not djson.is_file():
+        return None
+    return list(json.loads(djson.read_text()).get("groups") or [])
 
 
 def read_report(path: str | Path) -> ReportData:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 
 import pandas as pd
 
 __all__ = ["aggregate", "to_markdown", "paired_differences", "paired_to_markdown",
-           "PERCENT_METRICS", "LOWER_IS_BETTER"]
+           "PERCENT_METRICS", "LOWER_IS_BETTER", "subject_norm_note"]
 
 #: metrics shown ×100 (MMSA convention); the rest (mae, corr) are shown as is
 PERCENT_METRICS = {
@@ -17,6 +18,33 @@ PERCENT_METRICS = {
 
 #: metrics where a smaller value is better (a paired "win" is a negative difference)
 LOWER_IS_BETTER = {"mae"}
+
+
+def subject_norm_note(mode: object, groups: Iterable[str] | None,
+                      group: str = "subject") -> str | None:
+    """How a table's features were normalised per subject, for its title, or None.
+
+    Parameters
+    ----------
+    mode : str or None
+        ``protocol.subject_norm`` of the runs (``none``, ``transductive``, ``train``;
+        None or False mean ``none``).
+    groups : iterable of str, optional
+        The dataset's grouping keys (``data.json`` → ``groups``); None when unknown.
+    group : str
+        The grouping key of subjects.
+
+    Returns
+    -------
+    str or None
+        ``"subject norm <mode>"`` when the option is on, or when it is off on data that
+        have subjects (then ``"subject norm none"``); None for data without subjects and
+        the option off (MER data), where it means nothing.
+    """
+    mode = "none" if mode in (None, False) else str(mode)
+    if mode == "none" and group not in set(groups or ()):
+        return None
+    return f"subject norm {mode}"
 
 
 def aggregate(per_seed: pd.DataFrame, metrics: list[str], by: str = "method") -> pd.DataFrame:

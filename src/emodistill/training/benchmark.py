@@ -35,6 +35,7 @@ from emodistill.report.tables import (
     aggregate,
     paired_differences,
     paired_to_markdown,
+    subject_norm_note,
     to_markdown,
 )
 from emodistill.training.run import prepare, run_experiment
@@ -237,6 +238,9 @@ def run_benchmark(
     per_seed = _ordered_columns(pd.DataFrame(rows), metrics)
     summary = aggregate(per_seed, metrics)
     title = f"{dataset} / {target.name} / protocol {base.protocol.name}"
+    norm = subject_norm_note(base.protocol.get("subject_norm"), ds.groups)
+    if norm:  # e.g. "... / protocol loso, subject norm transductive"
+        title += f", {norm}"
     md = to_markdown(summary, metrics, title=title)
     paired = None
     if ref_label is not None:

@@ -37,7 +37,7 @@ from emodistill.data.normalize import Standardizer
 from emodistill.data.parts import PARTS, fold_parts
 from emodistill.data.protocols import Fold, make_folds
 from emodistill.data.registry import build_dataset
-from emodistill.data.spec import TargetSpec
+from emodistill.data.spec import DatasetSpec, TargetSpec
 from emodistill.data.subject_norm import check_subject_norm
 from emodistill.errors import ConfigError, EmodistillError
 from emodistill.metrics import HIGHER_IS_BETTER, metric_collection
@@ -267,6 +267,7 @@ def prepare(
     elif isinstance(teacher, dict) and teacher.get("checkpoint"):
         for f in folds:  # a mismatched teacher checkpoint fails here, before any file is written
             _load_teacher_checkpoint(cfg, ds, target, f)
+    _check_teacher_modalities(teacher, ds.spec)
     spec = ds.spec if ds.post_split is None else ds.post_split(ds.subset(folds[0].train[:2])).spec
     if plan.mode == "sequence":
         spec = plan.transform(ds.subset(folds[0].train[:2])).spec
@@ -493,6 +494,30 @@ def fold_fingerprint(ds: MultimodalDataset, fold: Fold) -> str:
     for part in ("train", "valid", "test"):
         h.update(part.encode() + b"\x00" + "\x00".join(ds.ids[getattr(fold, part)]).encode())
     return h.hexdigest()[:16]
+
+
+def _check_teacher_modalities(teacher: Any, spec: DatasetSpec) -> None:
+    """Refuse a teacher to train on modalities the data lacks, naming them and the fix.
+
+    ``method.teacher.method.modalities`` (e.g. ``mkd``'s ``[eeg, eog]``, MKD's teacher per
+    docs/methods/mkd.md) must all be modalities of the dataset; a loaded checkpoint is checked
+    by its own fingerprint instead.
+    """
+    if not isinstance(teacher, dict) or teacher.get("checkpoint"):
+        return
+    want = (teacher.get("method") or {}).get("modalities")
+    if not want:
+        return
+    have = list(spec.modality_names)
+    missing = [m for m in want if m not in have]
+    if missing:
+        raise ConfigError(
+            f"method.teacher.method.modalities={list(want)}: dataset {spec.name!r} has no "
+            f"{missing} (its modalities: {have}). Choose the teacher's modalities among the "
+            f"dataset's, e.g. method.teacher.method.modalities=[{','.join(have)}], or "
+            "method.teacher.method.modalities=null for all of them (mkd's default [eeg, eog] is "
+            "MKD's EEG + EOG teacher, docs/methods/mkd.md)"
+        )
 
 
 def _load_teacher_checkpoint(
