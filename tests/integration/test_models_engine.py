@@ -22,15 +22,45 @@ from emodistill.training.evaluate import evaluate_checkpoint
 from emodistill.training.run import run_experiment
 
 
-def test_engine_pretrains_and_crossfits_the_dominant_teacher(tmp_path):
-    from emodistill.training.run import run_experiment
+@pytest.fixture(scope="module")
+def hkd_crossfit_run(tmp_path_factory):
+    """HKD-MER with a frozen, 2-fold cross-fitted dominant teacher, trained once (1 epoch).
+
+    Records, per call of the cross-fitted teacher during the run, the batch, the routing
+    mode, the member of each row and its outputs, and every label-level KD target
+    ``soft_label_kd`` was handed in the same loss call.
+    """
+    from emodistill.models import hkd_mer as hk
+
+    calls: list[dict] = []
+    forward, soft_label_kd = CrossFitTeacher.forward, hk.soft_label_kd
+
+    def recording_forward(self, batch):
+        out = forward(self, batch)
+        calls.append({"batch": batch, "route_train": self.route_train,
+                      "member": out.aux["crossfit_member"].clone(),
+                      "preds": out.preds.detach().clone(), "label_targets": []})
+        return out
+
+    def recording_kd(student, teacher, **kw):
+        calls[-1]["label_targets"].append(teacher.detach().clone())
+        return soft_label_kd(student, teacher, **kw)
 
     cfg = compose(dataset="synthetic", method="hkd_mer", overrides=[
         "dataset.n=200", "train.max_epochs=1", "train.progress_bar=false", "method.width=8",
         "method.dominant=text", "method.dominant_teacher=frozen",
         "method.dominant_teacher_epochs=1", "method.dominant_crossfit=2",
-        "train.save_checkpoint=false", f"output_dir={tmp_path}"])
-    fold = run_experiment(cfg).folds[0]
+        "train.save_checkpoint=false", f"output_dir={tmp_path_factory.mktemp('hkd_cf')}"])
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(CrossFitTeacher, "forward", recording_forward)
+        mp.setattr(hk, "soft_label_kd", recording_kd)
+        res = run_experiment(cfg)
+    return cfg, res, calls
+
+
+def test_engine_pretrains_and_crossfits_the_dominant_teacher(hkd_crossfit_run):
+    _, res, _ = hkd_crossfit_run
+    fold = res.folds[0]
     rec = json.loads((fold.path / "dominant.json").read_text())
     assert rec["teacher"]["how"] == "frozen" and rec["teacher"]["crossfit"] == 2
     assert (fold.path / "dominant_teacher" / "metrics.csv").is_file()
@@ -38,6 +68,51 @@ def test_engine_pretrains_and_crossfits_the_dominant_teacher(tmp_path):
     assert cf["k"] == 2 and len(cf["members"]) == 2
     teacher = fold.model._label_teacher[0]
     assert isinstance(teacher, CrossFitTeacher) and teacher.modalities == ["text"]
+
+
+def test_no_training_sample_gets_its_label_kd_target_from_a_member_that_saw_it(
+        hkd_crossfit_run):
+    from emodistill.data.parts import fold_parts
+    from emodistill.training.run import prepare
+
+    cfg, res, calls = hkd_crossfit_run
+    fold = res.folds[0]
+    teacher = fold.model._label_teacher[0]
+    k = teacher.n_members
+    prep = prepare(cfg)
+    (f,) = prep.folds
+    # the student's training part, rows in the order of the training loader's Batch.index
+    part = fold_parts(prep.dataset, f, ("train",))[0]["train"]
+    ids = part.ids.astype(str)
+    # what each member was fitted on, and what it held out, from its own run files
+    fitted = [set(map(str, s)) for s in teacher.member_train_ids]
+    held = []
+    for j in range(k):
+        (pred,) = (fold.path / "dominant_teacher_crossfit" / f"member{j}").rglob(
+            "predictions.csv")
+        held.append(set(pd.read_csv(pred)["id"].astype(str)))
+    assert all(not (fitted[j] & held[j]) for j in range(k))
+    assert set().union(*held) == set(ids)  # every training row is held out by one member
+    steps = [c for c in calls if c["route_train"]]
+    assert steps and all(c["label_targets"] for c in steps)  # label KD read the teacher
+    taught = np.concatenate([c["batch"].index.numpy() for c in steps])
+    assert sorted(taught.tolist()) == list(range(len(part)))  # one epoch: every row once
+    for c in steps:
+        rows, member = c["batch"].index.numpy(), c["member"].numpy()
+        for i, j in zip(rows, member, strict=True):
+            assert ids[i] not in fitted[j] and ids[i] in held[j], (ids[i], j)
+        # the label-KD target is that member's own prediction (no missing modality here)
+        for target in c["label_targets"]:
+            torch.testing.assert_close(target, c["preds"])
+        with torch.no_grad():
+            for j in range(k):
+                sel = torch.as_tensor(member == j)
+                if sel.any():
+                    own = teacher.members[j](teacher.member_batch(c["batch"], j)).preds
+                    torch.testing.assert_close(c["preds"][sel], own[sel])
+    # the check can fail: routing by row index (as for validation rows) would hand
+    # training rows to the member fitted on them
+    assert any(ids[i] in fitted[i % k] for i in range(len(part)))
 
 
 def _table(root, n_subj=4, per=12, seed=0):
