@@ -19,3 +19,19 @@ def synthetic_small():
     from emodistill.data.formats.synthetic import make_synthetic_mer
 
     return make_synthetic_mer(240, seed=3)
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    """One local Ray instance (2 CPUs) for every Ray test of the session, shut down at its end.
+
+    Starting Ray and importing the stack in its workers cost seconds; tests that share one
+    instance pay them once (idle workers keep their imports).
+    """
+    ray = pytest.importorskip("ray", reason="Ray backends: pip install 'emodistill[ray]'")
+    started = not ray.is_initialized()
+    if started:
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    if started:
+        ray.shutdown()

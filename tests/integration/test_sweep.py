@@ -37,23 +37,18 @@ def test_space_errors_name_the_problem(tmp_path):
         load_space(bad)
 
 
-def test_ray_sweep_runs_trials_in_ray_workers_and_selects_on_validation(tmp_path):
-    ray = pytest.importorskip("ray", reason="Ray Tune backend: pip install 'emodistill[ray]'")
+def test_ray_sweep_runs_trials_in_ray_workers_and_selects_on_validation(tmp_path, ray_local):
     from emodistill.training.sweep import run_ray_sweep
 
     space = tmp_path / "space.yaml"
     space.write_text("train.lr: {type: float, low: 1.0e-4, high: 1.0e-2, log: true}\n"
                      "method.width: {type: categorical, choices: [16, 32]}\n")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    try:
-        grid = run_ray_sweep(
-            dataset="synthetic", method="feature_fusion", space=load_space(space), n_trials=2,
-            overrides=["dataset.n=200", "train.max_epochs=1", "train.progress_bar=false",
-                       "train.save_checkpoint=false"],
-            output_dir=tmp_path / "runs", study_name="t", max_concurrent=2,
-        )
-    finally:
-        ray.shutdown()
+    grid = run_ray_sweep(
+        dataset="synthetic", method="feature_fusion", space=load_space(space), n_trials=2,
+        overrides=["dataset.n=200", "train.max_epochs=1", "train.progress_bar=false",
+                   "train.save_checkpoint=false"],
+        output_dir=tmp_path / "runs", study_name="t", max_concurrent=2,
+    )
     assert not grid.errors and len(grid) == 2
     seen = set()
     for r in grid:

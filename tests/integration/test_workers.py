@@ -10,8 +10,7 @@ from emodistill.errors import ConfigError
 from emodistill.training.benchmark import run_benchmark
 
 
-def test_benchmark_fits_in_workers_equal_the_fits_in_this_process(tmp_path, caplog):
-    pytest.importorskip("ray", reason="--workers runs Ray tasks: pip install 'emodistill[ray]'")
+def test_benchmark_fits_in_workers_equal_the_fits_in_this_process(tmp_path, caplog, ray_local):
     common = dict(dataset="synthetic", methods=["late_fusion"], seeds=[1, 2],
                   overrides=["dataset.n=120", "train.max_epochs=2", "train.progress_bar=false",
                              "method.width=8", "method.layers=1", "train.save_checkpoint=false"],
