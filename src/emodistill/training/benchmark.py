@@ -38,7 +38,7 @@ from emodistill.report.tables import (
     subject_norm_note,
     to_markdown,
 )
-from emodistill.training.run import prepare, run_experiment
+from emodistill.training.run import prepare
 from emodistill.training.workers import WorkerFit, fit_in_workers
 
 __all__ = ["run_benchmark", "parse_seeds", "BenchmarkResult", "expand_methods"]
@@ -228,12 +228,10 @@ def run_benchmark(
             label, seed = f.key
             log.info("benchmark: %s seed %d%s", label, seed,
                      f" continues {f.resume}" if f.resume else "")
-            res = (run_experiment(f.cfg, dataset=ds, resume=f.resume) if f.resume
-                   else run_experiment(f.cfg, dataset=ds, output_dir=f.output_dir))
+            res = f.run(ds)
             results[f.key] = (len(res.folds), res.mean, "sequential")
-    rows = [{"method": label, "seed": seed, "n_folds": results[(label, seed)][0],
-             **results[(label, seed)][1], "training_path": results[(label, seed)][2]}
-            for label, seed in cfgs]
+    rows = [{"method": label, "seed": seed, "n_folds": n, **mean, "training_path": path}
+            for (label, seed), (n, mean, path) in ((k, results[k]) for k in cfgs)]
     metrics = metric_names(target)
     per_seed = _ordered_columns(pd.DataFrame(rows), metrics)
     summary = aggregate(per_seed, metrics)

@@ -637,7 +637,7 @@ class _FlatParams:
     of a sequential fit does: MKL's ``gemm``/``gemv`` round differently for operands
     at other alignments (measured), so this is part of the member kernels' exactness.
     The views are therefore not dense, and torch's "gradient layout contract" note for such
-    a parameter (that its gradient should be contiguous) is filtered around the backward:
+    a parameter (that its gradient should be contiguous) is filtered while a chunk trains:
     here the strided gradient is the point.
     """
 
@@ -826,7 +826,12 @@ def _fit(members: Sequence[Member], *, max_chunk: int | None,
             was = torch.are_deterministic_algorithms_enabled()
             torch.use_deterministic_algorithms(bool(chunk[0].cfg.train.deterministic) or was)
             try:
-                with member_kernels(_exact_kernels(chunk[0].cfg, dev, exact)):
+                with member_kernels(_exact_kernels(chunk[0].cfg, dev, exact)), \
+                        warnings.catch_warnings():
+                    # the gradients are, by design, views of the padded [N, P] buffer with
+                    # their parameters' strides (what AccumulateGrad notes for a parameter
+                    # that is not dense); the optimiser then steps the buffer whole
+                    warnings.filterwarnings("ignore", message=_LAYOUT_WARNING)
                     _train_chunk(chunk, dev)
             finally:
                 torch.use_deterministic_algorithms(was)
@@ -1101,12 +1106,7 @@ def _train_chunk(setups: list[_Setup], dev: torch.device) -> None:
             total = losses["loss"].sum()
             if flat is not None:
                 flat.grad.zero_()
-                with warnings.catch_warnings():
-                    # the gradients are, by design, views of the padded [N, P] buffer with
-                    # their parameters' strides (what AccumulateGrad warns about for a
-                    # parameter that is not dense); the optimiser then steps the buffer whole
-                    warnings.filterwarnings("ignore", message=_LAYOUT_WARNING)
-                    total.backward()
+                total.backward()
                 opt.step({"flat": flat.data}, lrs, {"flat": flat.grad})
             else:
                 for v in params.values():

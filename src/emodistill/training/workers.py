@@ -36,21 +36,22 @@ class WorkerFit:
     output_dir: Path | None = None
     resume: Path | None = None
 
+    def run(self, dataset: Any = None) -> Any:
+        """Train it here (``dataset``: the built data, or None to build it from the config)."""
+        from emodistill.training.run import run_experiment
 
-def _fit(cfg_yaml: str, output_dir: str | None, resume: str | None, cwd: str,
-         threads: int) -> tuple[int, dict[str, float]]:
-    """Run one ``run_experiment`` where the caller stands (the body of one Ray task)."""
+        if self.resume is not None:
+            return run_experiment(self.cfg, dataset=dataset, resume=self.resume)
+        return run_experiment(self.cfg, dataset=dataset, output_dir=self.output_dir)
+
+
+def _fit(fit: WorkerFit, cwd: str, threads: int) -> tuple[int, dict[str, float]]:
+    """Run ``fit`` where the caller stands (the body of one Ray task)."""
     import torch
-
-    from emodistill.training.run import run_experiment
 
     os.chdir(cwd)  # relative paths in the config (dataset.root, ...) mean the caller's
     torch.set_num_threads(threads)
-    cfg = OmegaConf.create(cfg_yaml)
-    if resume is not None:
-        res = run_experiment(cfg, resume=resume)
-    else:
-        res = run_experiment(cfg, output_dir=output_dir)
+    res = fit.run()
     return len(res.folds), dict(res.mean)
 
 
@@ -103,9 +104,8 @@ def fit_in_workers(fits: Sequence[WorkerFit], *, workers: int, cpus_per_fit: int
         refs = {}
         for f in fits:
             log.info("workers: %s%s", f.key, " (continued)" if f.resume else "")
-            refs[f.key] = task.remote(OmegaConf.to_yaml(f.cfg, resolve=True),
-                                      None if f.output_dir is None else str(f.output_dir),
-                                      None if f.resume is None else str(f.resume), cwd,
+            cfg = OmegaConf.create(OmegaConf.to_yaml(f.cfg, resolve=True))  # plain, resolved
+            refs[f.key] = task.remote(WorkerFit(f.key, cfg, f.output_dir, f.resume), cwd,
                                       int(cpus_per_fit))
         out: dict[Hashable, Any] = {}
         for key, ref in refs.items():
