@@ -27,7 +27,7 @@ def _cmd_train(a: argparse.Namespace) -> int:
     from emodistill.training.run import run_experiment
 
     if a.resume is not None:
-        from emodistill.training.checkpointing import load_run_config
+        from emodistill.training.run_folders import load_run_config
 
         given = [f for f, v in (("-e", a.experiment), ("-d", a.dataset), ("-m", a.method),
                                 ("--config", a.config)) if v] + list(a.overrides)

@@ -55,6 +55,7 @@ from emodistill.errors import ConfigError
 from emodistill.models.base import METHODS, FoldContext, Head, ModelOutput
 from emodistill.models.baselines import EncodersMixin
 from emodistill.models.encoders import masked_max, masked_mean
+from emodistill.seeding import seed_everything
 
 if TYPE_CHECKING:
     from emodistill.data.dataset import MultimodalDataset
@@ -548,11 +549,9 @@ def choose_dominant(ctx: FoldContext, modalities: list[str], *, probe: str = "li
         scores, metric = linear_probe_scores(ctx.parts["train"], ctx.parts["valid"],
                                              ctx.target.name, modalities)
     elif probe == "unimodal":
-        import lightning as L
-
         scores, metric = _unimodal_probe_scores(ctx, modalities, params or {})
         # re-seed so the HKD-MER model starts from the same state as with a fixed dominant
-        L.seed_everything(int(ctx.cfg.seed), workers=True, verbose=False)
+        seed_everything(int(ctx.cfg.seed))
     else:
         raise ConfigError(f"dominant_probe={probe!r}; use one of {list(_PROBES)}")
     sign = -1.0 if metric == "mae" else 1.0

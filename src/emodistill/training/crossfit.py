@@ -41,7 +41,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 from omegaconf import OmegaConf
-from sklearn.model_selection import GroupKFold
 from torch import Tensor, nn
 
 from emodistill._fs import atomic_write
@@ -110,6 +109,8 @@ def crossfit_folds(ds: MultimodalDataset, fold: Fold, k: int, *, seed: int = 0) 
             f"{fold.group_key} groups; use crossfit <= {n_groups}"
         )
     out = []
+    from sklearn.model_selection import GroupKFold  # seconds to import: only when used
+
     splitter = GroupKFold(n_splits=k, shuffle=True, random_state=seed)
     for j, (tr, ho) in enumerate(splitter.split(fold.train, groups=groups)):
         out.append(Fold(f"{fold.name}-crossfit{j}", np.sort(fold.train[tr]), fold.valid,

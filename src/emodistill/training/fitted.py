@@ -30,7 +30,6 @@ from emodistill.data.protocols import Fold
 from emodistill.errors import ConfigError
 from emodistill.metrics import metric_collection
 from emodistill.models.base import MERModel
-from emodistill.training.history import EpochHistory
 from emodistill.training.loaders import batch_loader
 
 if TYPE_CHECKING:  # run.py imports this module lazily; no import cycle at run time
@@ -138,6 +137,7 @@ def fit_in_process(
 
     Then test the selected fit once on ``parts["test"]`` and write the fold's files.
     """
+    from emodistill.training.history import EpochHistory  # Lightning: only for this fit
     from emodistill.training.lit import LitMER
     from emodistill.training.run import (
         FoldResult,

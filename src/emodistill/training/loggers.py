@@ -40,49 +40,20 @@ from omegaconf import DictConfig
 
 from emodistill.config import to_container
 from emodistill.errors import ConfigError
+from emodistill.training.trackers import tensorboard_available, tracker_names
 
-__all__ = ["TRACKERS", "build_trackers", "check_trackers", "EpochLine", "EpochProgressBar",
-           "progress_callbacks", "tracker_names"]
+__all__ = ["build_trackers", "EpochLine", "EpochProgressBar", "progress_callbacks"]
 
 log = logging.getLogger(__name__)
-
-TRACKERS = ("auto", "tensorboard", "mlflow", "none")
 _noted = False
-
-
-def tracker_names(value: Any) -> list[str]:
-    """Check ``train.tracker`` (a name or a list of names) and return the list."""
-    names = [value] if isinstance(value, str) or value is None else list(value)
-    names = ["none" if n is None else str(n) for n in names]
-    bad = [n for n in names if n not in TRACKERS]
-    if bad:
-        raise ConfigError(f"train.tracker={value!r}; use one of {', '.join(TRACKERS)} (or a "
-                          "list of them)")
-    return names
-
-
-def check_trackers(cfg: DictConfig) -> None:
-    """Refuse a bad ``train.tracker`` or a missing tracker package before anything is written."""
-    names = tracker_names(cfg.train.get("tracker", "auto"))
-    if "tensorboard" in names and not _tensorboard_available():
-        raise ConfigError("train.tracker=tensorboard needs TensorBoard: pip install "
-                          "'emodistill[tensorboard]' (or set train.tracker=none)")
-    if "mlflow" in names and importlib.util.find_spec("mlflow") is None:
-        raise ConfigError("train.tracker=mlflow needs MLflow: pip install "
-                          "'emodistill[mlflow]' (or set train.tracker=auto)")
-
-
-def _tensorboard_available() -> bool:
-    return any(importlib.util.find_spec(m) is not None for m in ("tensorboard", "tensorboardX"))
-
 
 def build_trackers(cfg: DictConfig, fold_dir: Path) -> list[Any]:
     """Build the Lightning loggers ``train.tracker`` asks for (see the module docstring)."""
     global _noted
     names = tracker_names(cfg.train.get("tracker", "auto"))
     out: list[Any] = []
-    if "tensorboard" in names or ("auto" in names and _tensorboard_available()):
-        if not _tensorboard_available():
+    if "tensorboard" in names or ("auto" in names and tensorboard_available()):
+        if not tensorboard_available():
             raise ConfigError("train.tracker=tensorboard needs TensorBoard: pip install "
                               "'emodistill[tensorboard]' (or set train.tracker=none)")
         out.append(_TensorBoard(fold_dir))

@@ -69,7 +69,6 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-import lightning as L
 import torch
 from omegaconf import DictConfig
 from torch import Tensor, nn
@@ -82,9 +81,9 @@ from emodistill.data.dataset import MultimodalDataset
 from emodistill.data.normalize import Standardizer
 from emodistill.data.protocols import Fold
 from emodistill.errors import ConfigError
-from emodistill.metrics.mer import stacked_metric_values
+from emodistill.metrics.sets import stacked_metric_values
 from emodistill.models import METHODS, MERModel, build_method
-from emodistill.training.checkpointing import remove_checkpoints
+from emodistill.seeding import seed_everything
 from emodistill.training.parallel_attention import (
     grad_needed,
     member_module,
@@ -117,6 +116,7 @@ from emodistill.training.run import (
     fold_fingerprint,
     write_results,
 )
+from emodistill.training.run_folders import remove_checkpoints
 
 __all__ = ["Member", "parallel_unsupported", "fit_members", "run_parallel", "chunk_size"]
 
@@ -522,7 +522,7 @@ def _setup(member: Member, teacher: tuple[MERModel, Tensor | None] | None = None
     """
     prep, fold = member.prep, member.fold
     cfg, ds, target = prep.cfg, prep.dataset, prep.target
-    L.seed_everything(int(cfg.seed), workers=True, verbose=False)
+    seed_everything(int(cfg.seed))
     parts, std = config_fold_parts(cfg, ds, fold, out=member.out)  # as fit_fold
     params = to_container(cfg.method)
     name = params.pop("name")
@@ -824,7 +824,9 @@ def _fit(members: Sequence[Member], *, max_chunk: int | None,
             log.info("parallel: training %d member(s) of %s as one stacked model on %s",
                      len(chunk), chunk[0].cfg.method.name, dev)
             was = torch.are_deterministic_algorithms_enabled()
-            torch.use_deterministic_algorithms(bool(chunk[0].cfg.train.deterministic) or was)
+            want = bool(chunk[0].cfg.train.deterministic) or was
+            if want != was:  # the call imports torch's compiler (seconds): only to change it
+                torch.use_deterministic_algorithms(want)
             try:
                 with member_kernels(_exact_kernels(chunk[0].cfg, dev, exact)), \
                         warnings.catch_warnings():
@@ -834,7 +836,8 @@ def _fit(members: Sequence[Member], *, max_chunk: int | None,
                     warnings.filterwarnings("ignore", message=_LAYOUT_WARNING)
                     _train_chunk(chunk, dev)
             finally:
-                torch.use_deterministic_algorithms(was)
+                if want != was:
+                    torch.use_deterministic_algorithms(was)
             for j, s in zip(idx[start:start + n], chunk, strict=True):
                 results[j] = _finish(s)
     return [(results[i], setups[i]) for i in range(len(members))]
@@ -1295,13 +1298,13 @@ def run_parallel(
     ``exact``: as in :func:`fit_members`.
     """
     from emodistill.data.registry import build_dataset
-    from emodistill.training.checkpointing import check_resumable
     from emodistill.training.run import (
         _read_fold_result,
         default_run_name,
         new_run_dir,
         prepare,
     )
+    from emodistill.training.run_folders import check_resumable
 
     resume = list(resume) if resume is not None else [None] * len(cfgs)
     if len(resume) != len(cfgs):

@@ -23,7 +23,7 @@ import torch
 
 from emodistill._fs import atomic_write
 from emodistill.data.spec import TargetSpec
-from emodistill.metrics.mer import stacked_metric_values
+from emodistill.metrics.sets import stacked_metric_values
 
 __all__ = ["pool_folds", "pooled_metrics"]
 

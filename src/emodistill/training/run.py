@@ -16,17 +16,16 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import lightning as L
 import numpy as np
 import pandas as pd
 import torch
-from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from emodistill._fs import atomic_write, unique_dir
@@ -45,19 +44,11 @@ from emodistill.models import METHODS, MERModel, build_method
 from emodistill.models.base import FoldContext
 from emodistill.optim import make_optimizer
 from emodistill.param_names import rename_method_params
-from emodistill.training.checkpointing import (
-    CKPT_DIR,
-    AtomicModelCheckpoint,
-    ResumeCheckpoint,
-    check_resumable,
-    remove_checkpoints,
-)
+from emodistill.seeding import seed_everything
 from emodistill.training.context_data import ContextPlan, context_plan
 from emodistill.training.crossfit import check_crossfit, crossfit_summary, fit_crossfit_teacher
-from emodistill.training.history import EpochHistory
-from emodistill.training.lit import LitMER
-from emodistill.training.loggers import build_trackers, check_trackers, progress_callbacks
 from emodistill.training.pooling import pool_folds
+from emodistill.training.run_folders import CKPT_DIR, check_resumable, remove_checkpoints
 from emodistill.training.selection import (
     check_no_valid,
     check_selection,
@@ -66,9 +57,15 @@ from emodistill.training.selection import (
     selection_record,
     valid_leaks,
 )
+from emodistill.training.trackers import check_trackers
 
 __all__ = ["run_experiment", "RunResult", "FoldResult", "prepare", "Prepared", "fold_fingerprint",
            "fold_context", "config_fold_parts"]
+
+if TYPE_CHECKING:
+    import lightning as L
+
+    from emodistill.training.lit import LitMER
 
 log = logging.getLogger(__name__)
 
@@ -290,6 +287,10 @@ def prepare(
 
 
 def _trainer(cfg: DictConfig, callbacks: list[L.Callback], root: Path) -> L.Trainer:
+    import lightning as L
+
+    from emodistill.training.loggers import build_trackers, progress_callbacks
+
     t = cfg.train
     shown, bar = progress_callbacks(cfg, label="/".join(Path(root).parts[-2:]) + ": ")
     trackers = build_trackers(cfg, Path(root))
@@ -342,7 +343,7 @@ def fit_fold(prep: Prepared, fold: Fold, out: Path) -> FoldResult:
     if prep.resume and (done := _read_fold_result(out)) is not None:
         log.info("%s finished before the interruption: read back", out)
         return done
-    L.seed_everything(int(cfg.seed), workers=True, verbose=False)
+    seed_everything(int(cfg.seed))
     plan = context_plan(to_container(cfg.method), ds)
     parts, std = config_fold_parts(cfg, ds, fold, out=out, plan=plan)
     ready = {k: parts[k] for k in ("train", "valid")}  # for prepare_fold, never test
@@ -362,6 +363,12 @@ def fit_fold(prep: Prepared, fold: Fold, out: Path) -> FoldResult:
 
     if fits_in_process(model):  # reference methods: fitted in one call, same files
         return fit_in_process(prep, fold, out, parts, std, model)
+    import lightning as L  # the Lightning fit (seconds to import: only here)
+
+    from emodistill.training.checkpointing import AtomicModelCheckpoint, ResumeCheckpoint
+    from emodistill.training.history import EpochHistory
+    from emodistill.training.lit import LitMER
+
     if cfg.train.compile:
         model.compile()
     lit = LitMER(model, to_container(cfg.train))
@@ -641,6 +648,24 @@ def _write_predictions(
     atomic_write(path, lambda f: df.to_csv(f, index=False))
 
 
+#: environment variables through which a launcher gives a process its rank (Lightning's list)
+_RANK_ENV = ("RANK", "LOCAL_RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK")
+
+
+def _process_rank() -> int:
+    """Return the process's rank in a DDP job, as Lightning's ``rank_zero_only.rank`` (0 alone).
+
+    Lightning is imported only when a launcher gave the process a rank: without one it
+    reads 0 too, and a run that needs no Lightning fit (the parallel path, the reference
+    methods) is spared its import.
+    """
+    if not any(k in os.environ for k in _RANK_ENV):
+        return 0
+    from lightning.pytorch.utilities.rank_zero import rank_zero_only
+
+    return int(rank_zero_only.rank)
+
+
 def default_run_name(cfg: DictConfig, target: TargetSpec) -> str:
     """Name a run ``<method config>-<dataset>-<target>-seed<seed>``."""
     return f"{cfg.method_config}-{cfg.dataset.name}-{target.name}-seed{cfg.seed}"
@@ -669,13 +694,14 @@ def run_experiment(
         :mod:`emodistill.training.checkpointing`).
     """
     prep = prepare(cfg, dataset)
-    if resume is not None and rank_zero_only.rank == 0:
+    rank = _process_rank()
+    if resume is not None and rank == 0:
         run_dir = Path(resume)
         check_resumable(run_dir, cfg, prep.dataset.fingerprint())
         return _run_folds(replace(prep, resume=True), run_dir)
     parent = Path(output_dir or cfg.output_dir)
     name = cfg.run_name or default_run_name(cfg, prep.target)
-    if rank_zero_only.rank != 0:  # DDP worker: trains, never writes (rank 0 does)
+    if rank != 0:  # DDP worker: trains, never writes (rank 0 does)
         result = RunResult(parent / name)
         for fold in prep.folds:
             result.folds.append(fit_fold(prep, fold, result.path / fold.name))

@@ -7,7 +7,7 @@ import torch
 
 from emodistill.data.spec import TargetSpec
 from emodistill.metrics import metric_collection
-from emodistill.metrics.mer import stacked_metric_values
+from emodistill.metrics.sets import stacked_metric_values
 
 
 def _one_by_one(target: TargetSpec, preds: torch.Tensor, targets: torch.Tensor):
