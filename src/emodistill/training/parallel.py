@@ -489,6 +489,15 @@ def _uniform_is_bernoulli() -> bool:
     return torch.equal(torch.cat(calls), want) and torch.equal(g.get_state(), state)
 
 
+def _scaled(keep: Tensor, dev: torch.device, scale: Tensor) -> Tensor:
+    """Dropout multipliers ``keep * scale`` (float32 ``1/(1-p)`` or ``0``) on ``dev``.
+
+    The same values as ``torch.where(keep, scale, 0)`` (``1 * s == s``, ``0 * s == +0``),
+    in half its time: a conversion and one multiplication, both vectorised.
+    """
+    return keep.to(dev, torch.float32).mul_(scale)
+
+
 def _loader_iter_draw(g: torch.Generator) -> None:
     """Draw the one int64 a DataLoader iterator draws from the global stream (``_base_seed``)."""
     torch.empty((), dtype=torch.int64).random_(generator=g)
@@ -1086,7 +1095,6 @@ def _train_chunk(setups: list[_Setup], dev: torch.device) -> None:
                            for st in range(0, n_rows["train"], bs)])
         keep_masks = _draw_keep(plan, [setups[pos].drop_gen for pos in active])
         scale = {p: torch.ones((), device=dev).div_(1 - p) for row in plan.steps for p, _, _ in row}
-        zero = torch.zeros((), device=dev)
         for step, start in enumerate(range(0, n_rows["train"], bs)):
             rows = perm[:, start:start + bs]
             b = rows.shape[1]
@@ -1094,13 +1102,13 @@ def _train_chunk(setups: list[_Setup], dev: torch.device) -> None:
             calls = plan.steps[step]
             if calls and len({c[0] for c in calls}) == 1:  # one rate: one where for the step
                 first, (_, shape_l, off_l) = calls[0][2], calls[-1]
-                block = torch.where(keep_masks[:, first:off_l + math.prod(shape_l)].to(dev),
-                                    scale[calls[0][0]], zero)
+                block = _scaled(keep_masks[:, first:off_l + math.prod(shape_l)], dev,
+                                scale[calls[0][0]])
                 masks = [block[:, off - first:off - first + math.prod(shape)].reshape(
                     -1, *shape) for _, shape, off in calls]
             else:
-                masks = [torch.where(keep_masks[:, off:off + math.prod(shape)].reshape(
-                    -1, *shape).to(dev), scale[p_drop], zero) for p_drop, shape, off in calls]
+                masks = [_scaled(keep_masks[:, off:off + math.prod(shape)].reshape(-1, *shape),
+                                 dev, scale[p_drop]) for p_drop, shape, off in calls]
             masks = [_to_logical(m, order) for m, (_, _, order) in zip(masks, probed[b],
                                                                        strict=True)]
             batch = _gather(stacked_train, rows)
