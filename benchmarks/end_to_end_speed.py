@@ -10,6 +10,8 @@ seed's metrics side by side (``per_seed.csv``). Today's code runs twice, with
 ``--parallel auto`` (members in parallel) and ``--parallel off`` (one fit after another:
 the fixed-cost cuts alone).
 
+Without a baseline (``--order auto,off,...``) the ratios are against ``--parallel off``.
+
 Example (from the repository root; the figures of ``benchmarks/end_to_end_speed.md``)::
 
     OMP_NUM_THREADS=1 python benchmarks/end_to_end_speed.py --baseline 6324688 \\
@@ -54,7 +56,8 @@ def _run(src: Path, args: list[str], out: Path, name: str) -> tuple[float, float
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--baseline", required=True, help="git commit of the baseline code")
+    p.add_argument("--baseline", default=None,
+                   help="git commit of the baseline code (needed when --order names it)")
     p.add_argument("--order", default="auto,baseline,off,auto",
                    help="comma-separated runs: baseline, auto (--parallel auto), off")
     p.add_argument("--out", required=True, help="Markdown file to write")
@@ -66,12 +69,15 @@ def main(argv: list[str] | None = None) -> int:
     bad = [k for k in order if k not in ("baseline", "auto", "off")]
     if bad:
         p.error(f"--order: unknown {bad}; use baseline, auto, off")
+    if "baseline" in order and not a.baseline:
+        p.error("--order names baseline: give its commit with --baseline")
     rows, tables = [], {}
     loads = [os.getloadavg()]
     with tempfile.TemporaryDirectory(prefix="emodistill-e2e-") as tmp:
         base_src = Path(tmp) / "baseline"
-        subprocess.run(["git", "worktree", "add", "--detach", "-f", str(base_src), a.baseline],
-                       cwd=ROOT, check=True, capture_output=True)
+        if a.baseline:
+            subprocess.run(["git", "worktree", "add", "--detach", "-f", str(base_src),
+                            a.baseline], cwd=ROOT, check=True, capture_output=True)
         try:
             for i, kind in enumerate(order):
                 src = base_src / "src" if kind == "baseline" else ROOT / "src"
@@ -102,30 +108,31 @@ def main(argv: list[str] | None = None) -> int:
             x for x in (argv if argv is not None else sys.argv[1:])),
         "```",
         "",
-        f"Baseline: commit `{a.baseline}`. Load average (1/5/15 min) before and after each "
+        (f"Baseline: commit `{a.baseline}`. " if a.baseline else "")
+        + "Load average (1/5/15 min) before and after each "
         "call: " + ", ".join("/".join(f"{x:.1f}" for x in ld) for ld in loads) + ".",
         "",
         "| call | code | wall (s) | CPU (s) | load after |",
         "|---|---|---|---|---|",
         *(f"| {i} | {k} | {w:.1f} | {c:.1f} | {ld:.1f} |" for i, k, w, c, ld in rows),
         "",
-        "| code | mean wall (s) | mean CPU (s) | baseline / this, wall | baseline / this, CPU |",
-        "|---|---|---|---|---|",
     ]
-    if "baseline" in mean:
-        bw, bc = mean["baseline"]
-        lines += [f"| {k} | {w:.1f} | {c:.1f} | {bw / w:.1f}x | {bc / c:.1f}x |"
-                  for k, (w, c) in mean.items()]
+    ref = "baseline" if "baseline" in mean else "off" if "off" in mean else order[0]
+    bw, bc = mean[ref]
+    lines += [f"| code | mean wall (s) | mean CPU (s) | {ref} / this, wall | {ref} / this, CPU |",
+              "|---|---|---|---|---|",
+              *(f"| {k} | {w:.1f} | {c:.1f} | {bw / w:.2f}x | {bc / c:.2f}x |"
+                for k, (w, c) in mean.items())]
     metrics = [m for m in ("acc", "f1_macro", "f1_weighted", "mae", "corr")
                if all(m in t.columns for t in tables.values())]
-    lines += ["", "Per seed (each seed's mean over its folds, first call of each code):", "",
-              "| seed | " + " | ".join(f"{m} {k}" for m in metrics for k in tables) + " |",
-              "|---|" + "---|" * (len(metrics) * len(tables))]
-    by_seed = {k: t.set_index("seed") for k, t in tables.items()}
+    lines += ["", "Per method and seed (each seed's mean over its folds, first call of each code):",
+              "", "| method | seed | " + " | ".join(f"{m} {k}" for m in metrics for k in tables)
+              + " |", "|---|---|" + "---|" * (len(metrics) * len(tables))]
+    by_seed = {k: t.set_index(["method", "seed"]) for k, t in tables.items()}
     first = next(iter(by_seed.values()))
-    for seed in first.index:
-        vals = [f"{by_seed[k].at[seed, m]:.4f}" for m in metrics for k in by_seed]
-        lines.append(f"| {seed} | " + " | ".join(vals) + " |")
+    for method, seed in first.index:
+        vals = [f"{by_seed[k].at[(method, seed), m]:.4f}" for m in metrics for k in by_seed]
+        lines.append(f"| {method} | {seed} | " + " | ".join(vals) + " |")
     diffs = {k: max(float((t[m] - first[m]).abs().max()) for m in metrics)
              for k, t in by_seed.items()}
     lines += ["", "Largest per-seed difference to the first call's code, over the metrics: "
