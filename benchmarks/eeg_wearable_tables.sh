@@ -5,7 +5,7 @@
 # time (its wall time and load appended to $TIMES), then the table with the paired difference
 # to the student alone. Run from the repository root:
 #   DS=mahnob|deap [T=valence|arousal] [P=loso|subject_dependent] [MONT=frontal4|emotiv14] \
-#     [EXTRA_ROWS="eeg_mkd"] bash benchmarks/eeg_wearable_tables.sh
+#     [EXTRA_ROWS="eeg_mkd"] [SEEDS=1111-1115] [NAME=...] bash benchmarks/eeg_wearable_tables.sh
 # The teacher is trained WITH dataset.montages (a teacher without them has another data
 # fingerprint and is refused when a student loads it).
 set -e
@@ -17,7 +17,7 @@ case $DS in
   deap) D=deap_bandpower; F=DEAP;;
   *) echo "DS=$DS: use DS=mahnob or DS=deap" >&2; exit 2;;
 esac
-P=${P:-loso}; T=${T:-valence}; MONT=${MONT:-frontal4}
+P=${P:-loso}; T=${T:-valence}; MONT=${MONT:-frontal4}; SEEDS=${SEEDS:-1111-1115}
 NAME=${NAME:-i14l_${DS}_${P}_${T}_${MONT}}
 B=runs/benchmarks/$NAME/runs
 TU="teacher.checkpoint=$B/unimodal_modality=eeg-seed\${seed}"
@@ -31,11 +31,11 @@ for m in $ROWS; do
   case $m in eeg_*kd*|eeg_mkd*) m="$m:$TU";; esac  # KD rows: taught by this folder's teacher
   ALL+=("$m")
   s=$(date +%s)
-  emodistill benchmark -e eeg_bandpower -d $D -m "$m" --seeds 1111-1115 --parallel auto \
+  emodistill benchmark -e eeg_bandpower -d $D -m "$m" --seeds $SEEDS --parallel auto \
     --output runs/benchmarks --name $NAME $( [ -d runs/benchmarks/$NAME ] && echo --resume ) \
     "${COMMON[@]}"
   echo "$NAME $m $(( $(date +%s)-s ))s load $(cut -d' ' -f1-3 /proc/loadavg)" >> $TIMES
 done
-emodistill benchmark -e eeg_bandpower -d $D -m "$(IFS=,; echo "${ALL[*]}")" --seeds 1111-1115 \
+emodistill benchmark -e eeg_bandpower -d $D -m "$(IFS=,; echo "${ALL[*]}")" --seeds $SEEDS \
   --parallel auto --output runs/benchmarks --name $NAME --resume \
   --reference "unimodal(modality=$MONT)" "${COMMON[@]}"
