@@ -347,3 +347,22 @@ def test_kd_from_a_fitted_trees_teacher_falls_back_to_one_fit_per_member(tmp_pat
     fold = next(p for p in run.iterdir() if (p / "teacher" / "test_metrics.json").is_file())
     assert json.loads((fold / "teacher" / "test_metrics.json").read_text())["acc"] > 0
     assert res.per_seed["acc"].notna().all()
+
+
+def test_contrastive_feature_kd_students_match_the_sequential_fits(tmp_path):
+    # eeg_kd_feature_hkd (kd_feature, feature_loss: contrastive): the teacher trained per fold
+    # first, then two members' students stacked; the InfoNCE takes its negatives from each
+    # member's own batch, so a member equals its sequential fit only if no other member's
+    # rows enter its contrast
+    method = "eeg_kd_feature_hkd"
+    tiny = ["width=8", "layers=1"]
+    over = ["dataset.n=160", "method.modality=audio", "method.teacher.method.modality=text",
+            *(f"method.student.{t}" for t in tiny), *(f"method.teacher.method.{t}" for t in tiny),
+            "train.batch_size=16", *SMALL]
+    cfg = compose(dataset="synthetic", method=method, overrides=over)
+    assert parallel_unsupported(cfg) is None
+    seq, par = _both(tmp_path, "synthetic", method, over, seeds=(3, 4))
+    for a, b in zip(seq, par, strict=True):
+        _assert_same_run(a, b, tol=1e-5)
+        feat = pd.read_csv(b.folds[0].path / "metrics.csv")["train/feature"].dropna()
+        assert len(feat) and (feat > 0.1).all()  # a contrast over 16 rows, not a 0 term

@@ -83,6 +83,7 @@ def test_the_ablations_inherit():
         "method/kd_feature_mlp": "hinton_kd_mlp",
         "method/kd_feature_mlp_crossfit": "kd_feature_mlp",
         "method/eeg_hinton_kd": "hinton_kd_mlp", "method/eeg_kd_feature": "eeg_hinton_kd",
+        "method/eeg_kd_feature_hkd": "eeg_kd_feature",
         "method/eeg_mkd": "eeg_kd_feature", "method/eeg_mkd_same": "eeg_mkd",
         "method/eeg_mkd_lookahead": "eeg_mkd",
         "dataset/deap_de": "deap", "experiment/dmd_mosei": "dmd_mosi",

@@ -21,7 +21,10 @@ Losses (the teacher side is detached; the teacher is run in eval mode):
 * ``kd_feature``: the above ``+ feature_weight * d(P(z_S), z_T)`` where ``z_T`` is the
   teacher's fused feature, ``z_S`` the student's feature and ``P`` a learned
   projection to the teacher's width (MKD "Variation 2"; EmotionKD regresses the
-  student's fused feature on the teacher's with MSE). Widths are checked.
+  student's fused feature on the teacher's with MSE). Widths are checked. ``d`` is a
+  distance (``mse``, ``cosine``, ``l1``) or ``contrastive``: InfoNCE over the batch at
+  ``feature_temperature`` (HKD-MER's feature-level ``D_feat``, reconstructed), each
+  projected student row paired with its own teacher row against the other rows.
 
 Function matching (our addition, not in the seed papers; Beyer et al. 2022, "Knowledge
 distillation: A good teacher is patient and consistent"): with ``kd_mixup: a > 0`` every
@@ -40,6 +43,7 @@ student is loaded with ``teacher=None`` and runs alone.
 
 from __future__ import annotations
 
+import math
 from typing import Any, Literal
 
 import torch
@@ -47,12 +51,15 @@ from torch import Tensor, nn
 
 from emodistill.data.batch import Batch
 from emodistill.data.spec import DatasetSpec
-from emodistill.distill.losses import feature_distance, soft_label_kd
+from emodistill.distill.losses import contrastive_alignment, feature_distance, soft_label_kd
 from emodistill.distill.mixup import check_mixup_alpha, draw_mix, mix_batch, mixed_task_loss
 from emodistill.errors import ConfigError
 from emodistill.models.base import METHODS, MERModel, ModelOutput, build_method
 
-__all__ = ["HintonKD", "FeatureKD", "probe_batch", "output_feature"]
+__all__ = ["HintonKD", "FeatureKD", "FEATURE_LOSSES", "probe_batch", "output_feature"]
+
+#: the ``feature_loss`` values :class:`FeatureKD` accepts
+FEATURE_LOSSES: tuple[str, ...] = ("mse", "cosine", "l1", "contrastive")
 
 
 def probe_batch(spec: DatasetSpec, n: int = 2, device: torch.device | str = "cpu") -> Batch:
@@ -362,8 +369,17 @@ class FeatureKD(HintonKD):
     ----------
     feature_weight : float
         Weight of the feature term.
-    feature_loss : {"mse", "cosine", "l1"}
-        Distance between projected student and teacher features.
+    feature_loss : {"mse", "cosine", "l1", "contrastive"}
+        Distance between projected student and teacher features ``[B, F_T]``:
+        ``mse`` / ``l1`` (mean over entries), ``cosine`` (``1 - cos``, batch mean), or
+        ``contrastive``: InfoNCE over the batch (HKD-MER's feature-level KD,
+        :func:`~emodistill.distill.losses.contrastive_alignment`), the mean over rows
+        ``i`` of ``-log softmax_j(cos(P(z_S)_i, z_T_j) / feature_temperature)[i]``; the
+        negatives are the other rows of the same batch (of the same member on the
+        members-in-parallel path), so it is 0 for a batch of one row.
+    feature_temperature : float
+        InfoNCE temperature of ``contrastive`` (> 0; HKD-MER's default 0.1). Unused by
+        the distances.
     projector : {"linear", "mlp"}
         The projection ``P`` (``mlp``: Linear-GELU-Linear with hidden width ``F_T``).
     teacher_dim : int, optional
@@ -375,15 +391,23 @@ class FeatureKD(HintonKD):
     """
 
     def __init__(self, *, feature_weight: float = 1.0,
-                 feature_loss: Literal["mse", "cosine", "l1"] = "mse",
+                 feature_loss: Literal["mse", "cosine", "l1", "contrastive"] = "mse",
+                 feature_temperature: float = 0.1,
                  projector: Literal["linear", "mlp"] = "linear", teacher_dim: int | None = None,
                  **kw: Any) -> None:
         super().__init__(**kw)
-        if feature_loss not in ("mse", "cosine", "l1"):
-            raise ConfigError(f"feature_loss={feature_loss!r}; use mse, cosine or l1")
+        if feature_loss not in FEATURE_LOSSES:
+            raise ConfigError(f"method.feature_loss={feature_loss!r}; use one of "
+                              f"{', '.join(FEATURE_LOSSES)}")
+        if (isinstance(feature_temperature, bool)
+                or not isinstance(feature_temperature, (int, float))
+                or not math.isfinite(feature_temperature) or feature_temperature <= 0):
+            raise ConfigError(f"method.feature_temperature={feature_temperature!r}; it must be a "
+                              "finite number > 0 (the InfoNCE temperature, e.g. 0.1)")
         if projector not in ("linear", "mlp"):
             raise ConfigError(f"projector={projector!r}; use linear or mlp")
         self.feature_weight, self.feature_loss = feature_weight, feature_loss
+        self.feature_temperature = float(feature_temperature)
         self.student_dim = _probe_width(self.student, who=f"student {self.student_name!r}")
         t = self.teacher
         if t is not None:
@@ -439,7 +463,25 @@ class FeatureKD(HintonKD):
     def distill_terms(self, s_out: ModelOutput, t_out: ModelOutput, *,
                       detach_teacher: bool = True,
                       projected: Tensor | None = None) -> dict[str, Tensor]:
-        """Soft-label term ``kd`` and feature term ``feature`` (``projected`` may be given)."""
+        """Soft-label term ``kd`` and feature term ``feature`` (``projected`` may be given).
+
+        Parameters
+        ----------
+        s_out, t_out : ModelOutput
+            Student and teacher outputs on the same ``B`` rows.
+        detach_teacher : bool
+            ``True`` (teaching): no gradient into the teacher's logits or feature;
+            ``False``: the terms are differentiable in the teacher too (MKD's feedback
+            steps), for every ``feature_loss``.
+        projected : Tensor, optional
+            The projected student feature ``[B, F_T]`` when the caller computed it
+            (MKD's functional look-ahead); else :meth:`project` is applied.
+
+        Returns
+        -------
+        dict of str to Tensor
+            Unweighted scalar terms ``{"kd": ..., "feature": ...}``.
+        """
         terms = super().distill_terms(s_out, t_out, detach_teacher=detach_teacher)
         zt = output_feature(t_out, who="teacher")
         zs = (self.project(s_out, t_out.aux.get("crossfit_member")) if projected is None
@@ -450,8 +492,12 @@ class FeatureKD(HintonKD):
                 f"teacher's fused feature has width {zt.shape[-1]}; set method.teacher_dim="
                 f"{zt.shape[-1]} or leave it unset so it is read from the teacher"
             )
-        terms["feature"] = feature_distance(zs, zt, kind=self.feature_loss,  # type: ignore[arg-type]
-                                            detach_teacher=detach_teacher)
+        if self.feature_loss == "contrastive":  # InfoNCE over this batch's rows
+            terms["feature"] = contrastive_alignment(zs, zt, temperature=self.feature_temperature,
+                                                     detach_b=detach_teacher)
+        else:
+            terms["feature"] = feature_distance(zs, zt, kind=self.feature_loss,  # type: ignore[arg-type]
+                                                detach_teacher=detach_teacher)
         return terms
 
     def distill_loss(self, terms: dict[str, Tensor]) -> Tensor:  # noqa: D102
