@@ -7,24 +7,16 @@
 # PS=1 (subject_dependent only): one model per subject (+protocol.per_subject=true), folder
 # suffix _persubject; the folds and test trials are those of the pooled table.
 set -e
-export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 TIMES=${TIMES:-eeg_tables_times.txt}
-R=${R:-../shared/data/eeg_bandpower}
-case $DS in
-  mahnob) D=mahnob_bandpower; F=MAHNOB-HCI;;
-  deap) D=deap_bandpower; F=DEAP;;
-  *) echo "DS=$DS: use DS=mahnob or DS=deap" >&2; exit 2;;
-esac
+. "$(dirname "$0")/_eeg_common.sh"
 P=${P:-loso}
 M="majority,logistic:modality=eeg,unimodal:modality=eeg,eeg_mlp_ens:modality=eeg,trees:modality=eeg"
 NAME=i14_${DS}_${P}_${T}_${SN}
 EXTRA=()
 if [ "${PS:-0}" = 1 ]; then NAME=${NAME}_persubject; EXTRA=(+protocol.per_subject=true); fi
 for m in ${M//,/ }; do
-  s=$(date +%s)
-  emodistill benchmark -e eeg_bandpower -d $D -m $m --seeds 1111-1115 --parallel auto --output runs/benchmarks --name $NAME \
-    $( [ -d runs/benchmarks/$NAME ] && echo --resume ) dataset.root=$R/$F dataset.target=$T protocol.name=$P protocol.subject_norm=$SN "${EXTRA[@]}"
-  echo "$NAME $m $(( $(date +%s)-s ))s load $(cut -d' ' -f1-3 /proc/loadavg)" >> $TIMES
+  timed_row $NAME -m $m --seeds 1111-1115 dataset.root=$R/$F dataset.target=$T protocol.name=$P \
+    protocol.subject_norm=$SN "${EXTRA[@]}"
 done
 emodistill benchmark -e eeg_bandpower -d $D -m $M --reference logistic --seeds 1111-1115 --parallel auto --output runs/benchmarks --name $NAME \
     --resume dataset.root=$R/$F dataset.target=$T protocol.name=$P protocol.subject_norm=$SN "${EXTRA[@]}"

@@ -9,14 +9,8 @@
 # The teacher is trained WITH dataset.montages (a teacher without them has another data
 # fingerprint and is refused when a student loads it).
 set -e
-export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 TIMES=${TIMES:-eeg_wearable_times.txt}
-R=${R:-../shared/data/eeg_bandpower}
-case $DS in
-  mahnob) D=mahnob_bandpower; F=MAHNOB-HCI;;
-  deap) D=deap_bandpower; F=DEAP;;
-  *) echo "DS=$DS: use DS=mahnob or DS=deap" >&2; exit 2;;
-esac
+. "$(dirname "$0")/_eeg_common.sh"
 P=${P:-loso}; T=${T:-valence}; MONT=${MONT:-frontal4}; SEEDS=${SEEDS:-1111-1115}
 NAME=${NAME:-i14l_${DS}_${P}_${T}_${MONT}}
 B=runs/benchmarks/$NAME/runs
@@ -30,11 +24,7 @@ ALL=()
 for m in $ROWS; do
   case $m in eeg_*kd*|eeg_mkd*) m="$m:$TU";; esac  # KD rows: taught by this folder's teacher
   ALL+=("$m")
-  s=$(date +%s)
-  emodistill benchmark -e eeg_bandpower -d $D -m "$m" --seeds $SEEDS --parallel auto \
-    --output runs/benchmarks --name $NAME $( [ -d runs/benchmarks/$NAME ] && echo --resume ) \
-    "${COMMON[@]}"
-  echo "$NAME $m $(( $(date +%s)-s ))s load $(cut -d' ' -f1-3 /proc/loadavg)" >> $TIMES
+  timed_row $NAME -m "$m" --seeds $SEEDS "${COMMON[@]}"
 done
 emodistill benchmark -e eeg_bandpower -d $D -m "$(IFS=,; echo "${ALL[*]}")" --seeds $SEEDS \
   --parallel auto --output runs/benchmarks --name $NAME --resume \

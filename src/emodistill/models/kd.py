@@ -51,15 +51,13 @@ from torch import Tensor, nn
 
 from emodistill.data.batch import Batch
 from emodistill.data.spec import DatasetSpec
-from emodistill.distill.losses import contrastive_alignment, feature_distance, soft_label_kd
+from emodistill.distill.losses import feature_kd_loss, soft_label_kd
+from emodistill.distill.losses.kd import FEATURE_KD
 from emodistill.distill.mixup import check_mixup_alpha, draw_mix, mix_batch, mixed_task_loss
 from emodistill.errors import ConfigError
 from emodistill.models.base import METHODS, MERModel, ModelOutput, build_method
 
-__all__ = ["HintonKD", "FeatureKD", "FEATURE_LOSSES", "probe_batch", "output_feature"]
-
-#: the ``feature_loss`` values :class:`FeatureKD` accepts
-FEATURE_LOSSES: tuple[str, ...] = ("mse", "cosine", "l1", "contrastive")
+__all__ = ["HintonKD", "FeatureKD", "probe_batch", "output_feature"]
 
 
 def probe_batch(spec: DatasetSpec, n: int = 2, device: torch.device | str = "cpu") -> Batch:
@@ -396,9 +394,9 @@ class FeatureKD(HintonKD):
                  projector: Literal["linear", "mlp"] = "linear", teacher_dim: int | None = None,
                  **kw: Any) -> None:
         super().__init__(**kw)
-        if feature_loss not in FEATURE_LOSSES:
-            raise ConfigError(f"method.feature_loss={feature_loss!r}; use one of "
-                              f"{', '.join(FEATURE_LOSSES)}")
+        if feature_loss not in FEATURE_KD:
+            raise ConfigError(f"method.feature_loss={feature_loss!r}; use one of mse, cosine, "
+                              "l1, contrastive")
         if (isinstance(feature_temperature, bool)
                 or not isinstance(feature_temperature, (int, float))
                 or not math.isfinite(feature_temperature) or feature_temperature <= 0):
@@ -492,12 +490,9 @@ class FeatureKD(HintonKD):
                 f"teacher's fused feature has width {zt.shape[-1]}; set method.teacher_dim="
                 f"{zt.shape[-1]} or leave it unset so it is read from the teacher"
             )
-        if self.feature_loss == "contrastive":  # InfoNCE over this batch's rows
-            terms["feature"] = contrastive_alignment(zs, zt, temperature=self.feature_temperature,
-                                                     detach_b=detach_teacher)
-        else:
-            terms["feature"] = feature_distance(zs, zt, kind=self.feature_loss,  # type: ignore[arg-type]
-                                                detach_teacher=detach_teacher)
+        terms["feature"] = feature_kd_loss(zs, zt, kind=self.feature_loss,  # type: ignore[arg-type]
+                                           temperature=self.feature_temperature,
+                                           detach_teacher=detach_teacher)
         return terms
 
     def distill_loss(self, terms: dict[str, Tensor]) -> Tensor:  # noqa: D102

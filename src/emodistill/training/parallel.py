@@ -1100,7 +1100,7 @@ def _train_chunk(setups: list[_Setup], dev: torch.device) -> None:
             b = rows.shape[1]
             # the mask values of the sequential fit: bernoulli 0/1 in float32, div_(1 - p)
             calls = plan.steps[step]
-            if calls and len({c[0] for c in calls}) == 1:  # one rate: one where for the step
+            if calls and len({c[0] for c in calls}) == 1:  # one rate: one multiply for the step
                 first, (_, shape_l, off_l) = calls[0][2], calls[-1]
                 block = _scaled(keep_masks[:, first:off_l + math.prod(shape_l)], dev,
                                 scale[calls[0][0]])

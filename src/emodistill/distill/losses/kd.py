@@ -128,8 +128,8 @@ def contrastive_alignment(
 
 
 def feature_kd_loss(student: Tensor, teacher: Tensor, *, kind: FeatureKD = "contrastive",
-               temperature: float = 0.1) -> Tensor:
-    """Feature-level KD in one of four forms (teacher side detached; HKD-MER's ``D_feat``).
+               temperature: float = 0.1, detach_teacher: bool = True) -> Tensor:
+    """Feature-level KD in one of four forms (HKD-MER's ``D_feat``; ``kd_feature``'s term).
 
     Parameters
     ----------
@@ -143,6 +143,8 @@ def feature_kd_loss(student: Tensor, teacher: Tensor, *, kind: FeatureKD = "cont
         of the batch; the others: :func:`feature_distance`.
     temperature : float
         InfoNCE temperature (only for ``contrastive``).
+    detach_teacher : bool
+        ``True``: no gradient into ``teacher``; ``False`` lets it through (MKD's feedback).
 
     Returns
     -------
@@ -150,7 +152,8 @@ def feature_kd_loss(student: Tensor, teacher: Tensor, *, kind: FeatureKD = "cont
         Scalar loss.
     """
     if kind == "contrastive":
-        return contrastive_alignment(student, teacher, temperature=temperature, detach_b=True)
+        return contrastive_alignment(student, teacher, temperature=temperature,
+                                     detach_b=detach_teacher)
     if kind in ("mse", "cosine", "l1"):
-        return feature_distance(student, teacher, kind=kind)
+        return feature_distance(student, teacher, kind=kind, detach_teacher=detach_teacher)
     raise ConfigError(f"feature_kd={kind!r}; use one of {list(FEATURE_KD)}")
